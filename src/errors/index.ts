@@ -1,0 +1,47 @@
+/**
+ * Typed errors with stable codes. Every error a user or a peer can see is a DfsError with one of
+ * these codes; the CLI maps the code to a one-line message and an exit code, and wire protocols
+ * carry the code verbatim. Codes are part of the public contract: never rename one.
+ */
+export const ERROR_CODES = {
+  ERR_INVALID_ARGUMENT: 'a parameter or option is out of range or malformed',
+  ERR_CHUNK_CORRUPT: 'chunk bytes do not match their BLAKE3 id',
+  ERR_CHUNK_NOT_FOUND: 'no such chunk in this store',
+  ERR_CHUNK_TOO_LARGE: 'chunk exceeds the size limit',
+  ERR_INVALID_CHUNK_ID: 'not a chunk id (64 lowercase hex characters)',
+  ERR_NO_SPACE: 'the disk is full',
+  ERR_IO: 'a disk operation failed',
+  ERR_STORE_CLOSED: 'the store is closed',
+  ERR_NOT_FOUND: 'no such file or directory',
+  ERR_USAGE: 'the command line is not valid',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class DfsError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DfsError';
+    this.code = code;
+  }
+}
+
+export function isDfsError(err: unknown, code?: ErrorCode): err is DfsError {
+  return err instanceof DfsError && (code === undefined || err.code === code);
+}
+
+/**
+ * Maps a Node.js system error from a disk operation to a DfsError, so that callers see
+ * ERR_NO_SPACE for a full disk (ENOSPC, EDQUOT) and ERR_IO for everything else.
+ */
+export function fromSystemError(err: unknown, what: string): DfsError {
+  if (err instanceof DfsError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new DfsError('ERR_NO_SPACE', `${what}: no space left on device`, { cause: err });
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  return new DfsError('ERR_IO', `${what}: ${detail}`, { cause: err });
+}
