@@ -39,7 +39,8 @@ export function isDfsError(err: unknown, code?: ErrorCode): err is DfsError {
 export function fromSystemError(err: unknown, what: string): DfsError {
   if (err instanceof DfsError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
+  // LevelDB reports a full disk as an IO error whose message carries the OS text.
+  if (code === 'ENOSPC' || code === 'EDQUOT' || /no space left on device/i.test(String((err as Error)?.message))) {
     return new DfsError('ERR_NO_SPACE', `${what}: no space left on device`, { cause: err });
   }
   const detail = err instanceof Error ? err.message : String(err);

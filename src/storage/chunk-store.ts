@@ -1,0 +1,433 @@
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, statfs, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { assertChunkId, type Blake3, type ChunkId, CHUNKER_LIMITS, isChunkId } from '../chunker/index.ts';
+import { DfsError, fromSystemError } from '../errors/index.ts';
+import { StoreLayout } from './layout.ts';
+import { CHUNK_KEY_PREFIX, type ChunkRecord, chunkKey, decodeRecord, encodeRecord, STATE_KEY } from './index-record.ts';
+
+export interface ChunkStoreOptions {
+  readonly dir: string;
+  readonly blake3: Blake3;
+  /** Largest chunk accepted. Default: the chunker's ceiling (64 MiB). */
+  readonly maxChunkBytes?: number;
+  /**
+   * Free space a put must leave behind, so the index (LevelDB) can always write and compact.
+   * A put that would go below it fails with ERR_NO_SPACE before writing. Default 16 MiB.
+   */
+  readonly reserveBytes?: number;
+  readonly clock?: () => number;
+}
+
+export interface PutResult {
+  /** False when the chunk was already stored (deduplicated). */
+  readonly stored: boolean;
+}
+
+export interface ChunkListing extends ChunkRecord {
+  readonly id: ChunkId;
+}
+
+export interface ChunkStoreStats {
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly freeBytes: number;
+  readonly totalBytes: number;
+}
+
+export interface RecoveryReport {
+  /** The previous process did not close the store (crash, kill); false for a new store. */
+  readonly wasDirty: boolean;
+  readonly tempFilesSwept: number;
+  /** Whole, verified chunk files found without an index entry, and indexed. */
+  readonly orphansAdopted: number;
+  /** Files under chunks/ that were not valid chunks, removed. */
+  readonly orphansRemoved: number;
+  /** Index entries whose file was missing, removed. */
+  readonly entriesDropped: number;
+}
+
+type Db = ClassicLevel<string, Uint8Array>;
+
+/**
+ * A node's durable chunk store: payload files plus a LevelDB index.
+ *
+ * Durability: a chunk is acknowledged only after its bytes were written to a temp file, fsynced,
+ * renamed to their final name and the directory fsynced (Kubo's flatfs), so no half-written
+ * chunk ever has a final name. The index is a cache of the files: it is written without sync,
+ * and after any unclean stop `open` reconciles it with the files (the clean-shutdown mark tells
+ * which). Every chunk is verified against its BLAKE3 id before it is stored, and by default when
+ * it is read. One process owns a store at a time (LevelDB's lock).
+ */
+export class ChunkStore {
+  readonly layout: StoreLayout;
+  readonly recovery: RecoveryReport;
+  readonly #db: Db;
+  readonly #blake3: Blake3;
+  readonly #maxChunkBytes: number;
+  readonly #reserveBytes: number;
+  readonly #clock: () => number;
+  /** The last mutation (put or delete) queued per chunk id: they run one at a time per id. */
+  readonly #idLocks = new Map<ChunkId, Promise<unknown>>();
+  readonly #knownShards = new Set<string>();
+  readonly #pending = new Set<Promise<unknown>>();
+  #tmpCounter = 0;
+  #chunks: number;
+  #bytes: number;
+  #closed = false;
+
+  private constructor(init: {
+    layout: StoreLayout;
+    db: Db;
+    options: ChunkStoreOptions;
+    recovery: RecoveryReport;
+    chunks: number;
+    bytes: number;
+  }) {
+    this.layout = init.layout;
+    this.#db = init.db;
+    this.recovery = init.recovery;
+    this.#blake3 = init.options.blake3;
+    this.#maxChunkBytes = init.options.maxChunkBytes ?? CHUNKER_LIMITS.maxSizeCeiling;
+    this.#reserveBytes = init.options.reserveBytes ?? 16 * 1024 * 1024;
+    this.#clock = init.options.clock ?? Date.now;
+    this.#chunks = init.chunks;
+    this.#bytes = init.bytes;
+  }
+
+  static async open(options: ChunkStoreOptions): Promise<ChunkStore> {
+    const layout = new StoreLayout(options.dir);
+    try {
+      await mkdir(layout.chunksDir, { recursive: true });
+      await mkdir(layout.tmpDir, { recursive: true });
+    } catch (err) {
+      throw fromSystemError(err, `cannot create chunk store in ${options.dir}`);
+    }
+    const db: Db = new ClassicLevel(layout.indexDir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    try {
+      await db.open();
+    } catch (err) {
+      const locked = /lock/i.test(String((err as Error)?.cause ?? err));
+      throw new DfsError('ERR_IO', locked ? `chunk store ${options.dir} is in use by another process` : `cannot open the chunk index in ${layout.indexDir}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      const state = decodeState(await db.get(STATE_KEY));
+      const recovery = await recover(layout, db, options.blake3, state, options.clock ?? Date.now);
+      const { chunks, bytes } = await countIndex(db);
+      // Marked open (synced) before any write: a crash from now on is seen at the next open.
+      await db.put(STATE_KEY, encodeState('open'), { sync: true });
+      return new ChunkStore({ layout, db, options, recovery, chunks, bytes });
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw fromSystemError(err, `cannot open chunk store ${options.dir}`);
+    }
+  }
+
+  /** Stores a chunk after checking its bytes hash to `id`. Idempotent; safe to call concurrently. */
+  put(id: ChunkId, data: Uint8Array | readonly Uint8Array[]): Promise<PutResult> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      assertChunkId(id);
+      const pieces = data instanceof Uint8Array ? [data] : data;
+      const size = pieces.reduce((n, p) => n + p.length, 0);
+      if (size > this.#maxChunkBytes) {
+        throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${this.#maxChunkBytes}`);
+      }
+      const actual = this.#blake3.hashHex(pieces);
+      if (actual !== id) {
+        throw new DfsError('ERR_CHUNK_CORRUPT', `chunk bytes hash to ${actual}, not to their id ${id}`);
+      }
+      // A second put of the same chunk waits for the first and then finds it stored (dedup).
+      return this.#exclusive(id, () => this.#putNew(id, pieces, size));
+    });
+  }
+
+  /** Runs `op` after every earlier mutation of the same id has settled. */
+  async #exclusive<T>(id: ChunkId, op: () => Promise<T>): Promise<T> {
+    const previous = this.#idLocks.get(id);
+    const run = (previous ?? Promise.resolve()).catch(() => {}).then(op);
+    this.#idLocks.set(id, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#idLocks.get(id) === run) this.#idLocks.delete(id);
+    }
+  }
+
+  async #putNew(id: ChunkId, pieces: readonly Uint8Array[], size: number): Promise<PutResult> {
+    if ((await this.#db.get(chunkKey(id))) !== undefined) return { stored: false };
+    await this.#checkSpace(size, id);
+    const tmpPath = join(this.layout.tmpDir, `${id}.${process.pid}.${this.#tmpCounter++}`);
+    const finalPath = this.layout.chunkPath(id);
+    try {
+      await writeDurably(tmpPath, pieces);
+      const shardDir = await this.#ensureShard(id);
+      await rename(tmpPath, finalPath);
+      await fsyncDir(shardDir);
+    } catch (err) {
+      await unlink(tmpPath).catch(() => {});
+      throw fromSystemError(err, `cannot store chunk ${id}`);
+    }
+    const now = this.#clock();
+    try {
+      await this.#db.put(chunkKey(id), encodeRecord({ size, storedAtMs: now, verifiedAtMs: now }));
+    } catch (err) {
+      // The file is durable; the index entry will be rebuilt at the next unclean open. Report
+      // the failure rather than acknowledge a chunk the index cannot list.
+      throw fromSystemError(err, `cannot index chunk ${id}`);
+    }
+    this.#chunks += 1;
+    this.#bytes += size;
+    return { stored: true };
+  }
+
+  /** The chunk's bytes, verified against its id unless `verify: false`. */
+  get(id: ChunkId, options: { verify?: boolean } = {}): Promise<Uint8Array> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      assertChunkId(id);
+      let bytes: Uint8Array;
+      try {
+        bytes = await readFile(this.layout.chunkPath(id));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new DfsError('ERR_CHUNK_NOT_FOUND', `chunk ${id} is not in this store`);
+        }
+        throw fromSystemError(err, `cannot read chunk ${id}`);
+      }
+      if (options.verify !== false) {
+        const actual = this.#blake3.hashHex(bytes);
+        if (actual !== id) {
+          throw new DfsError('ERR_CHUNK_CORRUPT', `stored chunk ${id} is corrupt on disk (its bytes hash to ${actual})`);
+        }
+        await this.#touchVerified(id);
+      }
+      return bytes;
+    });
+  }
+
+  async has(id: ChunkId): Promise<boolean> {
+    this.#assertOpen();
+    if (!isChunkId(id)) return false;
+    return (await this.#db.get(chunkKey(id))) !== undefined;
+  }
+
+  /** The index record of a chunk, or undefined. */
+  async info(id: ChunkId): Promise<ChunkRecord | undefined> {
+    this.#assertOpen();
+    assertChunkId(id);
+    const raw = await this.#db.get(chunkKey(id));
+    return raw === undefined ? undefined : decodeRecord(raw);
+  }
+
+  /** Removes a chunk. Returns false when it was not stored. */
+  delete(id: ChunkId): Promise<boolean> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      assertChunkId(id);
+      return this.#exclusive(id, () => this.#deleteExisting(id));
+    });
+  }
+
+  async #deleteExisting(id: ChunkId): Promise<boolean> {
+    const raw = await this.#db.get(chunkKey(id));
+    if (raw === undefined) return false;
+    // Index first, then file: a crash in between leaves a file that recovery re-adopts
+    // (harmless, GC deletes it again) rather than an entry that lists a missing chunk.
+    try {
+      await this.#db.del(chunkKey(id));
+      await unlink(this.layout.chunkPath(id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `cannot delete chunk ${id}`);
+    }
+    this.#chunks -= 1;
+    this.#bytes -= decodeRecord(raw)?.size ?? 0;
+    return true;
+  }
+
+  /** Every stored chunk, in id order, streamed from the index. */
+  async *list(): AsyncGenerator<ChunkListing> {
+    this.#assertOpen();
+    for await (const [key, value] of this.#db.iterator({ gte: CHUNK_KEY_PREFIX, lt: CHUNK_KEY_PREFIX + '\xff' })) {
+      const record = decodeRecord(value);
+      if (record) yield { id: key.slice(CHUNK_KEY_PREFIX.length), ...record };
+    }
+  }
+
+  async stats(): Promise<ChunkStoreStats> {
+    this.#assertOpen();
+    const fs = await statfs(this.layout.root);
+    return { chunks: this.#chunks, bytes: this.#bytes, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
+  }
+
+  /** Waits for operations under way, marks the store clean and closes it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#pending]);
+    try {
+      await this.#db.put(STATE_KEY, encodeState('clean'), { sync: true });
+    } finally {
+      await this.#db.close();
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DfsError('ERR_STORE_CLOSED', `chunk store ${this.layout.root} is closed`);
+  }
+
+  #track<T>(op: () => Promise<T>): Promise<T> {
+    const p = op();
+    this.#pending.add(p);
+    const forget = () => this.#pending.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  async #checkSpace(size: number, id: ChunkId): Promise<void> {
+    let free: number;
+    try {
+      const fs = await statfs(this.layout.root);
+      free = fs.bavail * fs.bsize;
+    } catch (err) {
+      throw fromSystemError(err, `cannot check free space for chunk ${id}`);
+    }
+    if (free - size < this.#reserveBytes) {
+      throw new DfsError('ERR_NO_SPACE', `no space for chunk ${id} (${size} bytes): ${free} bytes free, ${this.#reserveBytes} reserved`);
+    }
+  }
+
+  async #ensureShard(id: ChunkId): Promise<string> {
+    const [outer, inner] = this.layout.shardDirs(id);
+    if (this.#knownShards.has(inner)) return inner;
+    // mkdir then fsync the parent of each created directory, so that the directory entry of a
+    // new shard is as durable as the chunk renamed into it.
+    if ((await mkdir(outer, { recursive: true })) !== undefined) await fsyncDir(this.layout.chunksDir);
+    if ((await mkdir(inner, { recursive: true })) !== undefined) await fsyncDir(outer);
+    this.#knownShards.add(inner);
+    return inner;
+  }
+
+  async #touchVerified(id: ChunkId): Promise<void> {
+    const raw = await this.#db.get(chunkKey(id));
+    const record = raw && decodeRecord(raw);
+    if (record) await this.#db.put(chunkKey(id), encodeRecord({ ...record, verifiedAtMs: this.#clock() }));
+  }
+}
+
+type StoreState = 'open' | 'clean';
+
+function encodeState(state: StoreState): Uint8Array {
+  return new TextEncoder().encode(state);
+}
+
+function decodeState(raw: Uint8Array | undefined): string | undefined {
+  return raw === undefined ? undefined : new TextDecoder().decode(raw);
+}
+
+async function writeDurably(path: string, pieces: readonly Uint8Array[]): Promise<void> {
+  const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+  try {
+    if (pieces.length > 0) await fh.writev(pieces as Uint8Array[]);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function countIndex(db: Db): Promise<{ chunks: number; bytes: number }> {
+  let chunks = 0;
+  let bytes = 0;
+  for await (const value of db.values({ gte: CHUNK_KEY_PREFIX, lt: CHUNK_KEY_PREFIX + '\xff' })) {
+    const record = decodeRecord(value);
+    if (record) {
+      chunks += 1;
+      bytes += record.size;
+    }
+  }
+  return { chunks, bytes };
+}
+
+/**
+ * Makes the index agree with the files after an unclean stop. The temp directory is always
+ * emptied; the full walk of chunks/ runs only when the store was not closed cleanly.
+ */
+async function recover(
+  layout: StoreLayout,
+  db: Db,
+  blake3: Blake3,
+  state: string | undefined,
+  clock: () => number,
+): Promise<RecoveryReport> {
+  const wasDirty = state === 'open';
+  let tempFilesSwept = 0;
+  for (const name of await readdir(layout.tmpDir)) {
+    await rm(join(layout.tmpDir, name), { force: true, recursive: true });
+    tempFilesSwept += 1;
+  }
+  let orphansAdopted = 0;
+  let orphansRemoved = 0;
+  let entriesDropped = 0;
+  // A new (or lost) index is rebuilt from the files the same way as after a crash.
+  if (state !== 'clean') {
+    for await (const { id, path } of walkChunkFiles(layout)) {
+      if (isChunkId(id) && (await db.get(chunkKey(id))) !== undefined) continue;
+      // Renamed into place only after fsync, so an unindexed chunk file is whole; verify anyway.
+      const bytes = isChunkId(id) && path === layout.chunkPath(id) ? await readFile(path) : undefined;
+      if (bytes && blake3.hashHex(bytes) === id) {
+        const now = clock();
+        await db.put(chunkKey(id), encodeRecord({ size: bytes.length, storedAtMs: now, verifiedAtMs: now }));
+        orphansAdopted += 1;
+      } else {
+        await rm(path, { force: true, recursive: true });
+        orphansRemoved += 1;
+      }
+    }
+    const missing: string[] = [];
+    for await (const key of db.keys({ gte: CHUNK_KEY_PREFIX, lt: CHUNK_KEY_PREFIX + '\xff' })) {
+      const id = key.slice(CHUNK_KEY_PREFIX.length);
+      if (!isChunkId(id) || !(await exists(layout.chunkPath(id)))) missing.push(key);
+    }
+    for (const key of missing) await db.del(key);
+    entriesDropped = missing.length;
+  }
+  return { wasDirty, tempFilesSwept, orphansAdopted, orphansRemoved, entriesDropped };
+}
+
+async function* walkChunkFiles(layout: StoreLayout): AsyncGenerator<{ id: string; path: string }> {
+  for (const outer of await readdir(layout.chunksDir)) {
+    const outerPath = join(layout.chunksDir, outer);
+    for (const inner of await readdirOrEmpty(outerPath)) {
+      const innerPath = join(outerPath, inner);
+      for (const name of await readdirOrEmpty(innerPath)) yield { id: name, path: join(innerPath, name) };
+    }
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR' || (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await (await open(path, fsc.O_RDONLY)).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
