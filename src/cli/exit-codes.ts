@@ -1,0 +1,32 @@
+import type { ErrorCode } from '../errors/index.ts';
+
+/** Process exit codes, stable for scripts. Anything unexpected (a bug) is 70 (EX_SOFTWARE). */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  notFound: 3,
+  corrupt: 4,
+  noSpace: 5,
+  bug: 70,
+} as const;
+
+export function exitCodeOf(code: ErrorCode): number {
+  switch (code) {
+    case 'ERR_USAGE':
+    case 'ERR_INVALID_ARGUMENT':
+    case 'ERR_INVALID_CHUNK_ID':
+      return EXIT.usage;
+    case 'ERR_NOT_FOUND':
+    case 'ERR_CHUNK_NOT_FOUND':
+      return EXIT.notFound;
+    case 'ERR_CHUNK_CORRUPT':
+      return EXIT.corrupt;
+    case 'ERR_NO_SPACE':
+      return EXIT.noSpace;
+    case 'ERR_CHUNK_TOO_LARGE':
+    case 'ERR_IO':
+    case 'ERR_STORE_CLOSED':
+      return EXIT.failure;
+  }
+}
