@@ -74,7 +74,7 @@ describe('ChunkStore', () => {
     expect(isDfsError(await errorOf(store.put(a.id, tampered)), 'ERR_CHUNK_CORRUPT')).toBe(true);
     expect(await store.has(a.id)).toBe(false);
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
-    expect(await readdir(join(dir, 'chunks'))).toEqual([]);
+    expect(await readFile(store.layout.chunkPath(a.id)).catch((e: NodeJS.ErrnoException) => e.code)).toBe('ENOENT');
     await store.close();
   });
 
@@ -100,6 +100,20 @@ describe('ChunkStore', () => {
     await writeFile(path, onDisk);
     expect(isDfsError(await errorOf(store.get(c.id)), 'ERR_CHUNK_CORRUPT')).toBe(true);
     expect(Buffer.from(await store.get(c.id, { verify: false })).equals(onDisk)).toBe(true);
+    await store.close();
+  });
+
+  it('verify() re-reads a chunk and records when; get() writes nothing', async () => {
+    let nowMs = 1_000;
+    const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0, clock: () => nowMs });
+    const c = chunk(new SeededBytes(14), 5000);
+    await store.put(c.id, c.bytes);
+    expect(await store.info(c.id)).toEqual({ size: 5000, storedAtMs: 1_000, verifiedAtMs: 1_000 });
+    nowMs = 2_000;
+    await store.get(c.id);
+    expect((await store.info(c.id))?.verifiedAtMs).toBe(1_000);
+    await store.verify(c.id);
+    expect(await store.info(c.id)).toEqual({ size: 5000, storedAtMs: 1_000, verifiedAtMs: 2_000 });
     await store.close();
   });
 
@@ -183,12 +197,12 @@ describe('ChunkStore', () => {
     const dir = await tempDir();
     const store = await openStore(dir);
     const c = chunk(new SeededBytes(8), 4000);
-    await writeFile(join(dir, 'chunks', c.id.slice(0, 2)), 'in the way');
+    await writeFile(join(dir, 'chunks', c.id.slice(0, 2), c.id.slice(2, 4)), 'in the way');
     expect(isDfsError(await errorOf(store.put(c.id, c.bytes)), 'ERR_IO')).toBe(true);
     expect(await store.has(c.id)).toBe(false);
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
     const other = chunk(new SeededBytes(9), 4000);
-    expect(other.id.slice(0, 2)).not.toBe(c.id.slice(0, 2));
+    expect(other.id.slice(0, 4)).not.toBe(c.id.slice(0, 4));
     expect(await store.put(other.id, other.bytes)).toEqual({ stored: true });
     await store.close();
   });
