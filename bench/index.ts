@@ -12,13 +12,6 @@ const benches: Record<string, () => Promise<void>> = {
   store: runStoreBench,
 };
 
-try {
-  const { runRaftBench } = (await import('./raft.ts')) as { runRaftBench: () => Promise<void> };
-  benches.raft = runRaftBench;
-} catch (err) {
-  if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-}
-
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in benches)) {
