@@ -17,9 +17,20 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_INVALID_ARGUMENT':
     case 'ERR_INVALID_CHUNK_ID':
       return EXIT.usage;
+    case 'ERR_INVALID_PATH':
+    case 'ERR_INVALID_MANIFEST':
+      return EXIT.usage;
     case 'ERR_NOT_FOUND':
     case 'ERR_CHUNK_NOT_FOUND':
       return EXIT.notFound;
+    case 'ERR_EXISTS':
+    case 'ERR_NOT_DIR':
+    case 'ERR_IS_DIR':
+    case 'ERR_NOT_EMPTY':
+    case 'ERR_STALE_REQUEST':
+    case 'ERR_NOT_LEADER':
+    case 'ERR_NO_QUORUM':
+      return EXIT.failure;
     case 'ERR_CHUNK_CORRUPT':
       return EXIT.corrupt;
     case 'ERR_NO_SPACE':

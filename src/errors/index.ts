@@ -14,6 +14,15 @@ export const ERROR_CODES = {
   ERR_STORE_CLOSED: 'the store is closed',
   ERR_NOT_FOUND: 'no such file or directory',
   ERR_USAGE: 'the command line is not valid',
+  ERR_INVALID_PATH: 'not a valid dfs path',
+  ERR_EXISTS: 'the path already exists',
+  ERR_NOT_DIR: 'a path component is not a directory',
+  ERR_IS_DIR: 'the path is a directory',
+  ERR_NOT_EMPTY: 'the directory is not empty',
+  ERR_INVALID_MANIFEST: 'the file manifest is malformed',
+  ERR_STALE_REQUEST: 'a newer request from this client was already applied',
+  ERR_NOT_LEADER: 'this master is not the leader',
+  ERR_NO_QUORUM: 'no quorum of masters answered',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
