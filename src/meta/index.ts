@@ -1,0 +1,8 @@
+/** The metadata state machine the masters replicate: namespace, manifests, nodes, sessions. */
+export { MetaState } from './state.ts';
+export type { Entry, DirEntry, FileEntry, NodeRecord, ClusterSettings, ListedEntry, SnapshotRecord, MetaStateOptions } from './state.ts';
+export type { MetaCommand, MetaEnvelope, ApplyResult, NodeState } from './commands.ts';
+export { NODE_STATES } from './commands.ts';
+export { validateManifest, encodeManifest, manifestId, MAX_MANIFEST_CHUNKS } from './manifest.ts';
+export type { Manifest } from './manifest.ts';
+export { normalizePath, parentOf, baseName, joinPath, isWithin, ROOT, PATH_LIMITS } from './paths.ts';

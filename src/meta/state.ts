@@ -1,0 +1,482 @@
+import type { Blake3 } from '../chunker/index.ts';
+import { DfsError, isDfsError } from '../errors/index.ts';
+import { type ApplyResult, type MetaCommand, type MetaEnvelope, NODE_STATES, type NodeState } from './commands.ts';
+import { type Manifest, validateManifest } from './manifest.ts';
+import { baseName, isWithin, joinPath, normalizePath, parentOf, ROOT } from './paths.ts';
+
+export interface DirEntry {
+  readonly kind: 'dir';
+  readonly owner: string;
+  readonly mtimeMs: number;
+}
+
+export interface FileEntry {
+  readonly kind: 'file';
+  readonly owner: string;
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly manifest: Manifest;
+}
+
+export type Entry = DirEntry | FileEntry;
+
+export interface NodeRecord {
+  readonly id: string;
+  readonly addrs: readonly string[];
+  readonly capacityBytes: number;
+  readonly state: NodeState;
+  readonly registeredAtMs: number;
+  readonly stateSinceMs: number;
+}
+
+export interface ClusterSettings {
+  readonly replicationFactor: number;
+}
+
+interface Session {
+  readonly seq: number;
+  readonly result: ApplyResult;
+}
+
+export interface ListedEntry {
+  readonly name: string;
+  readonly path: string;
+  readonly kind: Entry['kind'];
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly owner: string;
+}
+
+export type SnapshotRecord =
+  | { readonly t: 'header'; readonly version: 1; readonly appliedIndex: number; readonly settings: ClusterSettings }
+  | { readonly t: 'entry'; readonly path: string; readonly entry: Entry }
+  | { readonly t: 'node'; readonly node: NodeRecord }
+  | { readonly t: 'session'; readonly clientId: string; readonly seq: number; readonly result: ApplyResult };
+
+export interface MetaStateOptions {
+  /** Client sessions remembered for exactly-once retries; the least recently used go first. */
+  readonly maxSessions?: number;
+  readonly settings?: ClusterSettings;
+}
+
+const MAX_ID_CHARS = 256;
+const MAX_NODE_ADDRS = 32;
+
+/**
+ * The replicated metadata state machine: namespace, manifests, chunk reference counts, node
+ * registry and client sessions. `apply` is deterministic — it reads nothing but its inputs —
+ * so every master that applies the same log holds the same state (checked by `stateHash`).
+ * Expected refusals (ERR_EXISTS, ERR_NOT_FOUND, ...) are results, not exceptions; a command is
+ * validated whole before anything changes, so a refused command leaves no trace.
+ */
+export class MetaState {
+  readonly #entries = new Map<string, Entry>();
+  /** Sorted child names per directory, for paged listing. */
+  readonly #children = new Map<string, string[]>();
+  readonly #refs = new Map<string, number>();
+  readonly #nodes = new Map<string, NodeRecord>();
+  /** Map order is least- to most-recently used: eviction takes the first. */
+  readonly #sessions = new Map<string, Session>();
+  readonly #maxSessions: number;
+  #settings: ClusterSettings;
+  #appliedIndex = 0;
+
+  constructor(options: MetaStateOptions = {}) {
+    this.#maxSessions = options.maxSessions ?? 10_000;
+    this.#settings = options.settings ?? { replicationFactor: 3 };
+    this.#entries.set(ROOT, { kind: 'dir', owner: 'root', mtimeMs: 0 });
+    this.#children.set(ROOT, []);
+  }
+
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+
+  get settings(): ClusterSettings {
+    return this.#settings;
+  }
+
+  /** Applies the log entry at `index`. Indexes must increase; a command applies at most once per session. */
+  apply(index: number, envelope: MetaEnvelope): ApplyResult {
+    if (!(Number.isSafeInteger(index) && index > this.#appliedIndex)) {
+      throw new Error(`apply out of order: index ${index} after ${this.#appliedIndex}`);
+    }
+    this.#appliedIndex = index;
+    const { clientId, seq } = envelope;
+    const session = this.#sessions.get(clientId);
+    if (session && seq <= session.seq) {
+      if (seq === session.seq) return session.result; // a retry: the first result, no second effect
+      return refusal('ERR_STALE_REQUEST', `request ${seq} of client ${clientId} is older than ${session.seq}, already applied`);
+    }
+    const result = this.#execute(envelope.cmd);
+    if (clientId !== '') this.#remember(clientId, { seq, result });
+    return result;
+  }
+
+  #remember(clientId: string, session: Session): void {
+    this.#sessions.delete(clientId);
+    this.#sessions.set(clientId, session);
+    if (this.#sessions.size > this.#maxSessions) {
+      const oldest = this.#sessions.keys().next().value as string;
+      this.#sessions.delete(oldest);
+    }
+  }
+
+  #execute(cmd: MetaCommand): ApplyResult {
+    try {
+      switch (cmd.op) {
+        case 'mkdir':
+          return this.#mkdir(cmd);
+        case 'commitFile':
+          return this.#commitFile(cmd);
+        case 'rm':
+          return this.#rm(cmd);
+        case 'mv':
+          return this.#mv(cmd);
+        case 'registerNode':
+          return this.#registerNode(cmd);
+        case 'setNodeState':
+          return this.#setNodeState(cmd);
+        case 'noop':
+          return { ok: true };
+        default:
+          return refusal('ERR_INVALID_ARGUMENT', `unknown command ${JSON.stringify((cmd as { op?: unknown }).op)}`);
+      }
+    } catch (err) {
+      if (isDfsError(err)) return refusal(err.code, err.message);
+      throw err; // a bug: fail loudly rather than let replicas drift
+    }
+  }
+
+  // ---- namespace commands ----
+
+  #mkdir(cmd: Extract<MetaCommand, { op: 'mkdir' }>): ApplyResult {
+    const path = normalizePath(cmd.path);
+    const owner = checkedId(cmd.owner, 'owner');
+    const nowMs = checkedTime(cmd.nowMs);
+    const existing = this.#entries.get(path);
+    if (existing) {
+      if (existing.kind === 'dir' && cmd.parents) return { ok: true, value: { created: [] } };
+      return refusal('ERR_EXISTS', `${path} already exists`);
+    }
+    const missing = this.#missingAncestors(path, cmd.parents);
+    for (const dir of [...missing, path]) this.#insert(dir, { kind: 'dir', owner, mtimeMs: nowMs });
+    return { ok: true, value: { created: [...missing, path] } };
+  }
+
+  #commitFile(cmd: Extract<MetaCommand, { op: 'commitFile' }>): ApplyResult {
+    const path = normalizePath(cmd.path);
+    if (path === ROOT) return refusal('ERR_IS_DIR', '/ is a directory');
+    const manifest = validateManifest(cmd.manifest);
+    const owner = checkedId(cmd.owner, 'owner');
+    const nowMs = checkedTime(cmd.nowMs);
+    const existing = this.#entries.get(path);
+    if (existing?.kind === 'dir') return refusal('ERR_IS_DIR', `${path} is a directory`);
+    if (existing && cmd.ifAbsent) return refusal('ERR_EXISTS', `${path} already exists`);
+    const missing = this.#missingAncestors(path, cmd.parents);
+    for (const dir of missing) this.#insert(dir, { kind: 'dir', owner, mtimeMs: nowMs });
+    const entry: FileEntry = { kind: 'file', owner, mtimeMs: nowMs, size: manifest.size, manifest };
+    this.#addRefs(manifest);
+    let freed: string[] = [];
+    if (existing) {
+      freed = this.#dropRefs(existing.manifest);
+      this.#entries.set(path, entry);
+    } else {
+      this.#insert(path, entry);
+    }
+    return { ok: true, value: { replaced: existing !== undefined, freedChunks: freed } };
+  }
+
+  #rm(cmd: Extract<MetaCommand, { op: 'rm' }>): ApplyResult {
+    const path = normalizePath(cmd.path);
+    if (path === ROOT) return refusal('ERR_INVALID_PATH', 'the root directory cannot be removed');
+    const entry = this.#entries.get(path);
+    if (!entry) return refusal('ERR_NOT_FOUND', `${path}: no such file or directory`);
+    const subtree = this.#subtree(path);
+    if (entry.kind === 'dir' && subtree.length > 1 && !cmd.recursive) {
+      return refusal('ERR_NOT_EMPTY', `${path} is a directory and not empty (use recursive)`);
+    }
+    const freed: string[] = [];
+    for (const p of subtree.reverse()) {
+      const e = this.#entries.get(p)!;
+      if (e.kind === 'file') freed.push(...this.#dropRefs(e.manifest));
+      this.#remove(p);
+    }
+    return { ok: true, value: { removed: subtree.length, freedChunks: freed } };
+  }
+
+  #mv(cmd: Extract<MetaCommand, { op: 'mv' }>): ApplyResult {
+    const from = normalizePath(cmd.from);
+    const to = normalizePath(cmd.to);
+    const nowMs = checkedTime(cmd.nowMs);
+    if (from === ROOT) return refusal('ERR_INVALID_PATH', 'the root directory cannot be moved');
+    const source = this.#entries.get(from);
+    if (!source) return refusal('ERR_NOT_FOUND', `${from}: no such file or directory`);
+    if (from === to) return { ok: true, value: { replaced: false, freedChunks: [] } };
+    if (isWithin(to, from)) return refusal('ERR_INVALID_PATH', `cannot move ${from} into itself`);
+    const parent = this.#entries.get(parentOf(to));
+    if (!parent) return refusal('ERR_NOT_FOUND', `${parentOf(to)}: no such directory`);
+    if (parent.kind !== 'dir') return refusal('ERR_NOT_DIR', `${parentOf(to)} is not a directory`);
+    const target = this.#entries.get(to);
+    // Like rename(2): a file replaces a file atomically; anything else must not exist.
+    if (target && !(target.kind === 'file' && source.kind === 'file')) {
+      return refusal('ERR_EXISTS', `${to} already exists`);
+    }
+    let freed: string[] = [];
+    if (target?.kind === 'file') {
+      freed = this.#dropRefs(target.manifest);
+      this.#remove(to);
+    }
+    const moved = this.#subtree(from);
+    const entries = moved.map((p) => [p, this.#entries.get(p)!] as const);
+    for (const p of [...moved].reverse()) this.#remove(p);
+    for (const [p, e] of entries) {
+      const newPath = to + p.slice(from.length);
+      this.#insert(newPath, p === from ? { ...e, mtimeMs: nowMs } : e);
+    }
+    return { ok: true, value: { replaced: target !== undefined, freedChunks: freed } };
+  }
+
+  // ---- node registry ----
+
+  #registerNode(cmd: Extract<MetaCommand, { op: 'registerNode' }>): ApplyResult {
+    const id = checkedId(cmd.nodeId, 'nodeId');
+    const nowMs = checkedTime(cmd.nowMs);
+    if (!Array.isArray(cmd.addrs) || cmd.addrs.length > MAX_NODE_ADDRS || !cmd.addrs.every((a) => typeof a === 'string' && a.length > 0 && a.length <= 1024)) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `a node has 1..${MAX_NODE_ADDRS} addresses of at most 1024 characters`);
+    }
+    if (!Number.isSafeInteger(cmd.capacityBytes) || cmd.capacityBytes < 0) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', 'capacityBytes must be a non-negative integer');
+    }
+    const previous = this.#nodes.get(id);
+    const node: NodeRecord = {
+      id,
+      addrs: [...cmd.addrs],
+      capacityBytes: cmd.capacityBytes,
+      state: 'alive',
+      registeredAtMs: previous?.registeredAtMs ?? nowMs,
+      stateSinceMs: previous?.state === 'alive' ? previous.stateSinceMs : nowMs,
+    };
+    this.#nodes.set(id, node);
+    return { ok: true, value: { node, rejoined: previous !== undefined } };
+  }
+
+  #setNodeState(cmd: Extract<MetaCommand, { op: 'setNodeState' }>): ApplyResult {
+    const id = checkedId(cmd.nodeId, 'nodeId');
+    const nowMs = checkedTime(cmd.nowMs);
+    if (!NODE_STATES.includes(cmd.state)) throw new DfsError('ERR_INVALID_ARGUMENT', `unknown node state ${JSON.stringify(cmd.state)}`);
+    const node = this.#nodes.get(id);
+    if (!node) return refusal('ERR_NOT_FOUND', `no node ${id}`);
+    if (node.state !== cmd.state) this.#nodes.set(id, { ...node, state: cmd.state, stateSinceMs: nowMs });
+    return { ok: true };
+  }
+
+  // ---- reads ----
+
+  stat(path: string): Entry | undefined {
+    return this.#entries.get(normalizePath(path));
+  }
+
+  /** One page of a directory, in name order, starting after `after`. */
+  list(path: string, options: { after?: string; limit?: number } = {}): { entries: ListedEntry[]; next?: string } {
+    const dir = normalizePath(path);
+    const entry = this.#entries.get(dir);
+    if (!entry) throw new DfsError('ERR_NOT_FOUND', `${dir}: no such file or directory`);
+    if (entry.kind !== 'dir') throw new DfsError('ERR_NOT_DIR', `${dir} is not a directory`);
+    const limit = Math.max(1, Math.min(options.limit ?? 1000, 10_000));
+    const names = this.#children.get(dir)!;
+    const start = options.after === undefined ? 0 : upperBound(names, options.after);
+    const page = names.slice(start, start + limit).map((name) => {
+      const childPath = joinPath(dir, name);
+      const e = this.#entries.get(childPath)!;
+      return { name, path: childPath, kind: e.kind, size: e.kind === 'file' ? e.size : 0, mtimeMs: e.mtimeMs, owner: e.owner };
+    });
+    const more = start + limit < names.length;
+    return more ? { entries: page, next: page[page.length - 1]!.name } : { entries: page };
+  }
+
+  nodes(): NodeRecord[] {
+    return [...this.#nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  node(id: string): NodeRecord | undefined {
+    return this.#nodes.get(id);
+  }
+
+  /** How many manifest slots reference a chunk (0 when none). */
+  refCount(chunkId: string): number {
+    return this.#refs.get(chunkId) ?? 0;
+  }
+
+  get counts(): { entries: number; files: number; chunksReferenced: number; nodes: number; sessions: number } {
+    let files = 0;
+    for (const e of this.#entries.values()) if (e.kind === 'file') files += 1;
+    return { entries: this.#entries.size, files, chunksReferenced: this.#refs.size, nodes: this.#nodes.size, sessions: this.#sessions.size };
+  }
+
+  // ---- snapshot, restore, hash ----
+
+  /**
+   * The whole state as a stream of records in a canonical order (entries by path, sessions by
+   * recency), so a snapshot never needs one giant buffer and equal states stream equal records.
+   * Reference counts are not stored: restore recounts them from the manifests.
+   */
+  *snapshotRecords(): Generator<SnapshotRecord> {
+    yield { t: 'header', version: 1, appliedIndex: this.#appliedIndex, settings: this.#settings };
+    for (const path of [...this.#entries.keys()].sort()) yield { t: 'entry', path, entry: this.#entries.get(path)! };
+    for (const node of this.nodes()) yield { t: 'node', node };
+    for (const [clientId, s] of this.#sessions) yield { t: 'session', clientId, seq: s.seq, result: s.result };
+  }
+
+  static async restore(records: AsyncIterable<SnapshotRecord> | Iterable<SnapshotRecord>, options: MetaStateOptions = {}): Promise<MetaState> {
+    let state: MetaState | undefined;
+    for await (const r of records) {
+      if (!state) {
+        if (r.t !== 'header' || r.version !== 1) throw new DfsError('ERR_IO', 'metadata snapshot does not start with a version 1 header');
+        state = new MetaState({ ...options, settings: r.settings });
+        state.#appliedIndex = r.appliedIndex;
+        continue;
+      }
+      switch (r.t) {
+        case 'entry':
+          // Sorted by path, so every parent arrives before its children.
+          if (r.path === ROOT) state.#entries.set(ROOT, r.entry);
+          else state.#insert(r.path, r.entry);
+          if (r.entry.kind === 'file') state.#addRefs(r.entry.manifest);
+          break;
+        case 'node':
+          state.#nodes.set(r.node.id, r.node);
+          break;
+        case 'session':
+          state.#sessions.set(r.clientId, { seq: r.seq, result: r.result });
+          break;
+        case 'header':
+          throw new DfsError('ERR_IO', 'metadata snapshot has a second header');
+      }
+    }
+    if (!state) throw new DfsError('ERR_IO', 'metadata snapshot is empty');
+    return state;
+  }
+
+  /** BLAKE3 over the canonical snapshot stream: equal on every master that applied the same log. */
+  stateHash(blake3: Blake3): string {
+    const encoder = new TextEncoder();
+    const parts: Uint8Array[] = [];
+    for (const r of this.snapshotRecords()) parts.push(encoder.encode(JSON.stringify(r)), encoder.encode('\n'));
+    return blake3.hashHex(parts);
+  }
+
+  /** Structural invariants; throws on the first violation. For tests and debug builds. */
+  checkInvariants(): void {
+    const recount = new Map<string, number>();
+    for (const [path, entry] of this.#entries) {
+      if (path !== ROOT) {
+        const parent = this.#entries.get(parentOf(path));
+        if (parent?.kind !== 'dir') throw new Error(`invariant: ${path} has no parent directory`);
+        if (!this.#children.get(parentOf(path))!.includes(baseName(path))) throw new Error(`invariant: ${path} not listed in its parent`);
+      }
+      if (entry.kind === 'dir' && !this.#children.has(path)) throw new Error(`invariant: directory ${path} has no child list`);
+      if (entry.kind === 'file') for (const [id] of entry.manifest.chunks) recount.set(id, (recount.get(id) ?? 0) + 1);
+    }
+    for (const [dir, names] of this.#children) {
+      for (let i = 1; i < names.length; i++) if (!(names[i - 1]! < names[i]!)) throw new Error(`invariant: children of ${dir} not sorted`);
+      for (const n of names) if (!this.#entries.has(joinPath(dir, n))) throw new Error(`invariant: ${dir} lists missing ${n}`);
+    }
+    if (recount.size !== this.#refs.size) throw new Error('invariant: reference counts disagree with a recount');
+    for (const [id, n] of recount) if (this.#refs.get(id) !== n) throw new Error(`invariant: refcount of ${id} is ${this.#refs.get(id)}, recount ${n}`);
+    if (this.#sessions.size > this.#maxSessions) throw new Error('invariant: too many sessions');
+  }
+
+  // ---- internals ----
+
+  /** The ancestors of `path` that do not exist yet, top-down; refuses when not `parents`. */
+  #missingAncestors(path: string, parents: boolean): string[] {
+    const missing: string[] = [];
+    for (let dir = parentOf(path); ; dir = parentOf(dir)) {
+      const e = this.#entries.get(dir);
+      if (e) {
+        if (e.kind !== 'dir') throw new DfsError('ERR_NOT_DIR', `${dir} is not a directory`);
+        break;
+      }
+      missing.unshift(dir);
+    }
+    if (missing.length > 0 && !parents) throw new DfsError('ERR_NOT_FOUND', `${missing[0]}: no such directory`);
+    return missing;
+  }
+
+  /** `path` and everything below it, parents before children. */
+  #subtree(path: string): string[] {
+    const out = [path];
+    for (let i = 0; i < out.length; i++) {
+      const names = this.#children.get(out[i]!);
+      if (names) for (const n of names) out.push(joinPath(out[i]!, n));
+    }
+    return out;
+  }
+
+  #insert(path: string, entry: Entry): void {
+    this.#entries.set(path, entry);
+    if (entry.kind === 'dir') this.#children.set(path, []);
+    const siblings = this.#children.get(parentOf(path))!;
+    const name = baseName(path);
+    siblings.splice(upperBound(siblings, name), 0, name);
+  }
+
+  #remove(path: string): void {
+    this.#entries.delete(path);
+    this.#children.delete(path);
+    const siblings = this.#children.get(parentOf(path));
+    if (siblings) {
+      const at = upperBound(siblings, baseName(path)) - 1;
+      if (siblings[at] === baseName(path)) siblings.splice(at, 1);
+    }
+  }
+
+  #addRefs(manifest: Manifest): void {
+    for (const [id] of manifest.chunks) this.#refs.set(id, (this.#refs.get(id) ?? 0) + 1);
+  }
+
+  /** Drops a manifest's references; returns the chunks no manifest references any more. */
+  #dropRefs(manifest: Manifest): string[] {
+    const freed: string[] = [];
+    for (const [id] of manifest.chunks) {
+      const n = (this.#refs.get(id) ?? 0) - 1;
+      if (n < 0) throw new Error(`refcount of ${id} below zero`);
+      if (n === 0) {
+        this.#refs.delete(id);
+        freed.push(id);
+      } else {
+        this.#refs.set(id, n);
+      }
+    }
+    return freed;
+  }
+}
+
+function refusal(code: DfsError['code'], message: string): ApplyResult {
+  return { ok: false, code, message };
+}
+
+function checkedId(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_CHARS) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `${what} must be a string of 1..${MAX_ID_CHARS} characters`);
+  }
+  return value;
+}
+
+function checkedTime(value: unknown): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw new DfsError('ERR_INVALID_ARGUMENT', 'nowMs must be a non-negative integer');
+  return value as number;
+}
+
+/** Index of the first name greater than `name` in a sorted array. */
+function upperBound(names: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid]! <= name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
