@@ -5,11 +5,13 @@
 // 8-in-flight figure below, for dfs and for the yardsticks alike. Read at the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 import { runChunkerBench } from './chunker.ts';
+import { runRaftBench } from './raft.ts';
 import { runStoreBench } from './store.ts';
 
 const benches: Record<string, () => Promise<void>> = {
   chunker: runChunkerBench,
   store: runStoreBench,
+  raft: runRaftBench,
 };
 
 const wanted = process.argv.slice(2);

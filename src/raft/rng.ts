@@ -1,0 +1,14 @@
+/**
+ * mulberry32: a tiny seeded PRNG. The core takes any `() => number` in [0, 1); this one lets
+ * tests and the simulator replay a run from a single 32-bit seed.
+ */
+export function seededRng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
