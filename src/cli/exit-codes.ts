@@ -35,6 +35,13 @@ export function exitCodeOf(code: ErrorCode): number {
       return EXIT.corrupt;
     case 'ERR_NO_SPACE':
       return EXIT.noSpace;
+    case 'ERR_PROTOCOL':
+    case 'ERR_TIMEOUT':
+    case 'ERR_PEER_UNREACHABLE':
+    case 'ERR_STREAM_CLOSED':
+    case 'ERR_ABORTED':
+    case 'ERR_INTERNAL':
+      return EXIT.failure;
     case 'ERR_CHUNK_TOO_LARGE':
     case 'ERR_IO':
     case 'ERR_STORE_CLOSED':

@@ -23,6 +23,12 @@ export const ERROR_CODES = {
   ERR_STALE_REQUEST: 'a newer request from this client was already applied',
   ERR_NOT_LEADER: 'this master is not the leader',
   ERR_NO_QUORUM: 'no quorum of masters answered',
+  ERR_PROTOCOL: 'a peer sent a malformed or oversized message',
+  ERR_TIMEOUT: 'the peer did not answer in time',
+  ERR_PEER_UNREACHABLE: 'the peer could not be reached',
+  ERR_STREAM_CLOSED: 'the connection to the peer closed mid-exchange',
+  ERR_ABORTED: 'the operation was cancelled',
+  ERR_INTERNAL: 'the peer failed while handling the request',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

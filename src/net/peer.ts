@@ -1,0 +1,233 @@
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { bootstrap } from '@libp2p/bootstrap';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import type { Connection, DialTarget, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { DfsError } from '../errors/index.ts';
+import { deadlineSignal, errorFromAbort } from './deadline.ts';
+import { loadOrCreateIdentity } from './identity.ts';
+import { swarmKeyFromSecret } from './swarm-key.ts';
+
+export interface PeerOptions {
+  /** Directory holding the persistent identity (created on first start). */
+  readonly dataDir?: string;
+  /** An identity to use instead of one in `dataDir`. With neither, the peer gets a fresh one. */
+  readonly privateKey?: PrivateKey;
+  /** Multiaddrs to listen on, e.g. /ip4/0.0.0.0/tcp/7000. Clients may listen on none. */
+  readonly listen?: readonly string[];
+  /** Multiaddrs (with /p2p/<id>) of peers to connect to at start and to reconnect to: the masters. */
+  readonly bootstrap?: readonly string[];
+  /**
+   * Cluster secret: every peer must hold the same one, peers without it cannot connect.
+   * Either 32 raw bytes or a libp2p swarm key file (/key/swarm/psk/1.0.0/ ...).
+   */
+  readonly psk?: Uint8Array;
+  /** Connections kept before libp2p prunes the least valuable. Default 1000. */
+  readonly maxConnections?: number;
+  /** Bound on opening a connection when the caller gives no timeout. Default 10 s. */
+  readonly dialTimeoutMs?: number;
+}
+
+export interface RemotePeer {
+  readonly peerId: string;
+  /** The remote's address on this connection, with /p2p/<id>. */
+  readonly addr: string;
+}
+
+/** Handles one inbound stream. If it throws or rejects, that stream is aborted. */
+export type StreamHandler = (stream: Stream, remote: RemotePeer) => void | Promise<void>;
+
+export interface HandleOptions {
+  /** Streams of this protocol one connection may have open at once (libp2p default 32). */
+  readonly maxInboundStreams?: number;
+  /** Streams of this protocol we may open on one connection at once (libp2p default 64). */
+  readonly maxOutboundStreams?: number;
+}
+
+export interface DialOptions {
+  readonly signal?: AbortSignal;
+  /** Bound on connecting and negotiating the protocol. Default: the peer's dialTimeoutMs. */
+  readonly timeoutMs?: number;
+  readonly maxOutboundStreams?: number;
+}
+
+const DEFAULT_MAX_CONNECTIONS = 1000;
+const DEFAULT_DIAL_TIMEOUT_MS = 10_000;
+
+/**
+ * Yamux flow control: a stream's receive window may grow up to MAX_STREAM_WINDOW_BYTES. When a
+ * reader pauses a stream, the sender may still deliver what is left of the window, which the
+ * stream buffers; the read buffer limit (above which the stream is reset) must exceed the window.
+ */
+const MAX_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+const MAX_STREAM_READ_BUFFER_BYTES = 2 * MAX_STREAM_WINDOW_BYTES;
+
+/**
+ * Peers tagged with a name starting "keep-alive" are redialled by libp2p when they disconnect;
+ * bootstrap peers are the masters, which nodes must stay connected to.
+ */
+const BOOTSTRAP_TAG = 'keep-alive-dfs-bootstrap';
+
+/**
+ * A dfs process on the network: a libp2p node with TCP, Noise and Yamux, and nothing else (no
+ * DHT, relay, mDNS, autonat, upnp or identify: peers are found from the command line and from
+ * the metadata service, and addressed by multiaddrs that carry their /p2p/ id).
+ */
+export class DfsPeer {
+  readonly peerId: string;
+  readonly #node: Libp2p;
+  readonly #dialTimeoutMs: number;
+
+  private constructor(node: Libp2p, dialTimeoutMs: number) {
+    this.#node = node;
+    this.peerId = node.peerId.toString();
+    this.#dialTimeoutMs = dialTimeoutMs;
+  }
+
+  static async create(options: PeerOptions): Promise<DfsPeer> {
+    if (options.dataDir !== undefined && options.privateKey !== undefined) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', 'give a peer either dataDir or privateKey, not both');
+    }
+    const privateKey =
+      options.privateKey ?? (options.dataDir !== undefined ? await loadOrCreateIdentity(options.dataDir) : await generateKeyPair('Ed25519'));
+    const listen = [...(options.listen ?? [])];
+    const bootstrapList = [...(options.bootstrap ?? [])];
+    for (const addr of [...listen, ...bootstrapList]) parseMultiaddr(addr);
+    const dialTimeoutMs = options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
+    const psk = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
+    let node: Libp2p;
+    try {
+      node = await createLibp2p({
+        privateKey,
+        nodeInfo: { name: 'dfs' },
+        addresses: { listen },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [
+          yamux({
+            streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES, maxReadBufferLength: MAX_STREAM_READ_BUFFER_BYTES },
+          }),
+        ],
+        ...(psk ? { connectionProtector: preSharedKey({ psk }) } : {}),
+        peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 0, tagName: BOOTSTRAP_TAG })] : [],
+        connectionManager: {
+          maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+          dialTimeout: dialTimeoutMs,
+          // Defaults are tuned for the public network (5 new connections per second per host);
+          // a cluster restarting behind one NAT, or a test host, opens many more.
+          inboundConnectionThreshold: 100,
+          maxIncomingPendingConnections: 100,
+        },
+      });
+    } catch (err) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `cannot start the network peer: ${(err as Error).message}`, { cause: err });
+    }
+    return new DfsPeer(node, dialTimeoutMs);
+  }
+
+  /** Where other peers can reach this one, each ending in /p2p/<peerId>. */
+  get listenAddrs(): string[] {
+    return this.#node.getMultiaddrs().map((ma) => ma.toString());
+  }
+
+  /** Peer ids this peer currently has a connection to. */
+  connectedPeers(): string[] {
+    return this.#node.getPeers().map((id) => id.toString());
+  }
+
+  /** Calls `listener` whenever a connection to a new peer opens; returns the unsubscribe. */
+  onPeerConnect(listener: (peerId: string) => void): () => void {
+    const onConnect = (evt: CustomEvent<PeerId>): void => listener(evt.detail.toString());
+    this.#node.addEventListener('peer:connect', onConnect);
+    return () => this.#node.removeEventListener('peer:connect', onConnect);
+  }
+
+  /** Serves `protocol`: `handler` gets each inbound stream. One handler per protocol. */
+  async handle(protocol: string, handler: StreamHandler, options: HandleOptions = {}): Promise<void> {
+    if (this.#node.getProtocols().includes(protocol)) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `${protocol} already has a handler on this peer`);
+    }
+    await this.#node.handle(
+      protocol,
+      async (stream: Stream, connection: Connection) => {
+        try {
+          await handler(stream, { peerId: connection.remotePeer.toString(), addr: connection.remoteAddr.toString() });
+        } catch (err) {
+          stream.abort(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+      options,
+    );
+  }
+
+  async unhandle(protocol: string): Promise<void> {
+    await this.#node.unhandle(protocol);
+  }
+
+  /**
+   * Opens a stream for `protocol` to `target`: a multiaddr ending in /p2p/<id> (or without, if
+   * the id is not known), or a bare peer id this peer knows addresses for (a bootstrap peer).
+   * Fails with ERR_PEER_UNREACHABLE (no connection), ERR_PROTOCOL (the peer does not speak the
+   * protocol), ERR_STREAM_CLOSED (the connection failed during negotiation), ERR_TIMEOUT or
+   * ERR_ABORTED.
+   */
+  async dialProtocol(target: string, protocol: string, options: DialOptions = {}): Promise<Stream> {
+    const dialTarget = parseDialTarget(target);
+    const signal = deadlineSignal(options.timeoutMs ?? this.#dialTimeoutMs, options.signal);
+    let connection: Connection;
+    try {
+      connection = await this.#node.dial(dialTarget, { signal });
+    } catch (err) {
+      if (signal.aborted) throw errorFromAbort(signal, `dialling ${target}`);
+      throw new DfsError('ERR_PEER_UNREACHABLE', `cannot reach ${target}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      return await connection.newStream(protocol, {
+        signal,
+        ...(options.maxOutboundStreams === undefined ? {} : { maxOutboundStreams: options.maxOutboundStreams }),
+      });
+    } catch (err) {
+      if (signal.aborted) throw errorFromAbort(signal, `opening ${protocol} to ${target}`);
+      const name = (err as Error).name;
+      if (name === 'UnsupportedProtocolError') {
+        throw new DfsError('ERR_PROTOCOL', `${target} does not support ${protocol}`, { cause: err });
+      }
+      if (name === 'ConnectionClosedError' || name === 'ConnectionClosingError' || name === 'MuxerClosedError') {
+        throw new DfsError('ERR_PEER_UNREACHABLE', `connection to ${target} closed: ${(err as Error).message}`, { cause: err });
+      }
+      throw new DfsError('ERR_STREAM_CLOSED', `opening ${protocol} to ${target} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Closes every connection and listener. Streams still open are aborted. */
+  async stop(): Promise<void> {
+    await this.#node.stop();
+  }
+}
+
+/** Starts a peer; see PeerOptions. */
+export function createPeer(options: PeerOptions): Promise<DfsPeer> {
+  return DfsPeer.create(options);
+}
+
+function parseMultiaddr(addr: string): ReturnType<typeof multiaddr> {
+  try {
+    return multiaddr(addr);
+  } catch (err) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `not a multiaddr: ${addr}`, { cause: err });
+  }
+}
+
+function parseDialTarget(target: string): DialTarget {
+  if (target.startsWith('/')) return parseMultiaddr(target);
+  try {
+    return peerIdFromString(target);
+  } catch (err) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `not a multiaddr or peer id: ${target}`, { cause: err });
+  }
+}
