@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { cac } from 'cac';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { chunkCommand } from './commands/chunk.ts';
+import { clusterDownCommand, clusterUpCommand } from './commands/cluster.ts';
+import { masterInitCommand, masterStartCommand } from './commands/master.ts';
+import { lsCommand, mkdirCommand, mvCommand, rmCommand, statCommand, statusCommand } from './commands/namespace.ts';
 import { EXIT, exitCodeOf } from './exit-codes.ts';
 import { type CliIO, processIO, STDIO_ARG } from './io.ts';
 
@@ -29,6 +32,55 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--max <size>', 'Maximum chunk size (default 4MiB)')
     .example('dfs chunk ./video.mp4 --summary')
     .action((file: string, options) => chunkCommand(file, options, io));
+  cli
+    .command('cluster <action>', 'Start (up) or stop (down) a local cluster of real processes on loopback')
+    .option('--dir <dir>', 'Cluster directory (default .dfs-local)')
+    .option('--masters <n>', 'Number of masters: 1, 3 or 5 (default 3)')
+    .option('--detach', 'Run in the background (stop with dfs cluster down)')
+    .example('dfs cluster up --detach && dfs status')
+    .action((action: string, options) => {
+      if (action === 'up') return clusterUpCommand(options, io);
+      if (action === 'down') return clusterDownCommand(options, io);
+      throw new DfsError('ERR_USAGE', `dfs cluster takes "up" or "down", not "${action}"`);
+    });
+  cli
+    .command('master <action>', 'Run a metadata master (start), or create its identity (init)')
+    .option('--name <name>', 'Name shown in dfs status (m1, m2, ...)')
+    .option('--dir <dir>', 'Data directory (identity and Raft log)')
+    .option('--listen <multiaddr>', 'Address to listen on, e.g. /ip4/127.0.0.1/tcp/7001')
+    .option('--peers <multiaddrs>', 'The other masters, comma-separated, each ending in /p2p/<peer id>')
+    .option('--snapshot-every <entries>', 'Snapshot and compact the Raft log every N entries (default 10000)')
+    .option('--tick-ms <ms>', 'Raft tick (default 50; elections after 10-20 ticks)')
+    .action((action: string, options) => {
+      if (action === 'start') return masterStartCommand(options, io);
+      if (action === 'init') return masterInitCommand(options, io);
+      throw new DfsError('ERR_USAGE', `dfs master takes "start" or "init", not "${action}"`);
+    });
+  cli
+    .command('status', "Each master's role, term, commit and applied index, and lag")
+    .option('--json', 'Print JSON')
+    .action((options) => statusCommand(options, io));
+  cli
+    .command('mkdir <path>', 'Make a directory')
+    .option('-p, --parents', 'Make parent directories as needed; no error if it exists')
+    .action((path: string, options) => mkdirCommand(path, options, io));
+  cli
+    .command('ls [path]', 'List a directory')
+    .option('-l, --long', 'Kind, size, time and owner')
+    .option('--json', 'One JSON object per entry')
+    .option('--stale', 'Read from any master, possibly behind the leader')
+    .action((path: string | undefined, options) => lsCommand(path, options, io));
+  cli
+    .command('stat <path>', 'Show a file or directory')
+    .option('--json', 'Print JSON')
+    .option('--stale', 'Read from any master, possibly behind the leader')
+    .action((path: string, options) => statCommand(path, options, io));
+  cli
+    .command('rm <path>', 'Remove a file or directory')
+    .option('-r, --recursive', 'Remove a directory and everything in it')
+    .action((path: string, options) => rmCommand(path, options, io));
+  cli.command('mv <from> <to>', 'Move or rename, atomically').action((from: string, to: string, options) => mvCommand(from, to, options, io));
+  cli.option('--cluster <dir>', 'The cluster: a directory or dfs-client.json (default: found from here upwards, or DFS_CLUSTER)');
   cli.help();
   cli.version(VERSION);
   try {

@@ -128,6 +128,11 @@ export class RaftDriver {
     return this.#soft.leaderId;
   }
 
+  /** On the leader: each follower's replication progress (match index), else null. */
+  progressOf(id: string): ReturnType<RaftNode['progressOf']> {
+    return this.#node.progressOf(id);
+  }
+
   /** The core's counters (elections, snapshots sent and restored, dropped messages by reason). */
   get stats(): RaftNode['stats'] {
     return this.#node.stats;

@@ -1,0 +1,46 @@
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { DfsError } from '../../errors/index.ts';
+import { startMaster } from '../../master/index.ts';
+import { loadOrCreateIdentity } from '../../net/index.ts';
+import type { CliIO } from '../io.ts';
+
+export interface MasterStartOptions {
+  name?: string;
+  dir?: string;
+  listen?: string;
+  peers?: string;
+  snapshotEvery?: number;
+  tickMs?: number;
+}
+
+/** `dfs master init --dir D`: creates the master's identity and prints its peer id. */
+export async function masterInitCommand(options: { dir?: string }, io: CliIO): Promise<void> {
+  if (!options.dir) throw new DfsError('ERR_USAGE', 'dfs master init needs --dir DIR');
+  const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(options.dir)).toString();
+  io.stdout.write(`${peerId}\n`);
+}
+
+/**
+ * `dfs master start`: runs a master until SIGTERM or SIGINT. Prints one JSON line
+ * {"event":"ready",...} on stdout once it serves, which `dfs cluster up` and tests wait for.
+ */
+export async function masterStartCommand(options: MasterStartOptions, io: CliIO): Promise<void> {
+  if (!options.dir) throw new DfsError('ERR_USAGE', 'dfs master start needs --dir DIR');
+  if (!options.listen) throw new DfsError('ERR_USAGE', 'dfs master start needs --listen MULTIADDR (e.g. /ip4/127.0.0.1/tcp/7001)');
+  const peers = options.peers ? String(options.peers).split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const master = await startMaster({
+    name: options.name ?? 'master',
+    dir: options.dir,
+    listen: String(options.listen).split(','),
+    peers,
+    ...(options.snapshotEvery !== undefined ? { snapshotEveryEntries: Number(options.snapshotEvery) } : {}),
+    ...(options.tickMs !== undefined ? { tickMs: Number(options.tickMs) } : {}),
+  });
+  io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs }) + '\n');
+  io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await master.stop();
+}

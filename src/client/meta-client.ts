@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { DfsError, type ErrorCode, isDfsError } from '../errors/index.ts';
+import {
+  type Entry,
+  type ListedEntry,
+  type MasterStatus,
+  META_PROTOCOL,
+  type MetaRequest,
+  type MetaResponse,
+  metaResponseSchema,
+  type WriteCommand,
+} from '../meta/index.ts';
+import { callRpc, type DfsPeer } from '../net/index.ts';
+
+export interface MetaClientOptions {
+  readonly peer: DfsPeer;
+  /** Every master's multiaddr, ending in /p2p/<peer id>. */
+  readonly masters: readonly string[];
+  /** Bound on one request including every retry and failover. Default 15 s. */
+  readonly timeoutMs?: number;
+  /** Bound on one attempt at one master. Default 3 s. */
+  readonly attemptTimeoutMs?: number;
+  /** The user writes are attributed to (not authenticated yet). */
+  readonly user?: string;
+}
+
+/** Codes after which the same request is tried at another master (or again). */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_NOT_LEADER', 'ERR_TIMEOUT', 'ERR_PEER_UNREACHABLE', 'ERR_STREAM_CLOSED', 'ERR_PROTOCOL', 'ERR_INTERNAL']);
+
+/**
+ * Talks to the metadata masters: finds the leader, follows "not leader" hints, moves to the
+ * next master on a timeout, and gives up with ERR_NO_QUORUM after `timeoutMs` — never a hang.
+ * Writes carry (clientId, seq) and a retry reuses the seq, so a write whose answer was lost
+ * applies once. Writes from one client are serialised (the masters remember one outstanding
+ * request per client); run several clients for concurrency.
+ */
+export class MetaClient {
+  readonly clientId = randomBytes(8).toString('hex');
+  readonly #o: MetaClientOptions;
+  #seq = 0;
+  #leader: string | undefined;
+  #writeChain: Promise<unknown> = Promise.resolve();
+
+  constructor(options: MetaClientOptions) {
+    if (options.masters.length === 0) throw new DfsError('ERR_INVALID_ARGUMENT', 'no master addresses given');
+    this.#o = options;
+  }
+
+  /** Applies a write through Raft and returns the state machine's value. */
+  write(cmd: WriteCommand): Promise<unknown> {
+    const run = this.#writeChain.then(() => {
+      const seq = ++this.#seq;
+      const request: MetaRequest = { type: 'write', clientId: this.clientId, seq, cmd, ...(this.#o.user ? { user: this.#o.user } : {}) };
+      return this.#leaderRequest(request);
+    });
+    this.#writeChain = run.catch(() => {});
+    return run;
+  }
+
+  async stat(path: string, options: { stale?: boolean } = {}): Promise<Entry> {
+    return (await this.#read({ type: 'stat', path, ...(options.stale ? { stale: true } : {}) }, options.stale)) as Entry;
+  }
+
+  async list(path: string, options: { after?: string; limit?: number; stale?: boolean } = {}): Promise<{ entries: ListedEntry[]; next?: string }> {
+    const request: MetaRequest = {
+      type: 'list',
+      path,
+      ...(options.after !== undefined ? { after: options.after } : {}),
+      ...(options.limit !== undefined ? { limit: options.limit } : {}),
+      ...(options.stale ? { stale: true } : {}),
+    };
+    return (await this.#read(request, options.stale)) as { entries: ListedEntry[]; next?: string };
+  }
+
+  /** Every master's status, or the error that kept it from answering, in the order given. */
+  async statusAll(options: { withHash?: boolean } = {}): Promise<Array<{ addr: string; status?: MasterStatus; error?: string }>> {
+    return Promise.all(
+      this.#o.masters.map(async (addr) => {
+        try {
+          const r = await this.#call(addr, { type: 'status', ...(options.withHash ? { withHash: true } : {}) }, this.#o.attemptTimeoutMs ?? 3_000);
+          return { addr, status: r.value as MasterStatus };
+        } catch (err) {
+          return { addr, error: isDfsError(err) ? `${err.code}: ${err.message}` : String(err) };
+        }
+      }),
+    );
+  }
+
+  /** Resolves with the leader's status once one is elected; ERR_NO_QUORUM after `timeoutMs`. */
+  async waitForLeader(timeoutMs = 15_000): Promise<MasterStatus> {
+    const deadline = performance.now() + timeoutMs;
+    for (let pauseMs = 20; ; pauseMs = Math.min(pauseMs * 2, 200)) {
+      const leader = (await this.statusAll()).find((s) => s.status?.role === 'leader')?.status;
+      if (leader) return leader;
+      if (performance.now() > deadline) throw new DfsError('ERR_NO_QUORUM', `no leader elected within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  }
+
+  async #read(request: MetaRequest, stale: boolean | undefined): Promise<unknown> {
+    if (!stale) return this.#leaderRequest(request);
+    let lastError: unknown;
+    for (const addr of this.#order()) {
+      try {
+        const r = await this.#call(addr, request, this.#o.attemptTimeoutMs ?? 3_000);
+        if (r.ok) return r.value;
+        throw new DfsError((r.code ?? 'ERR_PROTOCOL') as ErrorCode, r.message ?? 'refused');
+      } catch (err) {
+        if (!isDfsError(err) || !RETRYABLE.has(err.code)) throw err;
+        lastError = err;
+      }
+    }
+    throw new DfsError('ERR_NO_QUORUM', `no master answered: ${(lastError as Error)?.message}`);
+  }
+
+  /** Sends `request` to the leader, wherever it is, within the overall deadline. */
+  async #leaderRequest(request: MetaRequest): Promise<unknown> {
+    const deadline = performance.now() + (this.#o.timeoutMs ?? 15_000);
+    const attemptTimeoutMs = this.#o.attemptTimeoutMs ?? 3_000;
+    const order = this.#order();
+    let next = 0;
+    let target = this.#leader ?? order[0]!;
+    let backoffMs = 25;
+    const tried: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0 || attempt > 1_000) {
+        throw new DfsError('ERR_NO_QUORUM', `no leader answered within ${this.#o.timeoutMs ?? 15_000} ms (${tried.slice(-3).join('; ')}); are a majority of the masters running?`);
+      }
+      let response: MetaResponse | undefined;
+      try {
+        response = await this.#call(target, request, Math.max(1, Math.floor(Math.min(attemptTimeoutMs, remaining))));
+      } catch (err) {
+        if (!isDfsError(err) || !RETRYABLE.has(err.code)) throw err;
+        tried.push(`${shortAddr(target)}: ${err.code}`);
+      }
+      if (response?.ok) {
+        this.#leader = target;
+        return response.value;
+      }
+      if (response && response.code !== 'ERR_NOT_LEADER' && response.code !== 'ERR_TIMEOUT') {
+        throw new DfsError((response.code ?? 'ERR_PROTOCOL') as ErrorCode, response.message ?? 'refused by the master');
+      }
+      if (response) tried.push(`${shortAddr(target)}: ${response.code}`);
+      this.#leader = undefined;
+      const hinted = response?.leaderAddr ?? undefined;
+      if (hinted && hinted !== target) {
+        target = hinted; // follow the hint at once
+        continue;
+      }
+      // No leader known (an election is under way) or this one is down: next master, after a pause.
+      target = order[next++ % order.length]!;
+      await new Promise((r) => setTimeout(r, Math.min(backoffMs, Math.max(0, deadline - performance.now()))));
+      backoffMs = Math.min(backoffMs * 2, 400);
+    }
+  }
+
+  #order(): string[] {
+    const masters = [...this.#o.masters];
+    return this.#leader ? [this.#leader, ...masters.filter((m) => m !== this.#leader)] : masters;
+  }
+
+  async #call(addr: string, request: MetaRequest, timeoutMs: number): Promise<MetaResponse> {
+    return callRpc(this.#o.peer, addr, META_PROTOCOL, request, metaResponseSchema, { timeoutMs });
+  }
+}
+
+function shortAddr(addr: string): string {
+  return addr.replace(/\/p2p\/(\w{6})\w+$/, '/p2p/$1…');
+}

@@ -1,0 +1,243 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, openSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { DfsError } from '../errors/index.ts';
+import { createPeer, loadOrCreateIdentity } from '../net/index.ts';
+import { MetaClient, type MetaClientOptions } from '../client/index.ts';
+
+export const CLUSTER_FILE = 'cluster.json';
+export const CLIENT_CONFIG_FILE = 'dfs-client.json';
+const BIN = new URL('../../bin/dfs.ts', import.meta.url).pathname;
+
+export interface MasterSpec {
+  readonly name: string;
+  readonly dir: string;
+  readonly port: number;
+  readonly peerId: string;
+  /** /ip4/127.0.0.1/tcp/<port>/p2p/<peer id> */
+  readonly addr: string;
+}
+
+export interface ClusterSpec {
+  readonly version: 1;
+  readonly masters: readonly MasterSpec[];
+  /** Process ids of a detached cluster (for `dfs cluster down`). */
+  readonly pids?: Readonly<Record<string, number>>;
+}
+
+export interface ClientConfig {
+  readonly masters: readonly string[];
+}
+
+export interface LocalClusterOptions {
+  readonly dir: string;
+  readonly masters?: number;
+  /** Extra `dfs master start` flags, e.g. a small snapshot threshold for tests. */
+  readonly masterArgs?: readonly string[];
+  /** Children outlive this process (dfs cluster up --detach). */
+  readonly detached?: boolean;
+  /** Bound on a master reporting ready. Default 20 s. */
+  readonly readyTimeoutMs?: number;
+}
+
+/** A free TCP port on loopback, as the kernel hands one out. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '127.0.0.1', () => ok()));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((ok) => server.close(() => ok()));
+  return port;
+}
+
+async function writeJsonAtomically(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await rename(tmp, path);
+}
+
+export async function readClusterSpec(dir: string): Promise<ClusterSpec | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, CLUSTER_FILE), 'utf8')) as ClusterSpec;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new DfsError('ERR_IO', `cannot read ${join(dir, CLUSTER_FILE)}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A cluster of real dfs processes on loopback, in one directory: masters now (storage nodes
+ * join with the data path). Used by `dfs cluster up` and by the integration and chaos tests.
+ * The first start creates every master's identity and picks free ports; later starts reuse
+ * them, so a cluster directory can be stopped and started again.
+ */
+export class LocalCluster {
+  readonly dir: string;
+  readonly #o: LocalClusterOptions;
+  #spec: ClusterSpec | undefined;
+  readonly #procs = new Map<string, ChildProcess>();
+
+  constructor(options: LocalClusterOptions) {
+    this.dir = resolve(options.dir);
+    this.#o = options;
+  }
+
+  get spec(): ClusterSpec {
+    if (!this.#spec) throw new Error('local cluster not initialised');
+    return this.#spec;
+  }
+
+  get masterAddrs(): string[] {
+    return this.spec.masters.map((m) => m.addr);
+  }
+
+  /** Creates (or loads) the cluster's layout, identities and ports, and the client config. */
+  async init(): Promise<ClusterSpec> {
+    await mkdir(this.dir, { recursive: true });
+    const existing = await readClusterSpec(this.dir);
+    if (existing) {
+      this.#spec = existing;
+      return existing;
+    }
+    const count = this.#o.masters ?? 3;
+    if (!(count === 1 || count === 3 || count === 5)) throw new DfsError('ERR_INVALID_ARGUMENT', 'a cluster has 1, 3 or 5 masters');
+    const masters: MasterSpec[] = [];
+    for (let i = 1; i <= count; i++) {
+      const name = `m${i}`;
+      const dir = join(this.dir, 'masters', name);
+      await mkdir(dir, { recursive: true });
+      const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(dir)).toString();
+      const port = await freePort();
+      masters.push({ name, dir, port, peerId, addr: `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}` });
+    }
+    this.#spec = { version: 1, masters };
+    await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
+    await writeJsonAtomically(join(this.dir, CLIENT_CONFIG_FILE), { masters: masters.map((m) => m.addr) } satisfies ClientConfig);
+    return this.#spec;
+  }
+
+  /** Starts every master and resolves when all report ready and a leader is elected. */
+  async start(): Promise<void> {
+    await this.init();
+    await Promise.all(this.spec.masters.map((m) => this.startMaster(m.name)));
+    await this.withClient((c) => c.waitForLeader(this.#o.readyTimeoutMs ?? 20_000));
+    if (this.#o.detached) {
+      const pids = Object.fromEntries([...this.#procs].map(([name, p]) => [name, p.pid!]));
+      this.#spec = { ...this.spec, pids };
+      await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
+    }
+  }
+
+  /** Starts one master process; resolves when it prints its ready line. */
+  async startMaster(name: string): Promise<void> {
+    const m = this.#master(name);
+    if (this.#procs.has(name)) throw new Error(`master ${name} is already running`);
+    const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
+    const args = [BIN, 'master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])];
+    const log = join(m.dir, 'master.log');
+    const child = this.#o.detached
+      ? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', openSync(log, 'a')] })
+      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (!this.#o.detached) child.stderr!.pipe(createWriteStream(log, { flags: 'a' }));
+    this.#procs.set(name, child);
+    child.once('exit', () => {
+      if (this.#procs.get(name) === child) this.#procs.delete(name);
+    });
+    await waitForReady(child, name, log, this.#o.readyTimeoutMs ?? 20_000);
+    if (this.#o.detached) {
+      child.stdout!.destroy();
+      child.unref();
+    }
+  }
+
+  /** Runs `fn` with a metadata client of this cluster (its own short-lived libp2p peer). */
+  async withClient<T>(fn: (client: MetaClient) => Promise<T>, options: Partial<MetaClientOptions> = {}): Promise<T> {
+    const peer = await createPeer({});
+    try {
+      return await fn(new MetaClient({ peer, masters: this.masterAddrs, ...options }));
+    } finally {
+      await peer.stop();
+    }
+  }
+
+  /** Sends `signal` to a master and resolves when it has exited. */
+  async killMaster(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.#procs.get(name);
+    if (!child) return;
+    const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+    child.kill(signal);
+    await exited;
+  }
+
+  isRunning(name: string): boolean {
+    return this.#procs.has(name);
+  }
+
+  /** Stops every master: SIGTERM, then SIGKILL for any still running after `graceMs`. */
+  async stop(graceMs = 5_000): Promise<void> {
+    await Promise.all(
+      [...this.#procs.entries()].map(async ([name, child]) => {
+        const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+        this.#procs.delete(name);
+      }),
+    );
+  }
+
+  #master(name: string): MasterSpec {
+    const m = this.spec.masters.find((x) => x.name === name);
+    if (!m) throw new DfsError('ERR_INVALID_ARGUMENT', `no master named ${name}`);
+    return m;
+  }
+}
+
+/** Stops a detached cluster from its cluster.json (dfs cluster down). */
+export async function stopDetachedCluster(dir: string, graceMs = 5_000): Promise<string[]> {
+  const spec = await readClusterSpec(resolve(dir));
+  if (!spec) throw new DfsError('ERR_NOT_FOUND', `no cluster in ${dir} (no ${CLUSTER_FILE})`);
+  const stopped: string[] = [];
+  for (const [name, pid] of Object.entries(spec.pids ?? {})) {
+    if (!isAlive(pid)) continue;
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    stopped.push(name);
+  }
+  await writeJsonAtomically(join(resolve(dir), CLUSTER_FILE), { version: spec.version, masters: spec.masters });
+  return stopped;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitForReady(child: ChildProcess, name: string, log: string, timeoutMs: number): Promise<void> {
+  const lines = createInterface({ input: child.stdout! });
+  const ready = new Promise<void>((ok, fail) => {
+    lines.on('line', (line) => {
+      if (line.startsWith('{') && line.includes('"event":"ready"')) ok();
+    });
+    child.once('exit', (code, signal) => fail(new DfsError('ERR_IO', `master ${name} exited before it was ready (${signal ?? `code ${code}`}); see ${log}`)));
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, fail) => {
+    timer = setTimeout(() => fail(new DfsError('ERR_TIMEOUT', `master ${name} not ready within ${timeoutMs} ms; see ${log}`)), timeoutMs);
+  });
+  try {
+    await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,69 @@
+import { type Infer, schema } from '../net/index.ts';
+import { NODE_STATES } from './commands.ts';
+
+/**
+ * The metadata protocol `/dfs/meta/1.0.0`: one request, one response per stream (net/rpc).
+ * Writes go to the leader and carry (clientId, seq) so a retry applies once; reads are
+ * linearizable through ReadIndex unless `stale`. A refusal is a normal response
+ * `{ ok: false, code, message, leaderHint? }`, so a follower can point at the leader.
+ */
+export const META_PROTOCOL = '/dfs/meta/1.0.0';
+
+const path = schema.string({ minLength: 1, maxLength: 8192 });
+const clientId = schema.string({ minLength: 1, maxLength: 128 });
+
+/** What a client may ask to write; the leader stamps owner and time before proposing. */
+export const writeCommandSchema = schema.taggedUnion('op', {
+  mkdir: schema.object({ path, parents: schema.boolean() }),
+  rm: schema.object({ path, recursive: schema.boolean() }),
+  mv: schema.object({ from: path, to: path }),
+  commitFile: schema.object({ path, manifest: schema.unknown(), parents: schema.boolean(), ifAbsent: schema.boolean() }),
+  registerNode: schema.object({ nodeId: clientId, addrs: schema.array(schema.string({ maxLength: 1024 }), { maxLength: 32 }), capacityBytes: schema.integer({ min: 0 }) }),
+  setNodeState: schema.object({ nodeId: clientId, state: schema.oneOf(NODE_STATES as unknown as ['alive', 'suspect', 'dead', 'draining']) }),
+});
+export type WriteCommand = Infer<typeof writeCommandSchema>;
+
+export const metaRequestSchema = schema.taggedUnion('type', {
+  status: schema.object({ withHash: schema.optional(schema.boolean()) }),
+  write: schema.object({ clientId, seq: schema.integer({ min: 1 }), user: schema.optional(clientId), cmd: writeCommandSchema }),
+  stat: schema.object({ path, stale: schema.optional(schema.boolean()) }),
+  list: schema.object({
+    path,
+    after: schema.optional(schema.string({ maxLength: 1024 })),
+    limit: schema.optional(schema.integer({ min: 1, max: 10_000 })),
+    stale: schema.optional(schema.boolean()),
+  }),
+});
+export type MetaRequest = Infer<typeof metaRequestSchema>;
+
+export const metaResponseSchema = schema.object({
+  ok: schema.boolean(),
+  value: schema.optional(schema.unknown()),
+  code: schema.optional(schema.string({ maxLength: 64 })),
+  message: schema.optional(schema.string({ maxLength: 8192 })),
+  /** On ERR_NOT_LEADER: the leader's peer id and address, when known. */
+  leaderHint: schema.optional(schema.nullable(schema.string({ maxLength: 256 }))),
+  leaderAddr: schema.optional(schema.nullable(schema.string({ maxLength: 1024 }))),
+});
+export type MetaResponse = Infer<typeof metaResponseSchema>;
+
+/** A master's view of itself and of Raft, as `dfs status` shows it. */
+export interface MasterStatus {
+  readonly name: string;
+  readonly peerId: string;
+  readonly addrs: readonly string[];
+  readonly role: string;
+  readonly term: number;
+  readonly leaderId: string | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
+  /** On the leader: how far each follower's log is behind the leader's last index. */
+  readonly followerLag?: Readonly<Record<string, number>>;
+  readonly counts: { readonly entries: number; readonly files: number; readonly nodes: number };
+  readonly uptimeMs: number;
+  readonly raft: { readonly electionsStarted: number; readonly becameLeader: number; readonly snapshotsSent: number; readonly snapshotsRestored: number };
+  /** BLAKE3 of the whole metadata state at appliedIndex, when asked for (withHash). */
+  readonly stateHash?: string;
+}

@@ -1,0 +1,66 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/index.ts';
+import { useTempDirs } from '../support/tmp.ts';
+
+const tempDir = useTempDirs();
+const BIN = new URL('../../bin/dfs.ts', import.meta.url).pathname;
+const run = promisify(execFile);
+
+/** Runs the real dfs binary in `cwd`; resolves with its output and exit code. */
+async function dfs(cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [BIN, ...args], { cwd, timeout: 60_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('dfs CLI against a local cluster', () => {
+  it('cluster up --detach, status, mkdir, ls, stat, mv, rm, cluster down: as a user types them', async () => {
+    const cwd = await tempDir();
+    const up = await dfs(cwd, 'cluster', 'up', '--detach');
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/cluster up in/);
+    try {
+      const status = await dfs(cwd, 'status', '--json');
+      expect(status.code, status.stderr).toBe(0);
+      const masters = JSON.parse(status.stdout) as Array<{ status?: { role: string } }>;
+      expect(masters.map((m) => m.status?.role).sort()).toEqual(['follower', 'follower', 'leader']);
+      expect((await dfs(cwd, 'status')).stdout).toMatch(/leader m\d/);
+
+      expect((await dfs(cwd, 'mkdir', '-p', '/photos/2026')).code).toBe(0);
+      const again = await dfs(cwd, 'mkdir', '/photos');
+      expect(again.code).toBe(EXIT.failure);
+      expect(again.stderr).toBe('dfs: /photos already exists [ERR_EXISTS]\n');
+      expect((await dfs(cwd, 'ls', '/photos')).stdout).toBe('2026/\n');
+      expect((await dfs(cwd, 'mv', '/photos/2026', '/photos/archive')).code).toBe(0);
+      const listed = (await dfs(cwd, 'ls', '/photos', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(listed).toMatchObject([{ name: 'archive', kind: 'dir' }]);
+      expect(JSON.parse((await dfs(cwd, 'stat', '/photos/archive', '--json')).stdout)).toMatchObject({ kind: 'dir', path: '/photos/archive' });
+      const bad = await dfs(cwd, 'ls', 'relative/path');
+      expect(bad.code).toBe(EXIT.usage);
+      expect(bad.stderr).toMatch(/\[ERR_INVALID_PATH\]/);
+      expect((await dfs(cwd, 'rm', '-r', '/photos')).code).toBe(0);
+      expect((await dfs(cwd, 'ls', '/')).stdout).toBe('');
+      const missing = await dfs(cwd, 'stat', '/nope');
+      expect(missing.code).toBe(EXIT.notFound);
+    } finally {
+      const down = await dfs(cwd, 'cluster', 'down');
+      expect(down.stdout).toMatch(/stopped m1, m2, m3/);
+    }
+    const after = await dfs(cwd, 'status');
+    expect(after.code).not.toBe(0); // nothing answers any more: a clear error, not a hang
+    expect(after.stderr).toMatch(/ERR_NO_QUORUM/);
+  });
+
+  it('commands outside any cluster say how to get one', async () => {
+    const cwd = await tempDir();
+    const r = await dfs(cwd, 'ls', '/');
+    expect(r.code).toBe(EXIT.notFound);
+    expect(r.stderr).toMatch(/dfs cluster up/);
+  });
+});
