@@ -5,6 +5,8 @@
 // 8-in-flight figure below, for dfs and for the yardsticks alike. Read at the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 import { runChunkerBench } from './chunker.ts';
+import { runMasterBench } from './master.ts';
+import { runNetBench } from './net.ts';
 import { runRaftBench } from './raft.ts';
 import { runStoreBench } from './store.ts';
 
@@ -12,6 +14,8 @@ const benches: Record<string, () => Promise<void>> = {
   chunker: runChunkerBench,
   store: runStoreBench,
   raft: runRaftBench,
+  net: runNetBench,
+  master: runMasterBench,
 };
 
 const wanted = process.argv.slice(2);
