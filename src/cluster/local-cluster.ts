@@ -136,7 +136,9 @@ export class LocalCluster {
     const m = this.#master(name);
     if (this.#procs.has(name)) throw new Error(`master ${name} is already running`);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
-    const args = [BIN, 'master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])];
+    // DFS_NODE_ARGS: extra node flags for every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+    const nodeArgs = (process.env.DFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const args = [...nodeArgs, BIN, 'master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])];
     const log = join(m.dir, 'master.log');
     const child = this.#o.detached
       ? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', openSync(log, 'a')] })

@@ -42,6 +42,7 @@ export class RaftStore {
   /** Persisted entry indexes are exactly [#first, #last]; empty when #last < #first. */
   #first = 1;
   #last = 0;
+  #hardState: HardState = { term: 0, vote: null, commit: 0 };
 
   private constructor(db: Db) {
     this.#db = db;
@@ -80,6 +81,7 @@ export class RaftStore {
     this.#last = entries.length > 0 ? entries[entries.length - 1]!.index : this.#first - 1;
     if (!hs && !snapshot && entries.length === 0) return undefined;
     const hardState: HardState = hs ? JSON.parse(decoder.decode(hs)) : { term: 0, vote: null, commit: 0 };
+    this.#hardState = hardState;
     return { hardState, snapshot, entries };
   }
 
@@ -106,7 +108,12 @@ export class RaftStore {
     }
     if (rd.hardState) ops.push({ type: 'put', key: HARD_STATE_KEY, value: encoder.encode(JSON.stringify(rd.hardState)) });
     if (ops.length === 0) return;
-    await this.#write(ops);
+    // As etcd's MustSync: a Ready that only moves the commit index need not be synced — a lost
+    // commit index is learned again from the leader — which halves the fsyncs per commit.
+    const previous = this.#hardState;
+    const mustSync = rd.snapshot !== null || rd.entries.length > 0 || (rd.hardState !== null && (rd.hardState.term !== previous.term || rd.hardState.vote !== previous.vote));
+    await this.#write(ops, mustSync);
+    if (rd.hardState) this.#hardState = rd.hardState;
     this.#first = first;
     this.#last = last;
   }
@@ -129,9 +136,9 @@ export class RaftStore {
     await this.#db.close();
   }
 
-  async #write(ops: BatchOp[]): Promise<void> {
+  async #write(ops: BatchOp[], sync = true): Promise<void> {
     try {
-      await this.#db.batch(ops, { sync: true });
+      await this.#db.batch(ops, { sync });
     } catch (err) {
       const message = String((err as Error)?.message);
       const code = /no space/i.test(message) ? 'ERR_NO_SPACE' : 'ERR_IO';

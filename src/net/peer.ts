@@ -54,6 +54,12 @@ export interface DialOptions {
   /** Bound on connecting and negotiating the protocol. Default: the peer's dialTimeoutMs. */
   readonly timeoutMs?: number;
   readonly maxOutboundStreams?: number;
+  /**
+   * false: send the protocol id together with the first write instead of waiting for the
+   * remote's answer first — one round trip less for streams that write before they read (RPC).
+   * A protocol the remote does not speak then shows up as a failed read or write, not here.
+   */
+  readonly negotiateFully?: boolean;
 }
 
 const DEFAULT_MAX_CONNECTIONS = 1000;
@@ -190,6 +196,7 @@ export class DfsPeer {
       return await connection.newStream(protocol, {
         signal,
         ...(options.maxOutboundStreams === undefined ? {} : { maxOutboundStreams: options.maxOutboundStreams }),
+        ...(options.negotiateFully === undefined ? {} : { negotiateFully: options.negotiateFully }),
       });
     } catch (err) {
       if (signal.aborted) throw errorFromAbort(signal, `opening ${protocol} to ${target}`);
