@@ -41,6 +41,10 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_STREAM_CLOSED':
     case 'ERR_ABORTED':
     case 'ERR_INTERNAL':
+    case 'ERR_OVERLOADED':
+    case 'ERR_PIPELINE':
+    case 'ERR_FORBIDDEN':
+    case 'ERR_UNDER_REPLICATED':
       return EXIT.failure;
     case 'ERR_CHUNK_TOO_LARGE':
     case 'ERR_IO':

@@ -29,6 +29,10 @@ export const ERROR_CODES = {
   ERR_STREAM_CLOSED: 'the connection to the peer closed mid-exchange',
   ERR_ABORTED: 'the operation was cancelled',
   ERR_INTERNAL: 'the peer failed while handling the request',
+  ERR_OVERLOADED: 'the node has too much in flight; retry later or elsewhere',
+  ERR_PIPELINE: 'a later node of a replication pipeline failed',
+  ERR_FORBIDDEN: 'the peer is not allowed to do that',
+  ERR_UNDER_REPLICATED: 'not enough storage nodes to place every replica',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
