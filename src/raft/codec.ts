@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import type { ConfigEntry, Configuration, Entry, Snapshot } from './types.ts';
 import type { Message } from './messages.ts';
 import { MESSAGE_TYPES } from './messages.ts';
-import { isValidConfiguration } from './config.ts';
+import { MAX_ID_LENGTH, isValidConfiguration } from './config.ts';
 
 /**
  * Shape checks and the wire codec. A peer is not trusted: decodeMessage and validateMessage
@@ -10,8 +10,14 @@ import { isValidConfiguration } from './config.ts';
  * every Uint8Array is a base64 string.
  */
 
-const MAX_ID_LENGTH = 256;
-const MAX_CONTEXT_LENGTH = 1024;
+/**
+ * Longest context RaftNode.readIndex accepts. The caller's context never goes on the wire (the
+ * leader confirms reads with its own round numbers, see read-only.ts); the bound only keeps the
+ * pending-read bookkeeping small.
+ */
+export const MAX_READ_CONTEXT_LENGTH = 1024;
+/** A read round on the wire: a positive safe integer in decimal, without leading zeros. */
+const READ_ROUND = /^[1-9][0-9]{0,15}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 type Json = Record<string, unknown>;
@@ -28,8 +34,20 @@ function isId(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH;
 }
 
-function isContext(value: unknown): value is string | null {
-  return value === null || (typeof value === 'string' && value.length <= MAX_CONTEXT_LENGTH);
+/** Encodes a leader's read round (a positive safe integer) for a heartbeat's `context`. */
+export function encodeReadRound(round: number): string {
+  return String(round);
+}
+
+/** The read round carried by a heartbeat's `context`, or null if it carries none or a malformed one. */
+export function decodeReadRound(value: unknown): number | null {
+  if (typeof value !== 'string' || !READ_ROUND.test(value)) return null;
+  const round = Number(value);
+  return Number.isSafeInteger(round) ? round : null;
+}
+
+function isReadRoundOrNull(value: unknown): value is string | null {
+  return value === null || decodeReadRound(value) !== null;
 }
 
 export function validateConfiguration(value: unknown): Configuration | null {
@@ -103,10 +121,10 @@ export function validateMessage(value: unknown): Message | null {
       return { type: 'appendResp', ...envelope, reject, index, rejectHint, logTerm };
     }
     case 'heartbeat':
-      if (!isCount(value.commit) || !isContext(value.context)) return null;
+      if (!isCount(value.commit) || !isReadRoundOrNull(value.context)) return null;
       return { type: 'heartbeat', ...envelope, commit: value.commit, context: value.context };
     case 'heartbeatResp':
-      if (!isContext(value.context)) return null;
+      if (!isReadRoundOrNull(value.context)) return null;
       return { type: 'heartbeatResp', ...envelope, context: value.context };
     case 'installSnapshot': {
       const snapshot = validateSnapshot(value.snapshot);

@@ -22,6 +22,8 @@
  *   node.propose(data)          on the leader; elsewhere { ok: false, reason: 'not_leader', leaderHint }
  *   node.proposeConfChange({ type: 'addLearner' | 'addVoter' | 'removeNode', id })
  *   node.readIndex(context)     linearizable read; a ReadState with this context comes out later
+ *                               (context: at most MAX_READ_CONTEXT_LENGTH chars, local only, reusable
+ *                               once its ReadState came out)
  *   node.transferLeadership(id)
  *   node.compact(index, data)   after applying up to index: snapshot the state machine
  *   if (node.hasReady()) { const rd = node.ready(); ...; node.advance(); }
@@ -89,8 +91,16 @@ export type {
   TimeoutNow,
 } from './messages.ts';
 export { MESSAGE_TYPES } from './messages.ts';
-export { validateMessage, encodeMessage, decodeMessage, encodeConfigEntry, decodeConfigEntry, validateConfiguration } from './codec.ts';
-export { applyConfChange, isVoter, isLearner, isMember, quorumSize } from './config.ts';
+export {
+  validateMessage,
+  encodeMessage,
+  decodeMessage,
+  encodeConfigEntry,
+  decodeConfigEntry,
+  validateConfiguration,
+  MAX_READ_CONTEXT_LENGTH,
+} from './codec.ts';
+export { applyConfChange, isVoter, isLearner, isMember, quorumSize, MAX_ID_LENGTH } from './config.ts';
 export { DROP_REASONS } from './stats.ts';
 export type { DropReason, RaftStats } from './stats.ts';
 export { RaftInvariantError } from './invariant.ts';

@@ -23,8 +23,8 @@ import { emptyStats } from './stats.ts';
 import { RaftLog } from './log.ts';
 import { Progress } from './progress.ts';
 import { ReadOnlyQueue } from './read-only.ts';
-import { EMPTY_CONFIG, applyConfChange, isMember, isVoter, members, quorumSize } from './config.ts';
-import { decodeConfigEntry, encodeConfigEntry } from './codec.ts';
+import { EMPTY_CONFIG, applyConfChange, confChangeProblem, isMember, isVoter, members, quorumSize } from './config.ts';
+import { MAX_READ_CONTEXT_LENGTH, decodeConfigEntry, decodeReadRound, encodeConfigEntry, encodeReadRound } from './codec.ts';
 import { assertNever, invariant } from './invariant.ts';
 
 /** The result of ready(): what to persist, then send, then apply. See index.ts for the contract. */
@@ -285,13 +285,12 @@ export class RaftNode {
   /** Proposes a single-server membership change; it takes effect on each node once committed. */
   proposeConfChange(change: ConfChange): ProposeResult {
     this.assertNoPendingReady('proposeConfChange');
+    const problem = confChangeProblem(change);
+    if (problem !== null) return { ok: false, reason: 'invalid_argument', detail: problem };
     const refusal = this.refuseProposal();
     if (refusal !== null) return refusal;
     const leader = this.role as LeaderState;
     if (leader.pendingConfIndex > this.log.committed) return { ok: false, reason: 'config_change_pending' };
-    if (typeof change?.id !== 'string' || change.id.length === 0) {
-      return { ok: false, reason: 'invalid_argument', detail: 'change.id must be a non-empty string' };
-    }
     const next = applyConfChange(this.config, change);
     if ('ok' in next) return next;
     if (change.type === 'addVoter') {
@@ -306,11 +305,15 @@ export class RaftNode {
   /**
    * Starts a linearizable read (thesis 6.4): once a heartbeat round confirms leadership and the
    * application has applied the commit index recorded now, a ReadState with `context` comes out.
+   * The context stays local (heartbeats carry the leader's own round numbers); it may be reused
+   * once its ReadState came out, but not while that read is pending.
    */
   readIndex(context: string): ReadIndexResult {
     this.assertNoPendingReady('readIndex');
+    if (typeof context !== 'string' || context.length > MAX_READ_CONTEXT_LENGTH) {
+      return { ok: false, reason: 'invalid_argument', detail: `context must be a string of at most ${MAX_READ_CONTEXT_LENGTH} characters` };
+    }
     if (this.role.kind !== 'leader') return { ok: false, reason: 'not_leader', leaderHint: this.leaderId() };
-    if (typeof context !== 'string') return { ok: false, reason: 'invalid_argument', detail: 'context must be a string' };
     if (this.log.term(this.log.committed) !== this.term) return { ok: false, reason: 'no_commit_in_term' };
     const { readOnly } = this.role;
     if (readOnly.full()) return { ok: false, reason: 'too_many_pending_reads' };
@@ -321,8 +324,8 @@ export class RaftNode {
       this.confirmedReads.push({ index: this.log.committed, context });
       return { ok: true };
     }
-    readOnly.add(context, this.log.committed, this.id);
-    this.broadcastHeartbeat(this.role, context);
+    readOnly.add(context, this.log.committed);
+    this.broadcastHeartbeat(this.role, readOnly.roundToSend());
     return { ok: true };
   }
 
@@ -511,7 +514,7 @@ export class RaftNode {
     const leader: LeaderState = {
       kind: 'leader',
       progress,
-      readOnly: new ReadOnlyQueue(this.options.maxPendingReads),
+      readOnly: new ReadOnlyQueue(this.options.maxPendingReads, this.id),
       transferee: null,
       pendingConfIndex: 0,
       heartbeatElapsed: 0,
@@ -757,7 +760,7 @@ export class RaftNode {
     if (leader.heartbeatElapsed >= this.options.heartbeatTicks) {
       leader.heartbeatElapsed = 0;
       this.retrySnapshots(leader);
-      this.broadcastHeartbeat(leader, leader.readOnly.lastContext());
+      this.broadcastHeartbeat(leader, leader.readOnly.roundToSend());
     }
   }
 
@@ -789,7 +792,9 @@ export class RaftNode {
     }
   }
 
-  private broadcastHeartbeat(leader: LeaderState, context: string | null): void {
+  /** Heartbeats to every peer, carrying the read round to confirm (null if no read is pending). */
+  private broadcastHeartbeat(leader: LeaderState, readRound: number | null): void {
+    const context = readRound === null ? null : encodeReadRound(readRound);
     for (const [id, pr] of leader.progress) {
       if (id === this.id) continue;
       const commit = Math.min(pr.match, this.log.committed);
@@ -889,8 +894,10 @@ export class RaftNode {
     if (pr.state.kind === 'probe') pr.state.probeSent = false;
     if (pr.state.kind === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(leader, m.from, true);
-    if (m.context !== null) {
-      const confirmed = leader.readOnly.recvAck(m.from, m.context, (acks) => this.isQuorum(acks));
+    const round = decodeReadRound(m.context);
+    if (round !== null) {
+      const confirmed = leader.readOnly.recvAck(m.from, round, (acks) => this.isQuorum(acks));
+      if (confirmed === null) return this.drop('impossible_index');
       this.confirmedReads.push(...confirmed);
     }
   }

@@ -1,4 +1,5 @@
 import { DfsError } from '../errors/index.ts';
+import { MAX_ID_LENGTH } from './config.ts';
 
 /** Tuning of one Raft node. Ticks are the caller's clock: tick() is called every tick. */
 export interface RaftOptions {
@@ -46,8 +47,8 @@ function positiveInt(name: string, value: number): number {
 }
 
 export function resolveOptions(options: RaftOptions): ResolvedOptions {
-  if (typeof options.id !== 'string' || options.id.length === 0) {
-    throw new DfsError('ERR_INVALID_ARGUMENT', 'raft option id must be a non-empty string');
+  if (typeof options.id !== 'string' || options.id.length === 0 || options.id.length > MAX_ID_LENGTH) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `raft option id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`);
   }
   if (typeof options.rng !== 'function') throw new DfsError('ERR_INVALID_ARGUMENT', 'raft option rng must be a function');
   const electionTicks = positiveInt('electionTicks', options.electionTicks);

@@ -3,20 +3,40 @@ import type { ReadState } from './types.ts';
 interface PendingRead {
   readonly context: string;
   readonly index: number;
-  readonly acks: Set<string>;
+  /**
+   * The first heartbeat round sent after this read was queued. An acknowledgement of this round
+   * or of a later one proves the peer still followed this leader after the read arrived.
+   */
+  readonly round: number;
 }
 
 /**
- * The leader's queue of ReadIndex requests (thesis 6.4) awaiting a heartbeat quorum. Requests
- * are confirmed in order: a quorum for a later request also confirms every earlier one, because
- * the earlier ones were issued by the same leader with an index no larger.
+ * The leader's queue of ReadIndex requests (thesis 6.4) awaiting a heartbeat quorum.
+ *
+ * Leadership is confirmed with heartbeat rounds that the leader numbers itself (1, 2, 3, ...;
+ * the number goes on the wire in the heartbeat's `context` and is echoed back). A read queued
+ * while round r is the newest one sent needs an acknowledgement of round r + 1 or later: only a
+ * heartbeat sent after the read arrived proves leadership at a moment after the read began.
+ * Matching acknowledgements by the caller's context instead would let an acknowledgement of an
+ * earlier read that reused the context confirm a later one (a stale read on a deposed leader).
+ *
+ * Each peer's highest acknowledged round is kept; a read is confirmed once a quorum (the leader
+ * included) acknowledged its round or a later one. Reads are queued in round order, so they are
+ * released in order. Rounds are unique for the life of this queue, i.e. one leadership; a
+ * response from another term never reaches it, and a server leads a term at most once.
  */
 export class ReadOnlyQueue {
   private readonly queue: PendingRead[] = [];
   private readonly capacity: number;
+  private readonly self: string;
+  /** The newest round sent in a heartbeat; 0 before the first. */
+  private sentRound = 0;
+  /** For each peer, the highest round it acknowledged. */
+  private readonly acked = new Map<string, number>();
 
-  constructor(capacity: number) {
+  constructor(capacity: number, self: string) {
     this.capacity = capacity;
+    this.self = self;
   }
 
   full(): boolean {
@@ -27,45 +47,53 @@ export class ReadOnlyQueue {
     return this.queue.some((r) => r.context === context);
   }
 
-  add(context: string, index: number, self: string): void {
-    this.queue.push({ context, index, acks: new Set([self]) });
-  }
-
-  /** The newest context, carried by heartbeats so that one round confirms all pending reads. */
-  lastContext(): string | null {
-    return this.queue[this.queue.length - 1]?.context ?? null;
+  /** Queues a read; it waits for the next round that roundToSend() starts. */
+  add(context: string, index: number): void {
+    this.queue.push({ context, index, round: this.sentRound + 1 });
   }
 
   /**
-   * Records that `from` acknowledged a heartbeat carrying `context`; that peer has thereby acked
-   * every read queued up to `context`. Returns the reads now confirmed by `isQuorum`, in order.
+   * The round the next heartbeat broadcast must carry, or null if no read is pending: a new
+   * round if a read was queued since the last one was sent, else the last one again (a resent
+   * round confirms the same reads, so retransmitting it on lost heartbeats is safe).
    */
-  recvAck(from: string, context: string, isQuorum: (acks: ReadonlySet<string>) => boolean): ReadState[] {
-    const position = this.queue.findIndex((r) => r.context === context);
-    if (position < 0) return [];
-    for (let k = 0; k <= position; k++) this.queue[k]!.acks.add(from);
-    let confirmed = -1;
-    for (let k = position; k >= 0; k--) {
-      if (isQuorum(this.queue[k]!.acks)) {
-        confirmed = k;
-        break;
-      }
-    }
-    if (confirmed < 0) return [];
-    return this.queue.splice(0, confirmed + 1).map((r) => ({ index: r.index, context: r.context }));
+  roundToSend(): number | null {
+    const last = this.queue[this.queue.length - 1];
+    if (last === undefined) return null;
+    if (last.round > this.sentRound) this.sentRound = last.round;
+    return this.sentRound;
   }
 
-  /** Re-evaluates every pending read, e.g. after the configuration shrank. */
+  /**
+   * Records that `from` acknowledged heartbeat round `round`. Returns the reads now confirmed by
+   * `isQuorum`, in order, or null if `round` was never sent (an impossible acknowledgement,
+   * which is ignored).
+   */
+  recvAck(from: string, round: number, isQuorum: (acks: ReadonlySet<string>) => boolean): ReadState[] | null {
+    if (!Number.isSafeInteger(round) || round < 1 || round > this.sentRound) return null;
+    if (round > (this.acked.get(from) ?? 0)) this.acked.set(from, round);
+    return this.confirmAll(isQuorum);
+  }
+
+  /** Releases, in order, every pending read whose round a quorum acknowledged; e.g. after the configuration changed. */
   confirmAll(isQuorum: (acks: ReadonlySet<string>) => boolean): ReadState[] {
-    let confirmed = -1;
-    for (let k = this.queue.length - 1; k >= 0; k--) {
-      if (isQuorum(this.queue[k]!.acks)) {
-        confirmed = k;
-        break;
-      }
+    if (this.queue.length === 0) return [];
+    const confirmed = this.quorumRound(isQuorum);
+    let count = 0;
+    while (count < this.queue.length && this.queue[count]!.round <= confirmed) count++;
+    return this.queue.splice(0, count).map((r) => ({ index: r.index, context: r.context }));
+  }
+
+  /** The highest round acknowledged by a quorum (the leader acknowledges every round), or 0. */
+  private quorumRound(isQuorum: (acks: ReadonlySet<string>) => boolean): number {
+    if (isQuorum(new Set([this.self]))) return Infinity;
+    const rounds = [...new Set(this.acked.values())].sort((a, b) => b - a);
+    for (const round of rounds) {
+      const acks = new Set([this.self]);
+      for (const [peer, acked] of this.acked) if (acked >= round) acks.add(peer);
+      if (isQuorum(acks)) return round;
     }
-    if (confirmed < 0) return [];
-    return this.queue.splice(0, confirmed + 1).map((r) => ({ index: r.index, context: r.context }));
+    return 0;
   }
 
   clear(): void {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Message } from '../../src/raft/index.ts';
-import { MESSAGE_TYPES, decodeMessage, encodeMessage, validateMessage } from '../../src/raft/index.ts';
-import { Cluster, bytes, drainReady, entry, nodeWith } from './helpers.ts';
+import { MAX_ID_LENGTH, MESSAGE_TYPES, RaftNode, decodeMessage, encodeMessage, validateMessage } from '../../src/raft/index.ts';
+import { Cluster, bytes, drainReady, entry, nodeWith, options } from './helpers.ts';
 
 const SAMPLES: Message[] = [
   { type: 'preVote', from: 'a', to: 'b', term: 3, lastLogIndex: 9, lastLogTerm: 2, transfer: false },
@@ -18,7 +18,7 @@ const SAMPLES: Message[] = [
     commit: 4,
   },
   { type: 'appendResp', from: 'b', to: 'a', term: 3, reject: true, index: 4, rejectHint: 3, logTerm: 2 },
-  { type: 'heartbeat', from: 'a', to: 'b', term: 3, commit: 4, context: 'ctx' },
+  { type: 'heartbeat', from: 'a', to: 'b', term: 3, commit: 4, context: '17' },
   { type: 'heartbeatResp', from: 'b', to: 'a', term: 3, context: null },
   { type: 'installSnapshot', from: 'a', to: 'b', term: 3, snapshot: { metadata: { index: 9, term: 2, config: { voters: ['a', 'b'], learners: ['c'] } }, data: new Uint8Array([1, 2, 3]) } },
   { type: 'timeoutNow', from: 'a', to: 'b', term: 3 },
@@ -44,6 +44,13 @@ describe('wire codec', () => {
       { ...SAMPLES[2], entries: [entry(5, 9)] }, // entry from a future term
       { ...SAMPLES[2], entries: [{ index: 5, term: 3, type: 'config', data: bytes('not json') }] },
       { ...SAMPLES[2], entries: [{ index: 5, term: 3, type: 'normal', data: 'AAAA' }] },
+      // A heartbeat's context is the leader's read round: a positive decimal integer, nothing else.
+      { ...SAMPLES[4], context: 'ctx' },
+      { ...SAMPLES[4], context: '0' },
+      { ...SAMPLES[4], context: '017' },
+      { ...SAMPLES[4], context: 17 },
+      { ...SAMPLES[4], context: '99999999999999999' },
+      { ...SAMPLES[5], context: 'x'.repeat(1025) },
       { ...SAMPLES[6], snapshot: { metadata: { index: 9, term: 2, config: { voters: ['a', 'a'], learners: [] } }, data: new Uint8Array() } },
     ];
     for (const value of bad) expect(validateMessage(value)).toBeNull();
@@ -66,6 +73,13 @@ describe('wire codec', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('options', () => {
+  it('refuses a node id too long to pass the wire codec', () => {
+    const id = 'n'.repeat(MAX_ID_LENGTH + 1);
+    expect(() => RaftNode.bootstrap(options(id), { voters: [id], learners: [] })).toThrow(/at most 256/);
   });
 });
 
@@ -120,7 +134,7 @@ describe('bad input is dropped and counted, never thrown', () => {
         index: fc.nat(10),
         rejectHint: fc.nat(10),
         logTerm: fc.nat(6),
-        context: fc.constantFrom(null, 'r1'),
+        context: fc.constantFrom(null, '1', '2'),
         entries: fc.constant([]),
         snapshot: fc.record({
           metadata: fc.record({ index: fc.nat(8), term: fc.nat(6), config: fc.constant({ voters: ['a', 'b', 'c'], learners: [] }) }),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RaftNode, decodeConfigEntry } from '../../src/raft/index.ts';
+import type { ConfChange } from '../../src/raft/index.ts';
+import { MAX_ID_LENGTH, RaftNode, applyConfChange, decodeConfigEntry } from '../../src/raft/index.ts';
 import { Cluster, bytes, drainReady, nodeWith, options, tickUntilCampaign } from './helpers.ts';
 
 function joined(cluster: Cluster, id: string): RaftNode {
@@ -115,5 +116,32 @@ describe('membership changes', () => {
     cluster.elect('a');
     expect(cluster.node('b').propose(bytes('x'))).toEqual({ ok: false, reason: 'not_leader', leaderHint: 'a' });
     expect(cluster.node('b').proposeConfChange({ type: 'removeNode', id: 'c' })).toEqual({ ok: false, reason: 'not_leader', leaderHint: 'a' });
+  });
+
+  it('refuses malformed changes from untyped callers instead of throwing', () => {
+    // Found by review: an unknown change type fell through applyConfChange's switch and
+    // proposeConfChange threw a TypeError.
+    const cluster = new Cluster(['a', 'b', 'c']);
+    const leader = cluster.elect('a');
+    const lastIndex = leader.status().lastIndex;
+    const malformed: unknown[] = [
+      { type: 'promote', id: 'd' },
+      { type: 'addLearner', id: '' },
+      { type: 'addLearner', id: 42 },
+      { type: 'addLearner', id: 'd'.repeat(MAX_ID_LENGTH + 1) }, // would make every append undecodable
+      { id: 'd' },
+      null,
+      'addLearner',
+    ];
+    for (const change of malformed) {
+      expect(leader.proposeConfChange(change as ConfChange)).toMatchObject({ ok: false, reason: 'invalid_argument' });
+      expect(cluster.node('b').proposeConfChange(change as ConfChange)).toMatchObject({ ok: false, reason: 'invalid_argument' });
+    }
+    expect(applyConfChange({ voters: ['a'], learners: [] }, { type: 'promote', id: 'd' } as unknown as ConfChange)).toMatchObject({
+      ok: false,
+      reason: 'invalid_argument',
+    });
+    expect(leader.status().lastIndex).toBe(lastIndex);
+    expect(leader.proposeConfChange({ type: 'addLearner', id: 'd'.repeat(MAX_ID_LENGTH) })).toMatchObject({ ok: true });
   });
 });

@@ -43,8 +43,16 @@ export class SafetyChecker {
   readonly appliedDigest: string[] = [];
   readonly appliedHash: number[] = [];
   private readonly leaderWatch = new Map<string, LeaderWatch>();
-  /** Leader Completeness: the term of every committed index. */
+  /** Leader Completeness: the term of the entry at every committed index (once applied somewhere). */
   readonly committedTerm: number[] = [];
+  /**
+   * Leader Completeness: for every committed index, a term in which it was already committed,
+   * the highest term any server had when the index was first seen committed or applied. The
+   * entry was committed in this term or earlier, so every leader of a later term must hold it.
+   */
+  readonly committedInTerm: number[] = [];
+  /** The highest term any server has had. */
+  maxTerm = 0;
   maxCommitted = 0;
   checks = 0;
 
@@ -52,7 +60,11 @@ export class SafetyChecker {
   observe(node: RaftNode): void {
     this.checks++;
     const status = node.status();
-    if (status.commit > this.maxCommitted) this.maxCommitted = status.commit;
+    this.noteTerm(status.term);
+    if (status.commit > this.maxCommitted) {
+      for (let index = this.maxCommitted + 1; index <= status.commit; index++) this.committedInTerm[index] ??= this.maxTerm;
+      this.maxCommitted = status.commit;
+    }
     if (status.role !== 'leader') {
       this.leaderWatch.delete(node.id);
       return;
@@ -65,6 +77,11 @@ export class SafetyChecker {
       throw new SafetyViolation('Election Safety', `term ${status.term} has leaders ${known} and ${node.id}`);
     }
     this.checkLeaderAppendOnly(node, status);
+  }
+
+  /** A server has (at least) this term now; call before it applies or sends anything. */
+  noteTerm(term: number): void {
+    if (term > this.maxTerm) this.maxTerm = term;
   }
 
   /** Leader Append-Only, in memory: while a node leads term t, its log only grows at the end. */
@@ -85,11 +102,16 @@ export class SafetyChecker {
     watch.lastTerm = node.logTerm(status.lastIndex) ?? -1;
   }
 
-  /** Leader Completeness: a new leader holds every entry committed so far (or a snapshot past it). */
+  /**
+   * Leader Completeness (§5.4): an entry committed in term t is in the log of every leader of a
+   * term > t (or covered by its snapshot). A leader of a term <= t need not have it: a candidate
+   * can still win an older term through a delayed vote after a newer leader committed entries.
+   */
   private checkLeaderCompleteness(node: RaftNode, status: NodeStatus): void {
     for (let index = status.snapshotIndex + 1; index < this.committedTerm.length; index++) {
       const term = this.committedTerm[index];
-      if (term === undefined) continue;
+      const committedIn = this.committedInTerm[index];
+      if (term === undefined || committedIn === undefined || committedIn >= status.term) continue;
       if (node.logTerm(index) !== term) {
         throw new SafetyViolation('Leader Completeness', `leader ${node.id} of term ${status.term} lacks committed entry ${index}/${term}`);
       }
@@ -135,6 +157,7 @@ export class SafetyChecker {
       this.appliedDigest[entry.index] = digest;
       this.appliedHash[entry.index] = next;
       this.committedTerm[entry.index] = entry.term;
+      this.committedInTerm[entry.index] ??= this.maxTerm;
     } else if (known !== digest) {
       throw new SafetyViolation('State Machine Safety', `${id} applied ${digest} at ${entry.index}, another server applied ${known}`);
     } else if (this.appliedHash[entry.index] !== next) {

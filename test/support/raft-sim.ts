@@ -64,6 +64,10 @@ interface SimServer {
   applied: number;
   hash: number;
   crashPoint: CrashPoint | null;
+  /** Ticks while leading: paces the background reads. */
+  leaderTicks: number;
+  /** Contexts of the reads this server served, newest last: a client may reuse one. */
+  readonly servedReads: string[];
 }
 
 interface PendingRead {
@@ -89,6 +93,7 @@ export interface SimCounters {
 
 const MAX_READY_ROUNDS = 64;
 const MAX_IN_FLIGHT_MESSAGES = 20_000;
+const MAX_REUSABLE_CONTEXTS = 16;
 
 export class Simulator {
   readonly profile: SimProfile;
@@ -117,6 +122,7 @@ export class Simulator {
   private now = 0;
   private nextCommand = 1;
   private nextReadContext = 1;
+  private readsIssued = 0;
   private readonly pendingReads = new Map<string, PendingRead>();
   private lastLeader: string | null = null;
 
@@ -308,6 +314,13 @@ export class Simulator {
     server.node.tick();
     this.scheduleTick(server, this.profile.tickMs);
     this.afterEvent(server);
+    const node = server.node;
+    if (node !== null && node.status().role === 'leader') {
+      server.leaderTicks++;
+      // A deposed leader that does not know it yet still gets reads; the leader, now and then.
+      if (node !== this.leader()) this.readAt(node, true);
+      else if (server.leaderTicks % 16 === 0) this.readAt(node, false);
+    }
   }
 
   private onDeliver(message: Message): void {
@@ -368,7 +381,10 @@ export class Simulator {
       const node = server.node;
       if (node === null || !node.hasReady()) return;
       if (round >= MAX_READY_ROUNDS) throw new Error(`${server.id}: Ready loop did not settle`);
-      const isLeader = node.status().role === 'leader';
+      const status = node.status();
+      const isLeader = status.role === 'leader';
+      // Before anything is applied or sent: commits seen from here on happened in this term or earlier.
+      this.checker.noteTerm(status.term);
       const rd = node.ready();
       if (server.crashPoint === 'beforePersist') return this.crash(server);
       this.persist(server, isLeader, rd);
@@ -428,6 +444,8 @@ export class Simulator {
       }
       if (server.applied < read.index) throw new SafetyViolation('ReadIndex', `read ${read.context} served before applying ${read.index}`);
       this.counters.readsServed++;
+      server.servedReads.push(read.context);
+      if (server.servedReads.length > MAX_REUSABLE_CONTEXTS) server.servedReads.shift();
     }
   }
 
@@ -520,14 +538,26 @@ export class Simulator {
     this.drain(this.servers.get(leader.id)!);
   }
 
+  /** A client read at the leader; every other one reuses the context of a read served earlier. */
   private readIndex(): void {
     const leader = this.leader();
-    if (leader === null) return;
-    const context = `r${this.nextReadContext++}`;
+    if (leader !== null) this.readAt(leader, this.readsIssued % 2 === 1);
+  }
+
+  /**
+   * Starts a read at `leader`. With `reuse`, the context is the one of the read served last, as
+   * clients with a small set of request ids do: acknowledgements of the earlier read (delayed,
+   * duplicated) must not confirm this one.
+   */
+  private readAt(leader: RaftNode, reuse: boolean): void {
+    this.readsIssued++;
+    const served = this.servers.get(leader.id)!.servedReads;
+    const context = reuse && served.length > 0 ? served.pop()! : `r${this.nextReadContext++}`;
     // Every write that any server knows committed before the read began must be visible.
     const required = this.checker.maxCommitted;
     const result = leader.readIndex(context);
     if (result.ok) this.pendingReads.set(context, { server: leader.id, requiredIndex: required });
+    else if (result.reason === 'duplicate_read_context') throw new SafetyViolation('API', `${leader.id} refused ${context}, which is not pending`);
     this.drain(this.servers.get(leader.id)!);
   }
 
@@ -559,6 +589,8 @@ export class Simulator {
       applied: 0,
       hash: 0,
       crashPoint: null,
+      leaderTicks: 0,
+      servedReads: [],
     };
     this.servers.set(id, server);
     return server;
