@@ -274,10 +274,32 @@ export class RaftDriver {
   }
 
   async #handleReady(rd: Ready): Promise<void> {
-    await this.#store.persistReady(rd);
-    for (const m of rd.messages) this.#transport.send(m);
+    // Committed entries that an earlier Ready already persisted here are durable on a quorum
+    // including this node, so they are applied — and their clients answered — while this
+    // Ready's new entries are fsynced, not after: one fsync less on a commit's path under load.
+    // Entries of this very Ready (a single-voter cluster commits on append; a follower may learn
+    // of commit with the entries) wait for the fsync like the messages do.
+    const firstNew = rd.snapshot ? 0 : (rd.entries[0]?.index ?? Infinity);
+    const early = rd.committedEntries.filter((e) => e.index < firstNew);
+    const late = rd.committedEntries.slice(early.length);
+    const persisting = this.#store.persistReady(rd);
+    persisting.catch(() => {}); // awaited below; not unhandled while we apply
+    this.#applyCommitted(early);
+    await persisting;
     if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
-    for (const e of rd.committedEntries) {
+    this.#applyCommitted(late);
+    for (const m of rd.messages) this.#transport.send(m);
+    for (const rs of rd.readStates) {
+      const read = this.#reads.get(rs.context);
+      if (read) read.index = rs.index;
+    }
+    this.#serveReads();
+    this.#onSoftState(rd.softState);
+    for (const listener of this.#listeners) listener();
+  }
+
+  #applyCommitted(entries: Ready['committedEntries']): void {
+    for (const e of entries) {
       const result = e.type === 'normal' && e.data.length > 0 ? this.#machine.apply(e.index, e.data) : undefined;
       this.#applied = e.index;
       const pending = this.#proposals.get(e.index);
@@ -288,13 +310,6 @@ export class RaftDriver {
         else pending.reject(new DfsError('ERR_NOT_LEADER', 'leadership changed before the request committed; retry'));
       }
     }
-    for (const rs of rd.readStates) {
-      const read = this.#reads.get(rs.context);
-      if (read) read.index = rs.index;
-    }
-    this.#serveReads();
-    this.#onSoftState(rd.softState);
-    for (const listener of this.#listeners) listener();
   }
 
   async #installSnapshot(snapshot: Snapshot): Promise<void> {

@@ -20,6 +20,8 @@ export type { FrameOptions, FrameReaderOptions, FrameReaderStats, FrameWriterSta
 export { encodeWire, schema } from './schema.ts';
 export type { ArrayOptions, BytesOptions, Infer, NumberOptions, ObjectSchema, OptionalSchema, Schema, StringOptions } from './schema.ts';
 export { callRpc, serveRpc } from './rpc.ts';
+export { RpcChannel, RpcChannelPool, serveMuxRpc } from './rpc-mux.ts';
+export type { ServeMuxRpcOptions } from './rpc-mux.ts';
 export type { CallRpcOptions, RpcContext, RpcHandler, ServeRpcOptions } from './rpc.ts';
 export { deadlineSignal, errorFromAbort } from './deadline.ts';
 export type { Stream } from '@libp2p/interface';

@@ -130,7 +130,7 @@ async function runHandler<Request>(
   }
 }
 
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+export function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(errorFromAbort(signal, what));
     if (signal.aborted) return onAbort();
@@ -204,7 +204,7 @@ export async function callRpc<T>(
   }
 }
 
-function parseResponse<T>(envelope: unknown, responseSchema: Schema<T>): T {
+export function parseResponse<T>(envelope: unknown, responseSchema: Schema<T>): T {
   if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) {
     throw new DfsError('ERR_PROTOCOL', `response: expected object, got ${Array.isArray(envelope) ? 'array' : envelope === null ? 'null' : typeof envelope}`);
   }
@@ -216,7 +216,7 @@ function parseResponse<T>(envelope: unknown, responseSchema: Schema<T>): T {
   return responseSchema.parseAt((envelope as { result?: unknown }).result, 'result');
 }
 
-function errorResponse(err: unknown): Uint8Array {
+export function errorResponse(err: unknown): Uint8Array {
   const error =
     err instanceof DfsError
       ? { code: err.code, message: err.message }
@@ -240,7 +240,7 @@ function utf8(text: string): Uint8Array {
   return textEncoder.encode(text);
 }
 
-function decodeJson(frame: Uint8ArrayList): unknown {
+export function decodeJson(frame: Uint8ArrayList): unknown {
   let text: string;
   try {
     text = textDecoder.decode(frame.subarray());
