@@ -181,10 +181,33 @@ export class FrameReader implements AsyncIterable<Uint8ArrayList> {
     return wholeFrameBuffered && this.#buffer.byteLength >= this.#highWaterBytes;
   }
 
+  /**
+   * @libp2p/utils 7.4's resume() hands the bytes buffered while paused to our 'message' listener
+   * before it resumes the muxer, so a pause asked for from inside that hand-off would be undone
+   * by the muxer's resume, and yamux would keep granting window to a stream that buffers
+   * without limit. Such a pause is deferred and applied once resume() has returned.
+   */
+  #resuming = false;
+
   #resumeIfPaused(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    if (this.#stream.readStatus === 'paused') this.#stream.resume();
+    if (this.#stream.readStatus !== 'paused') return;
+    this.#resuming = true;
+    try {
+      this.#stream.resume();
+    } finally {
+      this.#resuming = false;
+    }
+    this.#pauseIfBehind();
+  }
+
+  #pauseIfBehind(): void {
+    if (!this.#paused && !this.#failure && this.#shouldPause() && this.#stream.readStatus === 'readable') {
+      this.#paused = true;
+      this.stats.pauses++;
+      this.#stream.pause();
+    }
   }
 
   /** Aborts the stream with `err` (a protocol violation by the peer); whole frames stay readable. */
@@ -224,11 +247,7 @@ export class FrameReader implements AsyncIterable<Uint8ArrayList> {
     if (this.#buffer.byteLength > this.stats.peakBufferedBytes) this.stats.peakBufferedBytes = this.#buffer.byteLength;
     this.#parseHeader();
     this.#wake();
-    if (!this.#paused && !this.#failure && this.#shouldPause() && this.#stream.readStatus === 'readable') {
-      this.#paused = true;
-      this.stats.pauses++;
-      this.#stream.pause();
-    }
+    if (!this.#resuming) this.#pauseIfBehind(); // during resume(): applied when it returns
   };
 
   readonly #onEnd = (): void => {
