@@ -78,6 +78,7 @@ export class ChunkStore {
   #chunks: number;
   #bytes: number;
   #closed = false;
+  readonly #listeners = new Set<(id: ChunkId, change: 'added' | 'removed') => void>();
 
   private constructor(init: {
     layout: StoreLayout;
@@ -96,6 +97,12 @@ export class ChunkStore {
     this.#clock = init.options.clock ?? Date.now;
     this.#chunks = init.chunks;
     this.#bytes = init.bytes;
+  }
+
+  /** Calls `listener` after every chunk that becomes stored or stops being stored (reports). */
+  onChange(listener: (id: ChunkId, change: 'added' | 'removed') => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   static async open(options: ChunkStoreOptions): Promise<ChunkStore> {
@@ -181,6 +188,7 @@ export class ChunkStore {
     }
     this.#chunks += 1;
     this.#bytes += size;
+    for (const listener of this.#listeners) listener(id, 'added');
     return { stored: true };
   }
 
@@ -257,6 +265,7 @@ export class ChunkStore {
     }
     this.#chunks -= 1;
     this.#bytes -= decodeRecord(raw)?.size ?? 0;
+    for (const listener of this.#listeners) listener(id, 'removed');
     return true;
   }
 

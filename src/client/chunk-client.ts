@@ -1,0 +1,344 @@
+import type { Uint8ArrayList } from 'uint8arraylist';
+import { assertChunkId, loadBlake3 } from '../chunker/index.ts';
+import type { Blake3, ChunkId } from '../chunker/index.ts';
+import { DfsError } from '../errors/index.ts';
+import { deadlineSignal, errorFromAbort, FrameReader, FrameWriter } from '../net/index.ts';
+import { streamClosedError } from '../net/framing.ts';
+import type { DfsPeer, Schema, Stream } from '../net/index.ts';
+import {
+  BATCH_MAX_IDS,
+  CHUNK_FRAME_MAX_BYTES,
+  CHUNK_MAX_BYTES,
+  CHUNK_PROTOCOL,
+  ChunkTargetError,
+  decodeHeader,
+  deleteAnswerSchema,
+  encodeHeader,
+  getAnswerSchema,
+  hasAnswerSchema,
+  parseAnswer,
+  PIPELINE_MAX_TARGETS,
+  payloadFrames,
+  putAnswerSchema,
+  raceSignal,
+} from '../node/chunk-protocol.ts';
+import type { PutAnswer } from '../node/chunk-protocol.ts';
+
+/**
+ * The client side of `/dfs/chunk/1.0.0` (see src/node/chunk-protocol.ts): put a chunk through a
+ * replication pipeline, get (a range of) it, ask which chunks a node has, delete chunks.
+ */
+
+export interface ChunkCallOptions {
+  /** Bound on the whole operation: connect, send, wait, receive. */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface GetChunkOptions extends ChunkCallOptions {
+  readonly offset?: number;
+  readonly length?: number;
+  /** To verify a whole-chunk get against its id; loaded on first use when absent. */
+  readonly blake3?: Blake3;
+}
+
+/** Default bound on a put: a base plus a share per pipeline target (each may fsync 64 MiB). */
+const PUT_TIMEOUT_BASE_MS = 30_000;
+const PUT_TIMEOUT_PER_TARGET_MS = 15_000;
+const DEFAULT_GET_TIMEOUT_MS = 60_000;
+const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+
+/**
+ * Stores `data` under `id` on every node of `pipeline` (multiaddrs ending /p2p/<id>; the first is
+ * where the bytes are sent, each node forwards them to the next as they arrive). Resolves, with
+ * the peer ids that stored it, only once every node has it durably.
+ *
+ * Fails with a DfsError: ERR_CHUNK_CORRUPT (the bytes do not hash to `id`; no node stored them),
+ * or a ChunkTargetError naming `failedTarget`: ERR_PIPELINE when a later node failed (the nodes
+ * before it kept their copies; retry with another target there), otherwise the first node's own
+ * refusal or failure (ERR_OVERLOADED, ERR_NO_SPACE, ERR_CHUNK_TOO_LARGE, ERR_PEER_UNREACHABLE,
+ * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). ERR_ABORTED when `signal` fired.
+ */
+export async function putChunk(
+  peer: DfsPeer,
+  pipeline: readonly string[],
+  id: ChunkId,
+  data: Uint8Array | readonly Uint8Array[],
+  options: ChunkCallOptions = {},
+): Promise<{ stored: string[] }> {
+  assertChunkId(id);
+  const target = pipeline[0];
+  if (target === undefined || pipeline.length > PIPELINE_MAX_TARGETS + 1) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `a put pipeline has 1 to ${PIPELINE_MAX_TARGETS + 1} targets, got ${pipeline.length}`);
+  }
+  const pieces = data instanceof Uint8Array ? [data] : data;
+  const size = pieces.reduce((n, p) => n + p.byteLength, 0);
+  if (size > CHUNK_MAX_BYTES) throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${CHUNK_MAX_BYTES}`);
+  const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
+  let put: OutboundPut | undefined;
+  try {
+    put = await OutboundPut.open(peer, target, { id, size, pipeline: pipeline.slice(1) }, { signal });
+    for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
+    const answer = await put.finish(signal);
+    return { stored: answer.stored };
+  } catch (err) {
+    put?.abort(err);
+    throw blameTarget(err, target);
+  }
+}
+
+/** Which error a put's caller sees: who failed, unless it was the data or the caller itself. */
+function blameTarget(err: unknown, target: string): DfsError {
+  if (err instanceof ChunkTargetError) return err;
+  const dfs = err instanceof DfsError ? err : new DfsError('ERR_INTERNAL', `put to ${target}: ${String(err)}`, { cause: err });
+  if (dfs.code === 'ERR_CHUNK_CORRUPT' || dfs.code === 'ERR_ABORTED' || dfs.code === 'ERR_INVALID_ARGUMENT' || dfs.code === 'ERR_INVALID_CHUNK_ID') return dfs;
+  return new ChunkTargetError(dfs.code, dfs.message, target, { cause: dfs });
+}
+
+export interface PutHeader {
+  readonly id: ChunkId;
+  readonly size: number;
+  readonly pipeline: readonly string[];
+}
+
+/**
+ * One outbound put stream: the header is sent at open, payload frames with `write` (each waits
+ * for the stream to take it: backpressure), and `finish` closes the write side and waits for the
+ * answer. The answer may come early (a refusal while we still write): from then on writes fail
+ * with that refusal instead of waiting. Used by putChunk and by a node forwarding down a
+ * pipeline. Every path ends in `finish` or `abort`, which release the stream.
+ */
+export class OutboundPut {
+  readonly target: string;
+  readonly #stream: Stream;
+  readonly #reader: FrameReader;
+  readonly #writer: FrameWriter;
+  /** The answer header frame (read from the start: a refusal can come before we finish). */
+  readonly #answer: Promise<Uint8ArrayList | undefined>;
+  /** Fires when the answer arrived or reading it failed: writes stop waiting then. */
+  readonly #answered = new AbortController();
+  #done = false;
+
+  private constructor(target: string, stream: Stream) {
+    this.target = target;
+    this.#stream = stream;
+    this.#reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    this.#writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const answered = (): void => this.#answered.abort(new DfsError('ERR_STREAM_CLOSED', `${target} answered the put before it was finished`));
+    this.#answer = this.#reader.read();
+    this.#answer.then(answered, answered);
+  }
+
+  /** Opens the stream and sends the header. Fails like DfsPeer.dialProtocol. */
+  static async open(peer: DfsPeer, target: string, header: PutHeader, options: { signal: AbortSignal; timeoutMs?: number }): Promise<OutboundPut> {
+    const stream = await peer.dialProtocol(target, CHUNK_PROTOCOL, {
+      signal: options.signal,
+      negotiateFully: false,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
+    const put = new OutboundPut(target, stream);
+    await put.#send(encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline }), options.signal);
+    return put;
+  }
+
+  /** Sends one payload frame (1 byte to 1 MiB). Rejects with the target's refusal if it answered. */
+  write(payload: Uint8Array, signal: AbortSignal): Promise<void> {
+    return this.#send(payload, signal);
+  }
+
+  async #send(payload: Uint8Array, signal: AbortSignal): Promise<void> {
+    try {
+      await this.#writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
+    } catch (err) {
+      throw await this.#failure(err, signal);
+    }
+  }
+
+  /** Ends the payload and waits (bounded by `signal`) for the answer: the ack, or its refusal thrown. */
+  async finish(signal: AbortSignal): Promise<PutAnswer> {
+    try {
+      try {
+        await this.#writer.close({ signal: AbortSignal.any([signal, this.#answered.signal]) });
+      } catch (err) {
+        if (!this.#answered.signal.aborted) throw await this.#failure(err, signal);
+      }
+      const frame = await raceSignal(this.#answer, signal, () => errorFromAbort(signal, `waiting for ${this.target} to store the chunk`));
+      if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
+      const answer = parseAnswer(decodeHeader(frame), putAnswerSchema);
+      this.#release(undefined);
+      return answer;
+    } catch (err) {
+      this.#release(err);
+      throw err;
+    }
+  }
+
+  /** Resets the stream (the target never stores what it got). Idempotent. */
+  abort(reason?: unknown): void {
+    this.#release(reason ?? new DfsError('ERR_ABORTED', 'put aborted'));
+  }
+
+  #release(failure: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#answer.catch(() => {});
+    this.#reader.release();
+    if (failure !== undefined && this.#stream.status === 'open') {
+      this.#stream.abort(failure instanceof Error ? failure : new Error(String(failure)));
+    }
+  }
+
+  /**
+   * The error for a failed write: the target's refusal when it answered (it says more than
+   * "stream reset"), else the write error itself; the stream is reset either way.
+   */
+  async #failure(err: unknown, signal: AbortSignal): Promise<DfsError> {
+    let failure: DfsError = err instanceof DfsError ? err : streamClosedError(this.#stream, err);
+    if (signal.aborted) failure = errorFromAbort(signal, `putting to ${this.target}`);
+    else if (this.#answered.signal.aborted) {
+      try {
+        const frame = await this.#answer;
+        if (frame !== undefined) {
+          parseAnswer(decodeHeader(frame), putAnswerSchema);
+          failure = new DfsError('ERR_PROTOCOL', `${this.target} acknowledged a put before its payload was complete`);
+        }
+      } catch (answerError) {
+        if (answerError instanceof DfsError && answerError.code !== 'ERR_STREAM_CLOSED') failure = answerError;
+      }
+    }
+    this.#release(failure);
+    return failure;
+  }
+}
+
+/**
+ * The bytes of chunk `id` (or of `length` bytes from `offset`) from the node at `addr`. A whole
+ * chunk is verified here against its id (end to end: a mismatch is ERR_CHUNK_CORRUPT); a range is
+ * cut by the node from a copy it verified. Fails with ERR_CHUNK_NOT_FOUND, ERR_CHUNK_CORRUPT (the
+ * node's copy is bad), ERR_INVALID_ARGUMENT (range outside the chunk), ERR_OVERLOADED, or a
+ * network error (ERR_PEER_UNREACHABLE, ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL).
+ */
+export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array> {
+  assertChunkId(id);
+  const { offset, length } = options;
+  for (const [name, value] of [['offset', offset], ['length', length]] as const) {
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `${name} must be a non-negative integer, got ${value}`);
+    }
+  }
+  const whole = offset === undefined && length === undefined;
+  const blake3 = whole ? (options.blake3 ?? (await loadBlake3())) : undefined;
+  const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
+  const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }) };
+  return withStream(peer, addr, request, signal, async (reader) => {
+    const { size } = parseAnswer(await readHeader(reader, signal, addr), getAnswerSchema);
+    if (length !== undefined && size !== length) {
+      throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
+    }
+    const bytes = new Uint8Array(size);
+    let received = 0;
+    // Each frame carries at least one byte, so this loop ends after at most `size` frames.
+    while (received < size) {
+      const frame = await reader.read({ signal });
+      if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} ended chunk ${id} after ${received} of ${size} bytes`);
+      if (frame.byteLength === 0 || received + frame.byteLength > size) {
+        throw new DfsError('ERR_PROTOCOL', `${addr} sent a ${frame.byteLength}-byte frame at byte ${received} of ${size}`);
+      }
+      for (const part of frame) {
+        bytes.set(part, received);
+        received += part.byteLength;
+      }
+    }
+    if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the ${size} bytes it announced`);
+    if (blake3) {
+      const actual = blake3.hashHex(bytes);
+      if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} from ${addr} hashes to ${actual}`);
+    }
+    return bytes;
+  });
+}
+
+/** Which of `ids` the node at `addr` stores, in order (batches of BATCH_MAX_IDS, one after another). */
+export async function hasChunks(peer: DfsPeer, addr: string, ids: readonly ChunkId[], options: ChunkCallOptions = {}): Promise<boolean[]> {
+  for (const id of ids) assertChunkId(id);
+  const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS, options.signal);
+  const present: boolean[] = [];
+  for (let at = 0; at < ids.length || at === 0; at += BATCH_MAX_IDS) {
+    const batch = ids.slice(at, at + BATCH_MAX_IDS);
+    const answer = await query(peer, addr, { op: 'has', ids: batch }, hasAnswerSchema, signal);
+    if (answer.present.length !== batch.length) {
+      throw new DfsError('ERR_PROTOCOL', `${addr} answered ${answer.present.length} flags for ${batch.length} ids`);
+    }
+    present.push(...answer.present);
+  }
+  return present;
+}
+
+/**
+ * Deletes `ids` on the node at `addr`; returns how many it had. Only peers the node allows (the
+ * masters) may: others get ERR_FORBIDDEN.
+ */
+export async function deleteChunks(peer: DfsPeer, addr: string, ids: readonly ChunkId[], options: ChunkCallOptions = {}): Promise<number> {
+  for (const id of ids) assertChunkId(id);
+  const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS, options.signal);
+  let deleted = 0;
+  for (let at = 0; at < ids.length || at === 0; at += BATCH_MAX_IDS) {
+    deleted += (await query(peer, addr, { op: 'delete', ids: ids.slice(at, at + BATCH_MAX_IDS) }, deleteAnswerSchema, signal)).deleted;
+  }
+  return deleted;
+}
+
+async function query<T>(peer: DfsPeer, addr: string, request: object, okSchema: Schema<T>, signal: AbortSignal): Promise<T> {
+  return withStream(peer, addr, request, signal, async (reader) => {
+    const answer = parseAnswer(await readHeader(reader, signal, addr), okSchema);
+    if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than one answer`);
+    return answer;
+  });
+}
+
+/**
+ * Opens a stream, sends `request` as the header, closes the write side and hands the reader to
+ * `receive`. The stream is reset unless `receive` succeeds; errors become DfsErrors.
+ */
+async function withStream<T>(
+  peer: DfsPeer,
+  addr: string,
+  request: object,
+  signal: AbortSignal,
+  receive: (reader: FrameReader) => Promise<T>,
+): Promise<T> {
+  const stream = await peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false });
+  const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+  let succeeded = false;
+  try {
+    let writeError: unknown;
+    try {
+      const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+      await writer.write(encodeHeader(request), { signal });
+      await writer.close({ signal });
+    } catch (err) {
+      if (signal.aborted) throw errorFromAbort(signal, `${CHUNK_PROTOCOL} to ${addr}`);
+      writeError = err; // an answer, if one came, says more
+    }
+    try {
+      const result = await receive(reader);
+      succeeded = true;
+      return result;
+    } catch (err) {
+      throw (err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED' && writeError instanceof DfsError) ? writeError : err;
+    }
+  } catch (err) {
+    if (err instanceof DfsError) throw err;
+    if (signal.aborted) throw errorFromAbort(signal, `${CHUNK_PROTOCOL} to ${addr}`);
+    throw new DfsError('ERR_STREAM_CLOSED', `${CHUNK_PROTOCOL} to ${addr}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    reader.release();
+    if (!succeeded && stream.status === 'open') stream.abort(new Error(`${CHUNK_PROTOCOL} call failed`));
+  }
+}
+
+async function readHeader(reader: FrameReader, signal: AbortSignal, addr: string): Promise<unknown> {
+  const frame = await reader.read({ signal });
+  if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} closed the stream without answering`);
+  return decodeHeader(frame);
+}

@@ -1,0 +1,196 @@
+import type { Stream } from '@libp2p/interface';
+import type { Uint8ArrayList } from 'uint8arraylist';
+import { CHUNKER_LIMITS } from '../chunker/index.ts';
+import { DfsError, ERROR_CODES } from '../errors/index.ts';
+import type { ErrorCode } from '../errors/index.ts';
+import { schema } from '../net/index.ts';
+import type { Infer, Schema } from '../net/index.ts';
+
+/**
+ * `/dfs/chunk/1.0.0`: moving chunk bytes between clients and storage nodes, one stream per
+ * operation. Every message is a 4-byte length-prefixed frame (FrameWriter/FrameReader); the first
+ * frame each way is a JSON header validated by a schema below, chunk bytes follow as raw frames.
+ *
+ * put     → `{op:'put', id, size, pipeline}`, `size` bytes in payload frames (1 byte..1 MiB
+ *           each), then the sender closes its write side.
+ *           ← `{ok:true, stored:[peer ids]}` once every node of the pipeline has the chunk durably.
+ * get     → `{op:'get', id, offset?, length?}` ← `{ok:true, size}` then `size` bytes in payload frames.
+ * has     → `{op:'has', ids}` ← `{ok:true, present:[booleans, same order]}`.
+ * delete  → `{op:'delete', ids}` ← `{ok:true, deleted: how many were stored}`.
+ * Any refusal ← `{ok:false, code, message, failedTarget?, failedCode?}` (an ErrorCode; for
+ * ERR_PIPELINE, failedTarget is the multiaddr of the target that failed, failedCode what it said).
+ */
+export const CHUNK_PROTOCOL = '/dfs/chunk/1.0.0';
+
+const MiB = 1024 * 1024;
+
+/** Largest frame either way: payload frames are at most 1 MiB, and so is a header. */
+export const CHUNK_FRAME_MAX_BYTES = MiB;
+/** Targets a put may carry after the node it is sent to. */
+export const PIPELINE_MAX_TARGETS = 8;
+/** Ids in one has or delete request. */
+export const BATCH_MAX_IDS = 4096;
+/** The hard cap on one chunk (the chunker's ceiling); a node may set a lower one. */
+export const CHUNK_MAX_BYTES = CHUNKER_LIMITS.maxSizeCeiling;
+export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * MiB;
+/** Bound on each read and write of a transfer (an idle timeout, not a bound on the whole). */
+export const DEFAULT_TRANSFER_TIMEOUT_MS = 30_000;
+/** Concurrent chunk streams one connection may open to a node. */
+export const DEFAULT_MAX_INBOUND_STREAMS = 64;
+export const MULTIADDR_MAX_CHARS = 1024;
+
+const chunkIdSchema = schema.string({ pattern: /^[0-9a-f]{64}$/ });
+/** A multiaddr that names its peer: /.../p2p/<peer id>. */
+const targetSchema = schema.string({ maxLength: MULTIADDR_MAX_CHARS, pattern: /^\/\S*\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/ });
+const idsSchema = schema.array(chunkIdSchema, { maxLength: BATCH_MAX_IDS });
+
+export const chunkRequestSchema = schema.taggedUnion('op', {
+  put: schema.object({
+    id: chunkIdSchema,
+    size: schema.integer({ min: 0 }),
+    pipeline: schema.array(targetSchema, { maxLength: PIPELINE_MAX_TARGETS }),
+  }),
+  get: schema.object({
+    id: chunkIdSchema,
+    offset: schema.optional(schema.integer({ min: 0 })),
+    length: schema.optional(schema.integer({ min: 0 })),
+  }),
+  has: schema.object({ ids: idsSchema }),
+  delete: schema.object({ ids: idsSchema }),
+});
+export type ChunkRequest = Infer<typeof chunkRequestSchema>;
+export type PutRequest = Extract<ChunkRequest, { op: 'put' }>;
+export type GetRequest = Extract<ChunkRequest, { op: 'get' }>;
+
+export const putAnswerSchema = schema.object({
+  ok: schema.literal(true),
+  stored: schema.array(schema.string({ maxLength: 128 }), { maxLength: PIPELINE_MAX_TARGETS + 1 }),
+});
+export const getAnswerSchema = schema.object({ ok: schema.literal(true), size: schema.integer({ min: 0, max: CHUNK_MAX_BYTES }) });
+export const hasAnswerSchema = schema.object({ ok: schema.literal(true), present: schema.array(schema.boolean(), { maxLength: BATCH_MAX_IDS }) });
+export const deleteAnswerSchema = schema.object({ ok: schema.literal(true), deleted: schema.integer({ min: 0, max: BATCH_MAX_IDS }) });
+export type PutAnswer = Infer<typeof putAnswerSchema>;
+
+const refusalSchema = schema.object({
+  ok: schema.literal(false),
+  code: schema.string({ maxLength: 64 }),
+  message: schema.string({ maxLength: 8192 }),
+  failedTarget: schema.optional(schema.string({ maxLength: MULTIADDR_MAX_CHARS })),
+  failedCode: schema.optional(schema.string({ maxLength: 64 })),
+});
+
+export interface Refusal {
+  readonly ok: false;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly failedTarget?: string;
+  readonly failedCode?: ErrorCode;
+}
+
+/**
+ * A put that failed at a known target. For ERR_PIPELINE, `failedTarget` is the multiaddr of the
+ * later pipeline node that failed (the nodes before it kept their copies) and `failedCode` what
+ * that node reported; for other codes, it is the node the put was sent to.
+ */
+export class ChunkTargetError extends DfsError {
+  readonly failedTarget: string;
+  readonly failedCode: ErrorCode | undefined;
+
+  constructor(code: ErrorCode, message: string, failedTarget: string, options: { failedCode?: ErrorCode | undefined; cause?: unknown } = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ChunkTargetError';
+    this.failedTarget = failedTarget;
+    this.failedCode = options.failedCode;
+  }
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
+
+/** The refusal header for `err` (a DfsError keeps its code; anything else is ERR_INTERNAL). */
+export function refusalOf(err: unknown): Refusal {
+  if (err instanceof ChunkTargetError) {
+    return {
+      ok: false,
+      code: err.code,
+      message: err.message.slice(0, 4096),
+      failedTarget: err.failedTarget,
+      ...(err.failedCode === undefined ? {} : { failedCode: err.failedCode }),
+    };
+  }
+  if (err instanceof DfsError) return { ok: false, code: err.code, message: err.message.slice(0, 4096) };
+  return { ok: false, code: 'ERR_INTERNAL', message: (err instanceof Error ? err.message : String(err)).slice(0, 4096) };
+}
+
+/**
+ * Parses an answer header: returns it validated by `okSchema`, or throws the refusal it carries
+ * as a DfsError (a ChunkTargetError when it names a failed target; a code this build does not
+ * know becomes ERR_PROTOCOL).
+ */
+export function parseAnswer<T>(header: unknown, okSchema: Schema<T>): T {
+  if (typeof header === 'object' && header !== null && (header as { ok?: unknown }).ok === false) {
+    const refusal = refusalSchema.parse(header);
+    if (!isErrorCode(refusal.code)) throw new DfsError('ERR_PROTOCOL', `peer answered with unknown error ${refusal.code}: ${refusal.message}`);
+    if (refusal.failedTarget !== undefined) {
+      const failedCode = refusal.failedCode !== undefined && isErrorCode(refusal.failedCode) ? refusal.failedCode : undefined;
+      throw new ChunkTargetError(refusal.code, refusal.message, refusal.failedTarget, { failedCode });
+    }
+    throw new DfsError(refusal.code, refusal.message);
+  }
+  return okSchema.parse(header);
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+const textEncoder = new TextEncoder();
+
+export function encodeHeader(header: object): Uint8Array {
+  return textEncoder.encode(JSON.stringify(header));
+}
+
+/** The JSON value of a header frame; ERR_PROTOCOL when it is not UTF-8 JSON. */
+export function decodeHeader(frame: Uint8ArrayList): unknown {
+  let text: string;
+  try {
+    text = textDecoder.decode(frame.subarray());
+  } catch (err) {
+    throw new DfsError('ERR_PROTOCOL', 'header is not valid UTF-8', { cause: err });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new DfsError('ERR_PROTOCOL', `header is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** `pieces` cut into payload frames of at most CHUNK_FRAME_MAX_BYTES (views, no copy; no empty frame). */
+export function* payloadFrames(pieces: readonly Uint8Array[]): Generator<Uint8Array> {
+  for (const piece of pieces) {
+    for (let at = 0; at < piece.byteLength; at += CHUNK_FRAME_MAX_BYTES) {
+      yield piece.subarray(at, Math.min(piece.byteLength, at + CHUNK_FRAME_MAX_BYTES));
+    }
+  }
+}
+
+/** Waits for `work`, or rejects with `onAbort()` when `signal` fires first. */
+export function raceSignal<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(onAbort());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(onAbort());
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', abort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(err);
+      },
+    );
+  });
+}
+

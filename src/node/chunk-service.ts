@@ -1,0 +1,488 @@
+import type { Uint8ArrayList } from 'uint8arraylist';
+import { loadBlake3 } from '../chunker/index.ts';
+import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
+import { OutboundPut } from '../client/chunk-client.ts';
+import { DfsError } from '../errors/index.ts';
+import type { ErrorCode } from '../errors/index.ts';
+import { deadlineSignal, encodeFrame, FrameReader, FrameWriter } from '../net/index.ts';
+import type { DfsPeer, RemotePeer, Stream } from '../net/index.ts';
+import type { ChunkStore } from '../storage/index.ts';
+import {
+  CHUNK_FRAME_MAX_BYTES,
+  CHUNK_MAX_BYTES,
+  CHUNK_PROTOCOL,
+  ChunkTargetError,
+  chunkRequestSchema,
+  decodeHeader,
+  DEFAULT_MAX_INBOUND_STREAMS,
+  DEFAULT_MAX_INFLIGHT_BYTES,
+  DEFAULT_TRANSFER_TIMEOUT_MS,
+  encodeHeader,
+  payloadFrames,
+  refusalOf,
+} from './chunk-protocol.ts';
+import type { GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
+
+export interface ChunkServiceOptions {
+  readonly peer: DfsPeer;
+  readonly store: ChunkStore;
+  /** Verifies put payloads as they arrive; loaded at start when absent. */
+  readonly blake3?: Blake3;
+  /**
+   * Chunk bytes this node holds for transfers under way (puts being received, gets being
+   * sent). A put or get that would exceed it is refused with ERR_OVERLOADED before any payload
+   * moves. Default 256 MiB.
+   */
+  readonly maxInflightBytes?: number;
+  /** Largest chunk accepted (at most, and by default, the 64 MiB hard cap; never above maxInflightBytes). */
+  readonly maxChunkBytes?: number;
+  /** Whether a peer may delete chunks (the masters). Default: nobody. */
+  readonly canDelete?: (peerId: string) => boolean;
+  /** Bound on each read and write of a transfer: an idle timeout. Default 30 s. */
+  readonly transferTimeoutMs?: number;
+  /** Chunk streams one connection may have open at once. Default 64. */
+  readonly maxInboundStreams?: number;
+  /** Bound on connecting to the next node of a pipeline. Default 5 s (or the transfer timeout if lower). */
+  readonly dialTimeoutMs?: number;
+}
+
+export interface ChunkServiceStats {
+  /** Puts acknowledged (this node and every later one stored the chunk). */
+  puts: number;
+  /** Payload bytes received by puts. */
+  bytesIn: number;
+  /** Payload bytes sent on to the next node of a pipeline. */
+  bytesForwarded: number;
+  /** Gets answered in full. */
+  gets: number;
+  /** Payload bytes sent by gets. */
+  bytesOut: number;
+  /** Has requests answered. */
+  hasRequests: number;
+  /** Chunks deleted. */
+  chunksDeleted: number;
+  /** Requests answered with an error (or abandoned), by error code. */
+  refusals: Partial<Record<ErrorCode, number>>;
+  /** Bytes reserved now by transfers under way (see maxInflightBytes). */
+  inflightBytes: number;
+  /** Streams being served now. */
+  activeStreams: number;
+}
+
+const DEFAULT_DIAL_TIMEOUT_MS = 5_000;
+/** Put streams pause their sender when this much unread payload waits (more than one frame). */
+const PUT_READ_HIGH_WATER_BYTES = 2 * CHUNK_FRAME_MAX_BYTES;
+/** After answering, how long the remote may take to close its side before the stream is reset. */
+const LINGER_MAX_MS = 5_000;
+/** Store lookups in flight at once for one has request. */
+const HAS_CONCURRENCY = 64;
+/** Idle hashers kept for reuse. */
+const HASHER_POOL_MAX = 16;
+
+/**
+ * Serves `/dfs/chunk/1.0.0` on a storage node (protocol: src/node/chunk-protocol.ts).
+ *
+ * A put is streamed, not stored-then-forwarded: each payload frame is hashed, kept, and sent on
+ * to the next pipeline node as it arrives, and the next frame is read only once that node's
+ * stream took it, so backpressure runs from the last node back to the client. When the whole
+ * payload has arrived and hashes to the id, the downstream write side is closed (the next node
+ * stores only after that, so corrupt bytes are never stored anywhere: on a mismatch the
+ * downstream stream is reset) and this node stores its copy while the later ones store theirs;
+ * the answer waits for both. A downstream failure never costs this node its copy: it still
+ * stores, then answers ERR_PIPELINE naming the target that failed.
+ *
+ * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
+ * transfers under way are capped by `maxInflightBytes` (refused with ERR_OVERLOADED before any
+ * payload moves); every read and write has the transfer deadline; each loop is bounded by the
+ * announced size (payload frames carry at least one byte). A malformed header or frame gets an
+ * ERR_PROTOCOL answer when the stream still allows one, and only that stream is closed.
+ */
+export class ChunkService {
+  readonly stats: ChunkServiceStats = {
+    puts: 0,
+    bytesIn: 0,
+    bytesForwarded: 0,
+    gets: 0,
+    bytesOut: 0,
+    hasRequests: 0,
+    chunksDeleted: 0,
+    refusals: {},
+    inflightBytes: 0,
+    activeStreams: 0,
+  };
+  readonly #peer: DfsPeer;
+  readonly #store: ChunkStore;
+  readonly #maxInflightBytes: number;
+  readonly #maxChunkBytes: number;
+  readonly #canDelete: (peerId: string) => boolean;
+  readonly #transferTimeoutMs: number;
+  readonly #maxInboundStreams: number;
+  readonly #dialTimeoutMs: number;
+  readonly #streams = new Set<Stream>();
+  readonly #running = new Set<Promise<void>>();
+  readonly #idleHashers: Blake3Hasher[] = [];
+  /** Fires at stop: every wait of every transfer ends then. */
+  readonly #stopping = new AbortController();
+  #blake3: Blake3 | undefined;
+  #state: 'new' | 'started' | 'stopped' = 'new';
+
+  constructor(options: ChunkServiceOptions) {
+    this.#peer = options.peer;
+    this.#store = options.store;
+    this.#blake3 = options.blake3;
+    this.#maxInflightBytes = positive('maxInflightBytes', options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
+    const maxChunkBytes = positive('maxChunkBytes', options.maxChunkBytes ?? CHUNK_MAX_BYTES);
+    if (maxChunkBytes > CHUNK_MAX_BYTES) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `maxChunkBytes must be at most ${CHUNK_MAX_BYTES}, got ${maxChunkBytes}`);
+    }
+    // A chunk larger than the whole budget could never be taken: it is too large, not a "later".
+    this.#maxChunkBytes = Math.min(maxChunkBytes, this.#maxInflightBytes);
+    this.#canDelete = options.canDelete ?? (() => false);
+    this.#transferTimeoutMs = positive('transferTimeoutMs', options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS);
+    this.#maxInboundStreams = positive('maxInboundStreams', options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS);
+    this.#dialTimeoutMs = positive('dialTimeoutMs', options.dialTimeoutMs ?? Math.min(DEFAULT_DIAL_TIMEOUT_MS, this.#transferTimeoutMs));
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new DfsError('ERR_INVALID_ARGUMENT', `chunk service already ${this.#state}`);
+    this.#blake3 ??= await loadBlake3();
+    this.#state = 'started';
+    await this.#peer.handle(CHUNK_PROTOCOL, (stream, remote) => this.#track(stream, remote), {
+      maxInboundStreams: this.#maxInboundStreams,
+    });
+  }
+
+  /** Stops serving: no new streams, streams under way are reset; waits for their handlers. */
+  async stop(): Promise<void> {
+    if (this.#state !== 'started') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#state = 'stopped';
+    this.#stopping.abort(new DfsError('ERR_ABORTED', 'the chunk service is stopping'));
+    try {
+      await this.#peer.unhandle(CHUNK_PROTOCOL);
+    } catch {
+      // The peer is already stopped: nothing more will arrive.
+    }
+    for (const stream of this.#streams) stream.abort(new DfsError('ERR_ABORTED', 'the chunk service is stopping'));
+    await Promise.allSettled([...this.#running]);
+  }
+
+  /** Resolves once no stream is being served (streams that arrive meanwhile are waited for too). */
+  async idle(): Promise<void> {
+    // Each round waits for the handlers running at its start; bounded, new work cannot pin it.
+    for (let round = 0; round < 1000 && this.#running.size > 0; round++) await Promise.allSettled([...this.#running]);
+  }
+
+  #track(stream: Stream, remote: RemotePeer): Promise<void> {
+    if (this.#state !== 'started') {
+      stream.abort(new DfsError('ERR_ABORTED', 'the chunk service is stopped'));
+      return Promise.resolve();
+    }
+    this.#streams.add(stream);
+    this.stats.activeStreams++;
+    const served = this.#serve(stream, remote).finally(() => {
+      this.#streams.delete(stream);
+      this.stats.activeStreams--;
+      this.#running.delete(served);
+    });
+    this.#running.add(served);
+    return served;
+  }
+
+  async #serve(stream: Stream, remote: RemotePeer): Promise<void> {
+    const reader = new FrameReader(stream, {
+      maxFrameBytes: CHUNK_FRAME_MAX_BYTES,
+      highWaterBytes: PUT_READ_HIGH_WATER_BYTES,
+      // The reader aborts the stream right after: say why first, if the stream takes it at once.
+      onOversizedFrame: (err) => trySendNow(stream, encodeHeader(refusalOf(err))),
+    });
+    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const exchange: Exchange = { stream, reader, writer, remote, answered: false };
+    try {
+      const frame = await reader.read({ signal: this.#deadline() });
+      if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
+      const request = chunkRequestSchema.parse(decodeHeader(frame));
+      switch (request.op) {
+        case 'put':
+          await this.#answer(exchange, await this.#put(exchange, request));
+          this.stats.puts++;
+          break;
+        case 'get':
+          await this.#get(exchange, request);
+          this.stats.gets++;
+          break;
+        case 'has':
+          await this.#answer(exchange, { ok: true, present: await this.#has(request.ids) });
+          this.stats.hasRequests++;
+          break;
+        case 'delete':
+          await this.#answer(exchange, { ok: true, deleted: await this.#delete(request.ids, remote) });
+          break;
+      }
+    } catch (err) {
+      this.#countRefusal(err);
+      reader.release();
+      // Nobody to answer (reset by the remote, aborted by the reader or by stop), or an answer
+      // already under way: the reset tells the remote.
+      if (exchange.answered || stream.status !== 'open' || stream.writeStatus !== 'writable') {
+        stream.abort(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      try {
+        await this.#answer(exchange, refusalOf(err));
+      } catch (answerError) {
+        stream.abort(answerError instanceof Error ? answerError : new Error(String(answerError)));
+        return;
+      }
+    } finally {
+      reader.release();
+    }
+    await this.#finishStream(exchange);
+  }
+
+  /** Writes the answer header (the first frame this side sends). */
+  async #answer(exchange: Exchange, header: object): Promise<void> {
+    exchange.answered = true;
+    await exchange.writer.write(encodeHeader(header), { signal: this.#deadline() });
+  }
+
+  /**
+   * Closes our write side, then gives the remote a moment to close its own (a client that got
+   * a refusal mid-payload resets the stream); anything it still sends is left unread, with the
+   * stream paused so it stops sending, and the stream is reset after the linger.
+   */
+  async #finishStream({ stream, writer }: Exchange): Promise<void> {
+    try {
+      await writer.close({ signal: this.#deadline() });
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (stream.readStatus === 'readable') stream.pause();
+    const closed = await closedWithin(stream, Math.min(LINGER_MAX_MS, this.#transferTimeoutMs));
+    if (!closed) stream.abort(new DfsError('ERR_TIMEOUT', `${CHUNK_PROTOCOL}: the remote did not close the stream after the answer`));
+  }
+
+  async #put(exchange: Exchange, request: PutRequest): Promise<PutAnswer> {
+    const { id, size, pipeline } = request;
+    if (size > this.#maxChunkBytes) {
+      throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; this node takes at most ${this.#maxChunkBytes}`);
+    }
+    const release = this.#reserve(size, `put of chunk ${id}`);
+    const next = pipeline[0];
+    let hasher: Blake3Hasher | undefined;
+    let opening: Promise<OutboundPut | DfsError> | undefined;
+    let downstream: OutboundPut | undefined;
+    let downstreamError: DfsError | undefined;
+    try {
+      // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
+      // moment the payload ends and later nodes can store while this one does; the last node
+      // leaves verification to store.put (which hashes anyway).
+      if (next !== undefined) hasher = await this.#takeHasher();
+      // Connecting to the next node overlaps with the first payload frames arriving.
+      if (next !== undefined) {
+        const signal = this.#deadline(this.#dialTimeoutMs);
+        opening = OutboundPut.open(this.#peer, next, { id, size, pipeline: pipeline.slice(1) }, { signal, timeoutMs: this.#dialTimeoutMs }).catch(
+          (err: unknown) => asDfsError(err),
+        );
+      }
+      const pieces: Uint8Array[] = [];
+      let received = 0;
+      // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
+      for (;;) {
+        const frame: Uint8ArrayList | undefined = await exchange.reader.read({ signal: this.#deadline() });
+        if (frame === undefined) break;
+        if (frame.byteLength === 0) throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: empty payload frame`);
+        if (received + frame.byteLength > size) {
+          throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: more than the ${size} bytes announced (${received + frame.byteLength} so far)`);
+        }
+        const piece = frame.subarray();
+        pieces.push(piece);
+        received += piece.byteLength;
+        this.stats.bytesIn += piece.byteLength;
+        hasher?.update(piece);
+        if (opening && downstream === undefined && downstreamError === undefined) {
+          const opened = await opening;
+          if (opened instanceof DfsError) downstreamError = opened;
+          else downstream = opened;
+        }
+        if (downstream) {
+          try {
+            await downstream.write(piece, this.#deadline());
+            this.stats.bytesForwarded += piece.byteLength;
+          } catch (err) {
+            // Stop forwarding but keep receiving: this node's copy is still wanted.
+            downstreamError = asDfsError(err);
+            downstream = undefined;
+          }
+        }
+      }
+      if (received < size) throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: ${received} of the ${size} bytes announced, then the end`);
+      const actual = hasher?.digestHex();
+      if (actual !== undefined && actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `put of chunk ${id}: the bytes hash to ${actual}`);
+      if (opening && downstream === undefined && downstreamError === undefined) {
+        const opened = await opening; // a zero-byte chunk: nothing was forwarded yet
+        if (opened instanceof DfsError) downstreamError = opened;
+        else downstream = opened;
+      }
+      // Verified: let the later nodes store (closing their stream ends the payload) while we do.
+      const acked = downstream
+        ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
+        .then((answer) => answer, (err: unknown) => asDfsError(err));
+      try {
+        await this.#store.put(id, pieces);
+      } catch (err) {
+        downstream?.abort(err);
+        throw err;
+      }
+      const answer = acked ? await acked : undefined;
+      if (answer instanceof DfsError) downstreamError = answer;
+      if (downstreamError !== undefined || next === undefined) {
+        if (next !== undefined) throw pipelineError(next, downstreamError as DfsError);
+        return { ok: true, stored: [this.#peer.peerId] };
+      }
+      return { ok: true, stored: [this.#peer.peerId, ...(answer as PutAnswer).stored] };
+    } finally {
+      release();
+      if (hasher) this.#returnHasher(hasher);
+      // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
+      void opening?.then((opened) => {
+        if (!(opened instanceof DfsError)) opened.abort(new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`));
+      });
+    }
+  }
+
+  async #get(exchange: Exchange, request: GetRequest): Promise<void> {
+    const { id } = request;
+    const info = await this.#store.info(id);
+    if (info === undefined) throw new DfsError('ERR_CHUNK_NOT_FOUND', `chunk ${id} is not on this node`);
+    const release = this.#reserve(info.size, `get of chunk ${id}`);
+    try {
+      const bytes = await this.#store.get(id); // verified against the id: a range comes from a good copy
+      const offset = request.offset ?? 0;
+      if (offset > bytes.byteLength) {
+        throw new DfsError('ERR_INVALID_ARGUMENT', `offset ${offset} is past the end of chunk ${id} (${bytes.byteLength} bytes)`);
+      }
+      const length = request.length ?? bytes.byteLength - offset;
+      if (offset + length > bytes.byteLength) {
+        throw new DfsError('ERR_INVALID_ARGUMENT', `range ${offset}+${length} is past the end of chunk ${id} (${bytes.byteLength} bytes)`);
+      }
+      await this.#answer(exchange, { ok: true, size: length });
+      for (const frame of payloadFrames([bytes.subarray(offset, offset + length)])) {
+        await exchange.writer.write(frame, { signal: this.#deadline() });
+        this.stats.bytesOut += frame.byteLength;
+      }
+    } finally {
+      release();
+    }
+  }
+
+  async #has(ids: readonly string[]): Promise<boolean[]> {
+    const present: boolean[] = [];
+    for (let at = 0; at < ids.length; at += HAS_CONCURRENCY) {
+      present.push(...(await Promise.all(ids.slice(at, at + HAS_CONCURRENCY).map((id) => this.#store.has(id)))));
+    }
+    return present;
+  }
+
+  async #delete(ids: readonly string[], remote: RemotePeer): Promise<number> {
+    if (!this.#canDelete(remote.peerId)) throw new DfsError('ERR_FORBIDDEN', `peer ${remote.peerId} may not delete chunks on this node`);
+    let deleted = 0;
+    for (const id of new Set(ids)) if (await this.#store.delete(id)) deleted++;
+    this.stats.chunksDeleted += deleted;
+    return deleted;
+  }
+
+  /** Reserves `bytes` of the in-flight budget, or refuses with ERR_OVERLOADED; returns the release. */
+  #reserve(bytes: number, what: string): () => void {
+    if (this.stats.inflightBytes + bytes > this.#maxInflightBytes) {
+      throw new DfsError(
+        'ERR_OVERLOADED',
+        `${what} (${bytes} bytes) refused: ${this.stats.inflightBytes} of ${this.#maxInflightBytes} in-flight bytes in use`,
+      );
+    }
+    this.stats.inflightBytes += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.stats.inflightBytes -= bytes;
+    };
+  }
+
+  async #takeHasher(): Promise<Blake3Hasher> {
+    const hasher = this.#idleHashers.pop();
+    if (hasher) return hasher.reset();
+    const blake3 = this.#blake3;
+    if (!blake3) throw new DfsError('ERR_INTERNAL', 'chunk service not started');
+    return (await blake3.createHasher()).reset();
+  }
+
+  #returnHasher(hasher: Blake3Hasher): void {
+    if (this.#idleHashers.length < HASHER_POOL_MAX) this.#idleHashers.push(hasher.reset());
+  }
+
+  #countRefusal(err: unknown): void {
+    const code: ErrorCode = err instanceof DfsError ? err.code : 'ERR_INTERNAL';
+    this.stats.refusals[code] = (this.stats.refusals[code] ?? 0) + 1;
+  }
+
+  /** A signal for one wait: the transfer (idle) timeout unless told otherwise, or stop(). */
+  #deadline(timeoutMs = this.#transferTimeoutMs): AbortSignal {
+    return deadlineSignal(timeoutMs, this.#stopping.signal);
+  }
+}
+
+interface Exchange {
+  readonly stream: Stream;
+  readonly reader: FrameReader;
+  readonly writer: FrameWriter;
+  readonly remote: RemotePeer;
+  /** The answer header was (being) written: an error now can only reset the stream. */
+  answered: boolean;
+}
+
+/** ERR_PIPELINE for a failure of `next` or of a node after it (whose address the answer carries). */
+function pipelineError(next: string, err: DfsError): ChunkTargetError {
+  if (err instanceof ChunkTargetError && err.code === 'ERR_PIPELINE') {
+    return new ChunkTargetError('ERR_PIPELINE', err.message, err.failedTarget, { failedCode: err.failedCode });
+  }
+  return new ChunkTargetError('ERR_PIPELINE', `pipeline target ${next} failed: ${err.code}: ${err.message}`, next, { failedCode: err.code });
+}
+
+function asDfsError(err: unknown): DfsError {
+  if (err instanceof DfsError) return err;
+  return new DfsError('ERR_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+function positive(name: string, value: number): number {
+  if (!(Number.isSafeInteger(value) && value > 0)) throw new DfsError('ERR_INVALID_ARGUMENT', `${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+/** Sends a frame only if the stream takes it without waiting (used just before an abort). */
+function trySendNow(stream: Stream, payload: Uint8Array): void {
+  try {
+    if (stream.status === 'open' && stream.writeStatus === 'writable' && !stream.writableNeedsDrain) stream.send(encodeFrame(payload));
+  } catch {
+    // Best effort: the abort that follows tells the peer anyway.
+  }
+}
+
+/** Whether the stream closes (both sides, or reset) within `ms`. */
+function closedWithin(stream: Stream, ms: number): Promise<boolean> {
+  if (stream.status !== 'open' && stream.status !== 'closing') return Promise.resolve(true);
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      stream.removeEventListener('close', onClose);
+      resolve(false);
+    }, ms);
+    const onClose = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    stream.addEventListener('close', onClose, { once: true });
+  });
+}

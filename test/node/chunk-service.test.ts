@@ -1,0 +1,514 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadBlake3 } from '../../src/chunker/index.ts';
+import { deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
+import { DfsError } from '../../src/errors/index.ts';
+import { FrameReader, FrameWriter } from '../../src/net/index.ts';
+import type { DfsPeer, Stream } from '../../src/net/index.ts';
+import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/node/chunk-protocol.ts';
+import { ChunkService } from '../../src/node/chunk-service.ts';
+import type { ChunkServiceOptions } from '../../src/node/chunk-service.ts';
+import { ChunkStore } from '../../src/storage/index.ts';
+import { addrOf, startPeer } from '../net/peers.ts';
+import { useTempDirs } from '../support/tmp.ts';
+
+const blake3 = await loadBlake3();
+const tempDir = useTempDirs();
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+interface TestNode {
+  readonly peer: DfsPeer;
+  readonly store: ChunkStore;
+  readonly service: ChunkService;
+  readonly addr: string;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+// Registered after peers.ts and tmp.ts: vitest runs after-hooks in reverse, so services stop
+// and stores close before their directories are removed and their peers stopped.
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startNode(options: Partial<ChunkServiceOptions> = {}): Promise<TestNode> {
+  const peer = await startPeer();
+  const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0 });
+  const service = new ChunkService({ peer, store, blake3, ...options });
+  await service.start();
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await service.stop();
+    await store.close();
+  };
+  cleanups.push(stop);
+  return { peer, store, service, addr: addrOf(peer) };
+}
+
+/** Stops a node's service, store and peer: its address now refuses connections. */
+async function killNode(node: TestNode): Promise<void> {
+  await node.service.stop();
+  await node.peer.stop();
+}
+
+function makeChunk(size: number): { id: string; data: Uint8Array } {
+  const data = new Uint8Array(randomBytes(size));
+  return { id: blake3.hashHex(data), data };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<DfsError> {
+  const err = await promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DfsError);
+  return err as DfsError;
+}
+
+const utf8 = (value: unknown): Uint8Array => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
+
+/**
+ * Sends raw frames on a fresh chunk stream (closing the write side unless `close: false`) and
+ * returns the decoded answer header, or the error reading it.
+ */
+async function rawExchange(client: DfsPeer, addr: string, frames: readonly Uint8Array[], { close = true } = {}): Promise<unknown> {
+  const stream = await client.dialProtocol(addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+  const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+  const writer = new FrameWriter(stream, { maxFrameBytes: 4 * CHUNK_FRAME_MAX_BYTES });
+  try {
+    for (const frame of frames) await writer.write(frame, { signal: AbortSignal.timeout(5000) });
+    if (close) await writer.close({ signal: AbortSignal.timeout(5000) });
+  } catch {
+    // The answer (read below) says why.
+  }
+  try {
+    const frame = await reader.read({ signal: AbortSignal.timeout(5000) });
+    return frame && JSON.parse(new TextDecoder().decode(frame.subarray()));
+  } finally {
+    reader.release();
+    if (stream.status === 'open') stream.abort(new Error('test done'));
+  }
+}
+
+/**
+ * A downstream "node" under the test's control: it takes a put header, then reads payload only
+ * when asked (in between, its reader pauses the stream, so the sender feels backpressure) and
+ * answers when told.
+ */
+async function startHolder(): Promise<{
+  peer: DfsPeer;
+  addr: string;
+  header: Promise<unknown>;
+  readPayload(bytes: number): Promise<Uint8Array>;
+  /** Resolves true when the sender closed its write side after the payload. */
+  readEnd(): Promise<boolean>;
+  answer(header: object): void;
+}> {
+  const peer = await startPeer();
+  const header = Promise.withResolvers<unknown>();
+  const readerReady = Promise.withResolvers<FrameReader>();
+  const answerNow = Promise.withResolvers<object>();
+  await peer.handle(CHUNK_PROTOCOL, async (stream: Stream) => {
+    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const frame = await reader.read();
+    header.resolve(frame && JSON.parse(new TextDecoder().decode(frame.subarray())));
+    readerReady.resolve(reader);
+    const writer = new FrameWriter(stream);
+    await writer.write(utf8(await answerNow.promise));
+    await writer.close();
+  });
+  return {
+    peer,
+    addr: addrOf(peer),
+    header: header.promise,
+    async readPayload(bytes) {
+      const reader = await readerReady.promise;
+      const out = new Uint8Array(bytes);
+      for (let got = 0; got < bytes; ) {
+        const frame = await reader.read({ signal: AbortSignal.timeout(10_000) });
+        if (!frame) throw new Error(`payload ended after ${got} of ${bytes} bytes`);
+        out.set(frame.subarray(), got);
+        got += frame.byteLength;
+      }
+      return out;
+    },
+    async readEnd() {
+      const reader = await readerReady.promise;
+      return (await reader.read({ signal: AbortSignal.timeout(10_000) })) === undefined;
+    },
+    answer: (h) => answerNow.resolve(h),
+  };
+}
+
+describe('chunk protocol: put and get', () => {
+  it('puts to one node and gets the same bytes back', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const big = makeChunk(3 * MiB + 12345); // several payload frames
+    expect(await putChunk(client, [node.addr], big.id, big.data)).toEqual({ stored: [node.peer.peerId] });
+    expect(await node.store.has(big.id)).toBe(true);
+    expect(sameBytes(await getChunk(client, node.addr, big.id), big.data)).toBe(true);
+
+    // Pieces (as the chunker yields them) and the empty chunk.
+    const pieced = makeChunk(200 * KiB);
+    const pieces = [pieced.data.subarray(0, 1), pieced.data.subarray(1, 100_000), pieced.data.subarray(100_000)];
+    await putChunk(client, [node.addr], pieced.id, pieces);
+    expect(sameBytes(await getChunk(client, node.addr, pieced.id), pieced.data)).toBe(true);
+    const empty = makeChunk(0);
+    await putChunk(client, [node.addr], empty.id, empty.data);
+    expect((await getChunk(client, node.addr, empty.id)).byteLength).toBe(0);
+
+    // Putting a chunk again is fine (deduplicated by the store).
+    expect(await putChunk(client, [node.addr], big.id, big.data)).toEqual({ stored: [node.peer.peerId] });
+    expect(node.service.stats).toMatchObject({
+      puts: 4,
+      bytesIn: 2 * big.data.byteLength + pieced.data.byteLength,
+      bytesForwarded: 0,
+      gets: 3,
+      bytesOut: big.data.byteLength + pieced.data.byteLength,
+      inflightBytes: 0,
+    });
+    const missing = await rejection(getChunk(client, node.addr, makeChunk(10).id));
+    expect(missing.code).toBe('ERR_CHUNK_NOT_FOUND');
+  });
+
+  it('replicates through a 3-node pipeline with one put, acked with all three peer ids', async () => {
+    const nodes = [await startNode(), await startNode(), await startNode()];
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(5 * MiB + 7);
+    const { stored } = await putChunk(client, nodes.map((n) => n.addr), id, data);
+    expect(stored).toEqual(nodes.map((n) => n.peer.peerId));
+    for (const node of nodes) {
+      expect(await node.store.has(id)).toBe(true);
+      expect(sameBytes(await getChunk(client, node.addr, id), data)).toBe(true);
+    }
+    expect(nodes.map((n) => n.service.stats.bytesIn)).toEqual([data.byteLength, data.byteLength, data.byteLength]);
+    expect(nodes.map((n) => n.service.stats.bytesForwarded)).toEqual([data.byteLength, data.byteLength, 0]);
+    expect(nodes.map((n) => n.service.stats.puts)).toEqual([1, 1, 1]);
+
+    // A pipeline where some targets already hold the chunk still stores it everywhere.
+    const fourth = await startNode();
+    const again = await putChunk(client, [nodes[0]!.addr, fourth.addr, nodes[2]!.addr], id, data);
+    expect(again.stored).toEqual([nodes[0]!.peer.peerId, fourth.peer.peerId, nodes[2]!.peer.peerId]);
+    expect(await fourth.store.has(id)).toBe(true);
+  });
+
+  it('refuses a corrupted payload with ERR_CHUNK_CORRUPT and no node of the pipeline stores it', async () => {
+    const nodes = [await startNode(), await startNode(), await startNode()];
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(2 * MiB + 3);
+    const tampered = data.slice();
+    tampered[MiB + 1] = (tampered[MiB + 1] ?? 0) ^ 0x01;
+    const err = await rejection(putChunk(client, nodes.map((n) => n.addr), id, tampered));
+    expect(err.code).toBe('ERR_CHUNK_CORRUPT');
+    await Promise.all(nodes.map((n) => n.service.idle()));
+    for (const node of nodes) expect(await node.store.has(id)).toBe(false);
+    expect(nodes[0]!.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(1);
+    // The last node of a pipeline (or a lone node) finds it too.
+    expect((await rejection(putChunk(client, [nodes[2]!.addr], id, tampered))).code).toBe('ERR_CHUNK_CORRUPT');
+    expect(await nodes[2]!.store.has(id)).toBe(false);
+    // The pipeline is still usable.
+    expect((await putChunk(client, nodes.map((n) => n.addr), id, data)).stored).toHaveLength(3);
+  });
+
+  it('names a dead downstream target in ERR_PIPELINE, quickly, and keeps the copies before it', async () => {
+    const first = await startNode();
+    const second = await startNode();
+    const dead = await startNode();
+    await killNode(dead);
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(MiB + 100);
+
+    const startedAt = performance.now();
+    const err = await rejection(putChunk(client, [first.addr, dead.addr], id, data));
+    expect(performance.now() - startedAt).toBeLessThan(3000);
+    expect(err).toBeInstanceOf(ChunkTargetError);
+    expect(err.code).toBe('ERR_PIPELINE');
+    expect((err as ChunkTargetError).failedTarget).toBe(dead.addr);
+    expect((err as ChunkTargetError).failedCode).toBe('ERR_PEER_UNREACHABLE');
+    expect(await first.store.has(id)).toBe(true);
+
+    // Deeper in the pipeline: the failed target is carried back through the middle node.
+    const other = makeChunk(300 * KiB);
+    const deep = await rejection(putChunk(client, [first.addr, second.addr, dead.addr], other.id, other.data));
+    expect(deep.code).toBe('ERR_PIPELINE');
+    expect((deep as ChunkTargetError).failedTarget).toBe(dead.addr);
+    expect(await first.store.has(other.id)).toBe(true);
+    expect(await second.store.has(other.id)).toBe(true);
+
+    // The first target itself unreachable: blamed by the client.
+    const direct = await rejection(putChunk(client, [dead.addr, first.addr], other.id, other.data, { timeoutMs: 5000 }));
+    expect(direct.code).toBe('ERR_PEER_UNREACHABLE');
+    expect((direct as ChunkTargetError).failedTarget).toBe(dead.addr);
+  });
+
+  it('serves byte ranges cut from a verified whole chunk', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(2 * MiB + 500);
+    await putChunk(client, [node.addr], id, data);
+    const range = await getChunk(client, node.addr, id, { offset: MiB - 3, length: MiB + 10 });
+    expect(sameBytes(range, data.subarray(MiB - 3, 2 * MiB + 7))).toBe(true);
+    expect(sameBytes(await getChunk(client, node.addr, id, { offset: 2 * MiB }), data.subarray(2 * MiB))).toBe(true);
+    expect(sameBytes(await getChunk(client, node.addr, id, { length: 10 }), data.subarray(0, 10))).toBe(true);
+    expect((await getChunk(client, node.addr, id, { offset: data.byteLength, length: 0 })).byteLength).toBe(0);
+    expect((await rejection(getChunk(client, node.addr, id, { offset: data.byteLength + 1 }))).code).toBe('ERR_INVALID_ARGUMENT');
+    expect((await rejection(getChunk(client, node.addr, id, { offset: 10, length: data.byteLength }))).code).toBe('ERR_INVALID_ARGUMENT');
+  });
+
+  it('answers ERR_CHUNK_CORRUPT for a chunk whose file was damaged on disk, whole or range', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(700 * KiB);
+    await putChunk(client, [node.addr], id, data);
+    const path = node.store.layout.chunkPath(id);
+    const onDisk = await readFile(path);
+    onDisk[1234] = (onDisk[1234] ?? 0) ^ 0xff;
+    await writeFile(path, onDisk);
+    expect((await rejection(getChunk(client, node.addr, id))).code).toBe('ERR_CHUNK_CORRUPT');
+    expect((await rejection(getChunk(client, node.addr, id, { offset: 0, length: 10 }))).code).toBe('ERR_CHUNK_CORRUPT');
+    expect(node.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(2);
+  });
+
+  it('verifies a whole chunk on the client too: a node sending wrong bytes gets ERR_CHUNK_CORRUPT', async () => {
+    const liar = await startPeer();
+    const { id, data } = makeChunk(100 * KiB);
+    await liar.handle(CHUNK_PROTOCOL, async (stream: Stream) => {
+      const reader = new FrameReader(stream);
+      await reader.read();
+      reader.release();
+      const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+      await writer.write(utf8({ ok: true, size: data.byteLength }));
+      const wrong = data.slice();
+      wrong[0] = (wrong[0] ?? 0) ^ 1;
+      await writer.write(wrong);
+      await writer.close();
+    });
+    const client = await startPeer({ listen: [] });
+    const err = await rejection(getChunk(client, addrOf(liar), id));
+    expect(err.code).toBe('ERR_CHUNK_CORRUPT');
+  });
+});
+
+describe('chunk protocol: has and delete', () => {
+  it('answers has for a batch, in order, and the client splits batches over 4096 ids', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const chunks = [makeChunk(10), makeChunk(20), makeChunk(30)];
+    for (const c of chunks) await putChunk(client, [node.addr], c.id, c.data);
+    const missing = makeChunk(40).id;
+    expect(await hasChunks(client, node.addr, [chunks[0]!.id, missing, chunks[1]!.id, chunks[2]!.id])).toEqual([true, false, true, true]);
+    expect(await hasChunks(client, node.addr, [])).toEqual([]);
+    const many = Array.from({ length: 5000 }, (_, i) => (i === 4500 ? chunks[1]!.id : blake3.hashHex(Uint8Array.of(i & 0xff, i >> 8))));
+    const present = await hasChunks(client, node.addr, many);
+    expect(present).toHaveLength(5000);
+    expect(present.filter(Boolean)).toHaveLength(1);
+    expect(present[4500]).toBe(true);
+    expect(node.service.stats.hasRequests).toBe(4);
+  });
+
+  it('deletes only for allowed peers (ERR_FORBIDDEN for others)', async () => {
+    const master = await startPeer({ listen: [] });
+    const stranger = await startPeer({ listen: [] });
+    const node = await startNode({ canDelete: (peerId) => peerId === master.peerId });
+    const a = makeChunk(1000);
+    const b = makeChunk(2000);
+    await putChunk(stranger, [node.addr], a.id, a.data);
+    await putChunk(stranger, [node.addr], b.id, b.data);
+    const forbidden = await rejection(deleteChunks(stranger, node.addr, [a.id]));
+    expect(forbidden.code).toBe('ERR_FORBIDDEN');
+    expect(await node.store.has(a.id)).toBe(true);
+    expect(await deleteChunks(master, node.addr, [a.id, a.id, makeChunk(5).id])).toBe(1);
+    expect(await hasChunks(master, node.addr, [a.id, b.id])).toEqual([false, true]);
+    expect(node.service.stats).toMatchObject({ chunksDeleted: 1, refusals: { ERR_FORBIDDEN: 1 } });
+
+    // A node without an allow-list refuses everybody.
+    const closed = await startNode();
+    await putChunk(master, [closed.addr], b.id, b.data);
+    expect((await rejection(deleteChunks(master, closed.addr, [b.id]))).code).toBe('ERR_FORBIDDEN');
+  });
+});
+
+describe('chunk protocol: limits and malformed input', () => {
+  it('refuses an oversized put from its header, before any payload', async () => {
+    const node = await startNode({ maxChunkBytes: MiB });
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(MiB + 1);
+    // Only the header is sent, and the stream left open: the answer comes anyway.
+    const answer = await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: MiB + 1, pipeline: [] })], { close: false });
+    expect(answer).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
+    const viaClient = await rejection(putChunk(client, [node.addr], id, data));
+    expect(viaClient.code).toBe('ERR_CHUNK_TOO_LARGE');
+    expect((viaClient as ChunkTargetError).failedTarget).toBe(node.addr);
+    // Beyond the 64 MiB hard cap on a default node.
+    const plain = await startNode();
+    const huge = await rawExchange(client, plain.addr, [utf8({ op: 'put', id, size: 64 * MiB + 1, pipeline: [] })], { close: false });
+    expect(huge).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
+    expect(node.service.stats.bytesIn).toBe(0);
+    expect(await node.store.has(id)).toBe(false);
+  });
+
+  it('refuses too many, too few or empty payload frames with ERR_PROTOCOL and stores nothing', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(10);
+    const header = utf8({ op: 'put', id, size: 10, pipeline: [] });
+    expect(await rawExchange(client, node.addr, [header, data, Uint8Array.of(1, 2, 3, 4, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/more than the 10 bytes/) });
+    expect(await rawExchange(client, node.addr, [header, data.subarray(0, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/5 of the 10 bytes/) });
+    expect(await rawExchange(client, node.addr, [header, new Uint8Array(0)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/empty payload frame/) });
+    expect(await node.store.has(id)).toBe(false);
+    expect(node.service.stats.refusals.ERR_PROTOCOL).toBe(3);
+    await putChunk(client, [node.addr], id, data);
+    expect(await node.store.has(id)).toBe(true);
+  });
+
+  it('refuses a put over the in-flight budget with ERR_OVERLOADED, and frees the budget after', async () => {
+    const node = await startNode({ maxInflightBytes: 20 * MiB });
+    const client = await startPeer({ listen: [] });
+    const holder = await startHolder();
+    const big = makeChunk(8 * MiB);
+    const held = putChunk(client, [node.addr, holder.addr], big.id, big.data).catch((e: unknown) => e);
+    // The node forwards the header only after reserving the chunk's bytes.
+    expect(await holder.header).toMatchObject({ op: 'put', id: big.id, size: 8 * MiB, pipeline: [] });
+    expect(node.service.stats.inflightBytes).toBe(8 * MiB);
+
+    // Refused from the header while the client is still writing its 13 MiB: it stops and reports.
+    const refused = makeChunk(13 * MiB);
+    const err = await rejection(putChunk(client, [node.addr], refused.id, refused.data));
+    expect(err.code).toBe('ERR_OVERLOADED');
+    expect((err as ChunkTargetError).failedTarget).toBe(node.addr);
+    const fits = makeChunk(12 * MiB);
+    await putChunk(client, [node.addr], fits.id, fits.data);
+    // Larger than the whole budget can never fit: too large, not overloaded.
+    expect((await rejection(putChunk(client, [node.addr], makeChunk(21 * MiB).id, new Uint8Array(21 * MiB)))).code).toBe('ERR_CHUNK_TOO_LARGE');
+
+    holder.answer({ ok: false, code: 'ERR_NO_SPACE', message: 'disk full' });
+    const heldError = await held;
+    expect(heldError).toBeInstanceOf(ChunkTargetError);
+    expect(heldError).toMatchObject({ code: 'ERR_PIPELINE', failedTarget: holder.addr, failedCode: 'ERR_NO_SPACE' });
+    expect(await node.store.has(big.id)).toBe(true); // its own copy stays
+    expect(node.service.stats.inflightBytes).toBe(0);
+    await putChunk(client, [node.addr], refused.id, refused.data);
+    expect(node.service.stats.refusals).toMatchObject({ ERR_OVERLOADED: 1, ERR_PIPELINE: 1, ERR_CHUNK_TOO_LARGE: 1 });
+  });
+
+  it('forwards payload frames as they arrive, with backpressure from the last node to the client', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const holder = await startHolder();
+    const { id, data } = makeChunk(32 * MiB);
+    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    await writer.write(utf8({ op: 'put', id, size: data.byteLength, pipeline: [holder.addr] }));
+    await holder.header;
+    // The holder reads nothing more yet: the client must stall well before its 32 MiB are out.
+    let written = 0;
+    const writing = (async () => {
+      for (let at = 0; at < data.byteLength; at += MiB) {
+        await writer.write(data.subarray(at, at + MiB), { signal: AbortSignal.timeout(20_000) });
+        written += MiB;
+      }
+      await writer.close();
+    })();
+    const stalled = await Promise.race([writing.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 1000))]);
+    expect(stalled).toBe(true);
+    expect(written).toBeLessThan(16 * MiB);
+    expect(node.service.stats.bytesIn).toBeLessThan(12 * MiB);
+    // Frames reach the downstream node before the client has sent the whole chunk (streamed).
+    const firstFrames = await holder.readPayload(2 * MiB);
+    expect(sameBytes(firstFrames, data.subarray(0, 2 * MiB))).toBe(true);
+    expect(written).toBeLessThan(data.byteLength);
+
+    const rest = await holder.readPayload(data.byteLength - 2 * MiB);
+    expect(sameBytes(rest, data.subarray(2 * MiB))).toBe(true);
+    await writing;
+    expect(await holder.readEnd()).toBe(true);
+    holder.answer({ ok: true, stored: [holder.peer.peerId] });
+    const answer = await reader.read({ signal: AbortSignal.timeout(10_000) });
+    reader.release();
+    expect(JSON.parse(new TextDecoder().decode(answer?.subarray()))).toEqual({ ok: true, stored: [node.peer.peerId, holder.peer.peerId] });
+    expect(node.service.stats.bytesForwarded).toBe(data.byteLength);
+  });
+
+  it('stops promptly, resetting transfers under way', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const holder = await startHolder(); // never answers
+    const { id, data } = makeChunk(3 * MiB);
+    const put = putChunk(client, [node.addr, holder.addr], id, data).catch((e: unknown) => e);
+    await holder.header;
+    const startedAt = performance.now();
+    await node.service.stop();
+    expect(performance.now() - startedAt).toBeLessThan(2000);
+    expect(await put).toBeInstanceOf(DfsError);
+    expect(node.service.stats.activeStreams).toBe(0);
+    expect(node.service.stats.inflightBytes).toBe(0);
+  });
+
+  it('answers malformed headers and frames with ERR_PROTOCOL and keeps serving', async () => {
+    const node = await startNode();
+    const client = await startPeer({ listen: [] });
+    const { id, data } = makeChunk(50 * KiB);
+    const answers = [
+      await rawExchange(client, node.addr, [utf8('{"op": "put", ')]),
+      await rawExchange(client, node.addr, [Uint8Array.of(0xff, 0xfe, 0x00)]),
+      await rawExchange(client, node.addr, [utf8({ op: 'format-disk' })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id: 'ABC', size: 1, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: -1, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, pipeline: ['not-a-multiaddr'] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'has', ids: Array.from({ length: 4097 }, () => id) })]),
+      await rawExchange(client, node.addr, []),
+    ];
+    for (const answer of answers) expect(answer).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
+    expect(answers[3]).toMatchObject({ message: expect.stringMatching(/^field id: expected string matching/) });
+
+    // A frame announcing more than 1 MiB: answered if the stream takes it, and reset.
+    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+    const reader = new FrameReader(stream);
+    const oversized = new Uint8Array(8);
+    new DataView(oversized.buffer).setUint32(0, 2 * MiB);
+    stream.send(oversized);
+    const outcome = await reader.read({ signal: AbortSignal.timeout(5000) }).then(
+      (frame) => frame && JSON.parse(new TextDecoder().decode(frame.subarray())),
+      (err: unknown) => err,
+    );
+    reader.release();
+    if (outcome instanceof DfsError) expect(outcome.code).toBe('ERR_STREAM_CLOSED');
+    else expect(outcome).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
+
+    await putChunk(client, [node.addr], id, data);
+    expect(sameBytes(await getChunk(client, node.addr, id), data)).toBe(true);
+    await node.service.idle();
+    expect(node.service.stats.refusals.ERR_PROTOCOL).toBe(answers.length + 1);
+    expect(node.service.stats.activeStreams).toBe(0);
+  });
+
+  it('serves 20 concurrent puts and gets of different chunks through pipelines', async () => {
+    const nodes = [await startNode(), await startNode(), await startNode()];
+    const client = await startPeer({ listen: [] });
+    const chunks = Array.from({ length: 20 }, (_, i) => makeChunk(64 * KiB + i * 70 * KiB));
+    const acks = await Promise.all(
+      chunks.map((c, i) => {
+        const order = [nodes[i % 3]!, nodes[(i + 1) % 3]!, nodes[(i + 2) % 3]!];
+        return putChunk(client, order.map((n) => n.addr), c.id, c.data);
+      }),
+    );
+    for (const ack of acks) expect(ack.stored).toHaveLength(3);
+    const got = await Promise.all(chunks.map((c, i) => getChunk(client, nodes[(i * 7) % 3]!.addr, c.id)));
+    got.forEach((bytes, i) => expect(sameBytes(bytes, chunks[i]!.data)).toBe(true));
+    for (const node of nodes) {
+      expect(await hasChunks(client, node.addr, chunks.map((c) => c.id))).toEqual(chunks.map(() => true));
+      expect(node.service.stats.inflightBytes).toBe(0);
+    }
+  });
+});
