@@ -3,7 +3,8 @@ import { cac } from 'cac';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { chunkCommand } from './commands/chunk.ts';
 import { clusterDownCommand, clusterUpCommand } from './commands/cluster.ts';
-import { masterInitCommand, masterStartCommand } from './commands/master.ts';
+import { getCommand, putCommand } from './commands/data.ts';
+import { masterInitCommand, masterStartCommand, nodeStartCommand } from './commands/master.ts';
 import { lsCommand, mkdirCommand, mvCommand, rmCommand, statCommand, statusCommand } from './commands/namespace.ts';
 import { EXIT, exitCodeOf } from './exit-codes.ts';
 import { type CliIO, processIO, STDIO_ARG } from './io.ts';
@@ -36,6 +37,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .command('cluster <action>', 'Start (up) or stop (down) a local cluster of real processes on loopback')
     .option('--dir <dir>', 'Cluster directory (default .dfs-local)')
     .option('--masters <n>', 'Number of masters: 1, 3 or 5 (default 3)')
+    .option('--nodes <n>', 'Number of storage nodes (default 5)')
     .option('--detach', 'Run in the background (stop with dfs cluster down)')
     .example('dfs cluster up --detach && dfs status')
     .action((action: string, options) => {
@@ -51,11 +53,32 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--peers <multiaddrs>', 'The other masters, comma-separated, each ending in /p2p/<peer id>')
     .option('--snapshot-every <entries>', 'Snapshot and compact the Raft log every N entries (default 10000)')
     .option('--tick-ms <ms>', 'Raft tick (default 50; elections after 10-20 ticks)')
+    .option('--gc-grace-ms <ms>', 'Collect unreferenced chunks untouched this long (default 600000)')
     .action((action: string, options) => {
       if (action === 'start') return masterStartCommand(options, io);
       if (action === 'init') return masterInitCommand(options, io);
       throw new DfsError('ERR_USAGE', `dfs master takes "start" or "init", not "${action}"`);
     });
+  cli
+    .command('node <action>', 'Run a storage node (start)')
+    .option('--name <name>', 'Name shown in logs (n1, n2, ...)')
+    .option('--dir <dir>', 'Data directory (identity and chunks)')
+    .option('--listen <multiaddr>', 'Address to listen on, e.g. /ip4/127.0.0.1/tcp/7101')
+    .option('--masters <multiaddrs>', 'Every master, comma-separated, each ending in /p2p/<peer id>')
+    .option('--capacity <size>', 'Bytes to offer, e.g. 100GiB (default: the free disk)')
+    .action((action: string, options) => {
+      if (action === 'start') return nodeStartCommand(options, io);
+      throw new DfsError('ERR_USAGE', `dfs node takes "start", not "${action}"`);
+    });
+  cli
+    .command('put <local> <remote>', 'Store a local file (or - for stdin) in the cluster')
+    .option('--json', 'Print a JSON summary')
+    .example('dfs put ./photo.jpg /photos/')
+    .action((local: string, remote: string, options) => putCommand(local, remote, options, io));
+  cli
+    .command('get <remote> <local>', 'Fetch a file from the cluster to a local path (or - for stdout)')
+    .option('--json', 'Print a JSON summary')
+    .action((remote: string, local: string, options) => getCommand(remote, local, options, io));
   cli
     .command('status', "Each master's role, term, commit and applied index, and lag")
     .option('--json', 'Print JSON')

@@ -1,3 +1,7 @@
 /** The client side of dfs: metadata (and, later, chunk) operations against a cluster. */
 export { MetaClient } from './meta-client.ts';
 export type { MetaClientOptions } from './meta-client.ts';
+export { putFile } from './put.ts';
+export type { PutOptions, PutResult } from './put.ts';
+export { getFile } from './get.ts';
+export type { GetOptions, ByteSink } from './get.ts';

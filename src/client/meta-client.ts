@@ -10,7 +10,7 @@ import {
   metaResponseSchema,
   type WriteCommand,
 } from '../meta/index.ts';
-import { callRpc, type DfsPeer } from '../net/index.ts';
+import { type DfsPeer, RpcChannelPool } from '../net/index.ts';
 
 export interface MetaClientOptions {
   readonly peer: DfsPeer;
@@ -46,15 +46,31 @@ export class MetaClient {
     this.#o = options;
   }
 
-  /** Applies a write through Raft and returns the state machine's value. */
-  write(cmd: WriteCommand): Promise<unknown> {
+  /**
+   * Applies a write through Raft and returns the state machine's value. `stored` (with
+   * commitFile): the pipeline acks, so the leader knows where the new chunks are at once.
+   */
+  write(cmd: WriteCommand, extra: { stored?: Array<[string, string[]]>; uploadId?: string } = {}): Promise<unknown> {
     const run = this.#writeChain.then(() => {
       const seq = ++this.#seq;
-      const request: MetaRequest = { type: 'write', clientId: this.clientId, seq, cmd, ...(this.#o.user ? { user: this.#o.user } : {}) };
+      const request: MetaRequest = {
+        type: 'write',
+        clientId: this.clientId,
+        seq,
+        cmd,
+        ...(this.#o.user ? { user: this.#o.user } : {}),
+        ...(extra.stored ? { stored: extra.stored } : {}),
+        ...(extra.uploadId ? { uploadId: extra.uploadId } : {}),
+      };
       return this.#leaderRequest(request);
     });
     this.#writeChain = run.catch(() => {});
     return run;
+  }
+
+  /** A leader-only request that is not a write (heartbeat, report, place, locate...). */
+  leaderRequest(request: MetaRequest): Promise<unknown> {
+    return this.#leaderRequest(request);
   }
 
   async stat(path: string, options: { stale?: boolean } = {}): Promise<Entry> {
@@ -161,10 +177,22 @@ export class MetaClient {
   }
 
   async #call(addr: string, request: MetaRequest, timeoutMs: number): Promise<MetaResponse> {
-    return callRpc(this.#o.peer, addr, META_PROTOCOL, request, metaResponseSchema, { timeoutMs });
+    return channelsOf(this.#o.peer).channel(addr).call(request, metaResponseSchema, { timeoutMs });
   }
 }
 
 function shortAddr(addr: string): string {
   return addr.replace(/\/p2p\/(\w{6})\w+$/, '/p2p/$1…');
+}
+
+/** Every MetaClient on one peer shares its streams to the masters (one per master). */
+const pools = new WeakMap<DfsPeer, RpcChannelPool>();
+
+function channelsOf(peer: DfsPeer): RpcChannelPool {
+  let pool = pools.get(peer);
+  if (!pool) {
+    pool = new RpcChannelPool(peer, META_PROTOCOL);
+    pools.set(peer, pool);
+  }
+  return pool;
 }

@@ -22,11 +22,25 @@ export interface MasterSpec {
   readonly addr: string;
 }
 
+export interface NodeSpec {
+  readonly name: string;
+  readonly dir: string;
+  readonly port: number;
+}
+
 export interface ClusterSpec {
   readonly version: 1;
   readonly masters: readonly MasterSpec[];
+  readonly nodes?: readonly NodeSpec[];
   /** Process ids of a detached cluster (for `dfs cluster down`). */
   readonly pids?: Readonly<Record<string, number>>;
+}
+
+/** What a process printed when it became ready. */
+export interface ReadyInfo {
+  readonly name: string;
+  readonly peerId: string;
+  readonly addrs: readonly string[];
 }
 
 export interface ClientConfig {
@@ -36,6 +50,10 @@ export interface ClientConfig {
 export interface LocalClusterOptions {
   readonly dir: string;
   readonly masters?: number;
+  /** Storage nodes (default 0). */
+  readonly nodes?: number;
+  /** Extra `dfs node start` flags. */
+  readonly nodeArgs?: readonly string[];
   /** Extra `dfs master start` flags, e.g. a small snapshot threshold for tests. */
   readonly masterArgs?: readonly string[];
   /** Children outlive this process (dfs cluster up --detach). */
@@ -79,6 +97,7 @@ export class LocalCluster {
   readonly #o: LocalClusterOptions;
   #spec: ClusterSpec | undefined;
   readonly #procs = new Map<string, ChildProcess>();
+  readonly #ready = new Map<string, ReadyInfo>();
 
   constructor(options: LocalClusterOptions) {
     this.dir = resolve(options.dir);
@@ -113,17 +132,32 @@ export class LocalCluster {
       const port = await freePort();
       masters.push({ name, dir, port, peerId, addr: `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}` });
     }
-    this.#spec = { version: 1, masters };
+    const nodes: NodeSpec[] = [];
+    for (let i = 1; i <= (this.#o.nodes ?? 0); i++) {
+      const dir = join(this.dir, 'nodes', `n${i}`);
+      await mkdir(dir, { recursive: true });
+      nodes.push({ name: `n${i}`, dir, port: await freePort() });
+    }
+    this.#spec = { version: 1, masters, nodes };
     await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
     await writeJsonAtomically(join(this.dir, CLIENT_CONFIG_FILE), { masters: masters.map((m) => m.addr) } satisfies ClientConfig);
     return this.#spec;
   }
 
-  /** Starts every master and resolves when all report ready and a leader is elected. */
+  get nodeNames(): string[] {
+    return (this.spec.nodes ?? []).map((n) => n.name);
+  }
+
+  /**
+   * Starts every master and node; resolves when all report ready, a leader is elected and the
+   * leader hears every node.
+   */
   async start(): Promise<void> {
     await this.init();
     await Promise.all(this.spec.masters.map((m) => this.startMaster(m.name)));
     await this.withClient((c) => c.waitForLeader(this.#o.readyTimeoutMs ?? 20_000));
+    await Promise.all(this.nodeNames.map((n) => this.startNode(n)));
+    await this.waitForLiveNodes(this.nodeNames.length);
     if (this.#o.detached) {
       const pids = Object.fromEntries([...this.#procs].map(([name, p]) => [name, p.pid!]));
       this.#spec = { ...this.spec, pids };
@@ -131,15 +165,40 @@ export class LocalCluster {
     }
   }
 
+  /** Resolves once the leader hears `count` storage nodes (ERR_TIMEOUT otherwise). */
+  async waitForLiveNodes(count: number, timeoutMs = this.#o.readyTimeoutMs ?? 20_000): Promise<void> {
+    if (count === 0) return;
+    const deadline = performance.now() + timeoutMs;
+    await this.withClient(async (c) => {
+      for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 250)) {
+        const leader = (await c.statusAll()).find((s) => s.status?.role === 'leader')?.status;
+        if ((leader?.liveNodes ?? 0) >= count) return;
+        if (performance.now() > deadline) throw new DfsError('ERR_TIMEOUT', `the leader hears ${leader?.liveNodes ?? 0} of ${count} storage nodes after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    });
+  }
+
   /** Starts one master process; resolves when it prints its ready line. */
   async startMaster(name: string): Promise<void> {
     const m = this.#master(name);
-    if (this.#procs.has(name)) throw new Error(`master ${name} is already running`);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
+    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])]);
+  }
+
+  /** Starts one storage node process; resolves when it prints its ready line. */
+  async startNode(name: string): Promise<void> {
+    const n = (this.spec.nodes ?? []).find((x) => x.name === name);
+    if (!n) throw new DfsError('ERR_INVALID_ARGUMENT', `no node named ${name}`);
+    await this.#spawn(name, n.dir, ['node', 'start', '--name', name, '--dir', n.dir, '--listen', `/ip4/127.0.0.1/tcp/${n.port}`, '--masters', this.masterAddrs.join(','), ...(this.#o.nodeArgs ?? [])]);
+  }
+
+  async #spawn(name: string, dir: string, dfsArgs: string[]): Promise<void> {
+    if (this.#procs.has(name)) throw new Error(`${name} is already running`);
     // DFS_NODE_ARGS: extra node flags for every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
     const nodeArgs = (process.env.DFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const args = [...nodeArgs, BIN, 'master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])];
-    const log = join(m.dir, 'master.log');
+    const args = [...nodeArgs, BIN, ...dfsArgs];
+    const log = join(dir, 'process.log');
     const child = this.#o.detached
       ? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', openSync(log, 'a')] })
       : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -148,7 +207,7 @@ export class LocalCluster {
     child.once('exit', () => {
       if (this.#procs.get(name) === child) this.#procs.delete(name);
     });
-    await waitForReady(child, name, log, this.#o.readyTimeoutMs ?? 20_000);
+    this.#ready.set(name, await waitForReady(child, name, log, this.#o.readyTimeoutMs ?? 20_000));
     if (this.#o.detached) {
       child.stdout!.destroy();
       child.unref();
@@ -165,13 +224,25 @@ export class LocalCluster {
     }
   }
 
-  /** Sends `signal` to a master and resolves when it has exited. */
+  /** Sends `signal` to a master or node and resolves when it has exited. */
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return this.killMaster(name, signal);
+  }
+
+  /** Sends `signal` to a master (or node) and resolves when it has exited. */
   async killMaster(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.#procs.get(name);
     if (!child) return;
     const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
     child.kill(signal);
     await exited;
+  }
+
+  /** The peer id and addresses a process announced at its last start. */
+  readyInfo(name: string): ReadyInfo {
+    const info = this.#ready.get(name);
+    if (!info) throw new DfsError('ERR_NOT_FOUND', `${name} has not been started`);
+    return info;
   }
 
   isRunning(name: string): boolean {
@@ -225,20 +296,20 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function waitForReady(child: ChildProcess, name: string, log: string, timeoutMs: number): Promise<void> {
+async function waitForReady(child: ChildProcess, name: string, log: string, timeoutMs: number): Promise<ReadyInfo> {
   const lines = createInterface({ input: child.stdout! });
-  const ready = new Promise<void>((ok, fail) => {
+  const ready = new Promise<ReadyInfo>((ok, fail) => {
     lines.on('line', (line) => {
-      if (line.startsWith('{') && line.includes('"event":"ready"')) ok();
+      if (line.startsWith('{') && line.includes('"event":"ready"')) ok(JSON.parse(line) as ReadyInfo);
     });
-    child.once('exit', (code, signal) => fail(new DfsError('ERR_IO', `master ${name} exited before it was ready (${signal ?? `code ${code}`}); see ${log}`)));
+    child.once('exit', (code, signal) => fail(new DfsError('ERR_IO', `${name} exited before it was ready (${signal ?? `code ${code}`}); see ${log}`)));
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, fail) => {
-    timer = setTimeout(() => fail(new DfsError('ERR_TIMEOUT', `master ${name} not ready within ${timeoutMs} ms; see ${log}`)), timeoutMs);
+    timer = setTimeout(() => fail(new DfsError('ERR_TIMEOUT', `${name} not ready within ${timeoutMs} ms; see ${log}`)), timeoutMs);
   });
   try {
-    await Promise.race([ready, timeout]);
+    return await Promise.race([ready, timeout]);
   } finally {
     clearTimeout(timer);
   }

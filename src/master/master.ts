@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DfsError } from '../errors/index.ts';
 import { createPeer, type DfsPeer } from '../net/index.ts';
 import { MetaMachine } from './meta-machine.ts';
+import { GarbageCollector } from './garbage-collector.ts';
 import { MetaService } from './meta-service.ts';
 import { RaftDriver } from './raft-driver.ts';
 import { RaftStore } from './raft-store.ts';
@@ -20,6 +21,9 @@ export interface MasterOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEveryEntries?: number;
+  /** Unreferenced chunks are deleted from nodes once untouched this long. Default 10 min. */
+  readonly gcGraceMs?: number;
+  readonly gcIntervalMs?: number;
 }
 
 export interface Master {
@@ -28,6 +32,7 @@ export interface Master {
   readonly addrs: readonly string[];
   readonly driver: RaftDriver;
   readonly service: MetaService;
+  readonly gc: GarbageCollector;
   stop(): Promise<void>;
 }
 
@@ -67,15 +72,19 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       heartbeatTicks: 1,
       ...(options.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: options.snapshotEveryEntries } : {}),
     });
-    const service = new MetaService({ name: options.name, peer, driver, machine, masterAddrs });
+    const service = new MetaService({ name: options.name, peer, driver, machine, masterAddrs, dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) } });
     await service.start();
+    const gc = new GarbageCollector({ peer, service, machine, intervalMs: options.gcIntervalMs ?? Math.min(5_000, Math.max(100, (options.gcGraceMs ?? 600_000) / 4)) });
+    gc.start();
     return {
       name: options.name,
       peerId: peer.peerId,
       addrs: peer.listenAddrs,
       driver,
       service,
+      gc,
       async stop() {
+        gc.stop();
         await transport.stop();
         await driver.close();
         await peer.stop();

@@ -1,6 +1,6 @@
 import { loadBlake3 } from '../chunker/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
-import { type DfsPeer, serveRpc } from '../net/index.ts';
+import { type DfsPeer, serveMuxRpc } from '../net/index.ts';
 import {
   type ApplyResult,
   type MasterStatus,
@@ -13,7 +13,14 @@ import {
   type WriteCommand,
 } from '../meta/index.ts';
 import { encodeEnvelope, type MetaMachine } from './meta-machine.ts';
+import { hasChunks } from '../client/chunk-client.ts';
+import { addrOf, DataPlane, type Placement } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';
+
+export interface DataPlaneSettings {
+  readonly suspectAfterMs?: number;
+  readonly gcGraceMs?: number;
+}
 
 export interface MetaServiceOptions {
   readonly name: string;
@@ -23,6 +30,7 @@ export interface MetaServiceOptions {
   /** Every master's peer id → address, to turn a leader id into somewhere a client can go. */
   readonly masterAddrs: ReadonlyMap<string, string>;
   readonly now?: () => number;
+  readonly dataPlane?: DataPlaneSettings;
 }
 
 /**
@@ -33,14 +41,39 @@ export interface MetaServiceOptions {
 export class MetaService {
   readonly #o: MetaServiceOptions;
   readonly #startedAt: number;
+  /** The leader's soft state about data; made anew each time this master becomes leader. */
+  #dataPlane: DataPlane | undefined;
 
   constructor(options: MetaServiceOptions) {
     this.#o = options;
     this.#startedAt = (options.now ?? Date.now)();
   }
 
+  /** The data plane while this master leads, else undefined. */
+  get dataPlane(): DataPlane | undefined {
+    return this.#dataPlane;
+  }
+
+  #followLeadership(): void {
+    const leading = this.#o.driver.role === 'leader';
+    if (leading && !this.#dataPlane) {
+      const state = () => this.#o.machine.state;
+      this.#dataPlane = new DataPlane({
+        now: this.#o.now ?? Date.now,
+        rng: Math.random,
+        nodes: () => state().nodes(),
+        replicationFactor: () => state().settings.replicationFactor,
+        refCount: (id) => state().refCount(id),
+        ...this.#o.dataPlane,
+      });
+    } else if (!leading) {
+      this.#dataPlane = undefined;
+    }
+  }
+
   async start(): Promise<void> {
-    await serveRpc(this.#o.peer, META_PROTOCOL, metaRequestSchema, (request) => this.handle(request), {
+    this.#o.driver.onChange(() => this.#followLeadership());
+    await serveMuxRpc(this.#o.peer, META_PROTOCOL, metaRequestSchema, (request) => this.handle(request), {
       maxInboundStreams: 256,
       handlerTimeoutMs: 15_000,
     });
@@ -63,6 +96,22 @@ export class MetaService {
           return await this.#read(request.stale === true, () =>
             this.#o.machine.state.list(request.path, { ...(request.after !== undefined ? { after: request.after } : {}), ...(request.limit !== undefined ? { limit: request.limit } : {}) }),
           );
+        case 'heartbeat': {
+          const plane = this.#leaderPlane();
+          const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
+          const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
+          return { ok: true, value: { registered, fullReportWanted } };
+        }
+        case 'report':
+          this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
+          return { ok: true, value: {} };
+        case 'place':
+          return { ok: true, value: this.#place(request.chunks, new Set(request.exclude ?? []), request.uploadId) };
+        case 'locate':
+          return { ok: true, value: this.#leaderPlane().locate(request.ids) };
+        case 'badReplica':
+          this.#leaderPlane().forget(request.id, request.nodeId);
+          return { ok: true, value: {} };
       }
     } catch (err) {
       if (isDfsError(err)) return this.#refusal(err);
@@ -93,6 +142,7 @@ export class MetaService {
       lastIndex: s.lastIndex,
       snapshotIndex: s.snapshotIndex,
       ...(s.role === 'leader' ? { followerLag } : {}),
+      ...(this.#dataPlane ? { liveNodes: this.#dataPlane.liveNodes().length } : {}),
       counts: { entries: counts.entries, files: counts.files, nodes: counts.nodes },
       uptimeMs: (this.#o.now ?? Date.now)() - this.#startedAt,
       raft: { electionsStarted: d.stats.electionsStarted, becameLeader: d.stats.becameLeader, snapshotsSent: d.stats.snapshotsSent, snapshotsRestored: d.stats.snapshotsRestored },
@@ -100,10 +150,70 @@ export class MetaService {
     };
   }
 
+  #leaderPlane(): DataPlane {
+    this.#followLeadership();
+    if (!this.#dataPlane) throw new DfsError('ERR_NOT_LEADER', 'not the leader');
+    return this.#dataPlane;
+  }
+
+  #place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string>, uploadId: string | undefined): Placement[] {
+    const plane = this.#leaderPlane();
+    const rf = this.#o.machine.state.settings.replicationFactor;
+    const placed = plane.place(chunks, exclude, uploadId);
+    const short = placed.find((p) => 'targets' in p && p.targets.length < rf);
+    if (short) {
+      const live = plane.liveNodes().length;
+      throw new DfsError('ERR_UNDER_REPLICATED', `${live} storage node(s) can take data, ${rf} replicas are needed: start more nodes or wait for them to rejoin`);
+    }
+    return placed;
+  }
+
+  /**
+   * A commit may only name chunks some node is known to hold, and none that GC is deleting. The
+   * pipeline acks it carries are believed only while its upload is alive: an upload silent for
+   * the grace period may have lost chunks to GC, so its acks may be stale.
+   */
+  async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: unknown[] | undefined, uploadId: string | undefined): Promise<void> {
+    const plane = this.#leaderPlane();
+    if (stored && stored.length > 0) {
+      const acks = parseStored(stored);
+      if (uploadId !== undefined && plane.uploadAlive(uploadId)) plane.recordStored(acks);
+      else plane.recordStored(await this.#confirmWithNodes(acks)); // after a failover, or a long silence
+    }
+    for (const [id] of new Map(cmd.manifest.chunks)) {
+      if (plane.holderCount(id) === 0) {
+        throw new DfsError('ERR_UNDER_REPLICATED', `chunk ${id} has no known replica (lost, or being collected); upload the file again`);
+      }
+    }
+  }
+
+  /** Keeps only the acks the named nodes confirm they still hold (asked directly, in batches). */
+  async #confirmWithNodes(acks: Array<[string, string[]]>): Promise<Array<[string, string[]]>> {
+    const byNode = new Map<string, string[]>();
+    for (const [id, nodes] of acks) for (const n of nodes) byNode.set(n, [...(byNode.get(n) ?? []), id]);
+    const confirmed = new Map<string, string[]>();
+    await Promise.all(
+      [...byNode].map(async ([nodeId, ids]) => {
+        const node = this.#o.machine.state.node(nodeId);
+        if (!node) return;
+        for (let i = 0; i < ids.length; i += 4096) {
+          const batch = ids.slice(i, i + 4096);
+          const present = await hasChunks(this.#o.peer, addrOf(node), batch, { timeoutMs: 5_000 }).catch(() => batch.map(() => false));
+          batch.forEach((id, k) => {
+            if (present[k]) confirmed.set(id, [...(confirmed.get(id) ?? []), nodeId]);
+          });
+        }
+      }),
+    );
+    return [...confirmed];
+  }
+
   async #write(request: Extract<MetaRequest, { type: 'write' }>): Promise<MetaResponse> {
     if (this.#o.driver.role !== 'leader') return this.#refusal(new DfsError('ERR_NOT_LEADER', 'not the leader'));
     const cmd = this.#stamp(request.cmd, request.user ?? 'anonymous');
+    if (cmd.op === 'commitFile') await this.#checkCommit(cmd, request.stored, request.uploadId);
     const result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;
+    if (result.ok && request.uploadId !== undefined) this.#dataPlane?.endUpload(request.uploadId);
     return result.ok ? { ok: true, value: result.value } : { ok: false, code: result.code, message: result.message };
   }
 
@@ -147,4 +257,15 @@ export class MetaService {
       leaderAddr: known ? (this.#o.masterAddrs.get(known) ?? null) : null,
     };
   }
+}
+
+/** [chunk id, [node id...]] pairs from a client's pipeline acks, checked before use. */
+function parseStored(stored: unknown[]): Array<[string, string[]]> {
+  const out: Array<[string, string[]]> = [];
+  for (const pair of stored) {
+    if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !Array.isArray(pair[1])) throw new DfsError('ERR_PROTOCOL', 'stored: expected [chunk id, [node id...]] pairs');
+    const nodes = (pair[1] as unknown[]).filter((n): n is string => typeof n === 'string' && n.length > 0 && n.length <= 128).slice(0, 16);
+    out.push([pair[0], nodes]);
+  }
+  return out;
 }

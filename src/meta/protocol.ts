@@ -23,9 +23,47 @@ export const writeCommandSchema = schema.taggedUnion('op', {
 });
 export type WriteCommand = Infer<typeof writeCommandSchema>;
 
+const chunkId = schema.string({ pattern: /^[0-9a-f]{64}$/ });
+const chunkIds = schema.array(chunkId, { maxLength: 4096 });
+const nodeId = schema.string({ minLength: 1, maxLength: 128 });
+const byteCount = schema.integer({ min: 0 });
+
 export const metaRequestSchema = schema.taggedUnion('type', {
   status: schema.object({ withHash: schema.optional(schema.boolean()) }),
-  write: schema.object({ clientId, seq: schema.integer({ min: 1 }), user: schema.optional(clientId), cmd: writeCommandSchema }),
+  write: schema.object({
+    clientId,
+    seq: schema.integer({ min: 1 }),
+    user: schema.optional(clientId),
+    cmd: writeCommandSchema,
+    /** With commitFile: the pipeline acks (chunk id → nodes that fsynced it). */
+    stored: schema.optional(schema.array(schema.array(schema.unknown(), { maxLength: 2 }), { maxLength: 65_536 })),
+    /** With commitFile: the upload (see place) whose chunks this commit names. */
+    uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
+  }),
+  /** A storage node's heartbeat (leader only): load, and chunks added or removed since the last. */
+  heartbeat: schema.object({
+    nodeId,
+    freeBytes: byteCount,
+    capacityBytes: byteCount,
+    usedBytes: byteCount,
+    chunkCount: byteCount,
+    inflight: byteCount,
+    added: chunkIds,
+    removed: chunkIds,
+  }),
+  /** One page of a storage node's full chunk report. */
+  report: schema.object({ nodeId, ids: chunkIds, first: schema.boolean(), last: schema.boolean() }),
+  /** Where to store chunks (leader only): existing, or targets for a replication pipeline. */
+  place: schema.object({
+    chunks: schema.array(schema.object({ id: chunkId, size: byteCount }), { maxLength: 1024 }),
+    exclude: schema.optional(schema.array(nodeId, { maxLength: 64 })),
+    /** The put this placement is for: keeps its chunks from GC until it commits or goes quiet. */
+    uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
+  }),
+  /** Which nodes hold these chunks (leader only). */
+  locate: schema.object({ ids: chunkIds }),
+  /** A client found a replica missing or corrupt. */
+  badReplica: schema.object({ id: chunkId, nodeId }),
   stat: schema.object({ path, stale: schema.optional(schema.boolean()) }),
   list: schema.object({
     path,
@@ -63,6 +101,8 @@ export interface MasterStatus {
   readonly followerLag?: Readonly<Record<string, number>>;
   readonly counts: { readonly entries: number; readonly files: number; readonly nodes: number };
   readonly uptimeMs: number;
+  /** On the leader: storage nodes heard from recently (placement candidates). */
+  readonly liveNodes?: number;
   readonly raft: { readonly electionsStarted: number; readonly becameLeader: number; readonly snapshotsSent: number; readonly snapshotsRestored: number };
   /** BLAKE3 of the whole metadata state at appliedIndex, when asked for (withHash). */
   readonly stateHash?: string;

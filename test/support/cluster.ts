@@ -20,9 +20,9 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startTestCluster(options: { masters?: number; masterArgs?: string[] } = {}): Promise<TestCluster> {
+export async function startTestCluster(options: { masters?: number; nodes?: number; masterArgs?: string[]; nodeArgs?: string[] } = {}): Promise<TestCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'dfs-cluster-'));
-  const cluster = new LocalCluster({ dir, masters: options.masters ?? 3, masterArgs: options.masterArgs ?? [] });
+  const cluster = new LocalCluster({ dir, masters: options.masters ?? 3, nodes: options.nodes ?? 0, masterArgs: options.masterArgs ?? [], nodeArgs: options.nodeArgs ?? [] });
   await cluster.start();
   const nameOf = new Map(cluster.spec.masters.map((m) => [m.addr, m.name]));
   const t: TestCluster = {

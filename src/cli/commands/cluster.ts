@@ -6,6 +6,7 @@ import type { CliIO } from '../io.ts';
 export interface ClusterUpOptions {
   dir?: string;
   masters?: number;
+  nodes?: number;
   detach?: boolean;
 }
 
@@ -14,9 +15,14 @@ export const DEFAULT_CLUSTER_DIR = '.dfs-local';
 /** `dfs cluster up`: a local cluster of real processes on loopback ports. */
 export async function clusterUpCommand(options: ClusterUpOptions, io: CliIO): Promise<void> {
   const dir = resolve(options.dir ?? DEFAULT_CLUSTER_DIR);
-  const cluster = new LocalCluster({ dir, masters: Number(options.masters ?? 3), detached: options.detach === true });
+  const cluster = new LocalCluster({ dir, masters: Number(options.masters ?? 3), nodes: Number(options.nodes ?? 5), detached: options.detach === true });
   await cluster.start();
-  io.stdout.write(formatTable(['MASTER', 'ADDRESS'], cluster.spec.masters.map((m) => [m.name, m.addr])));
+  io.stdout.write(
+    formatTable(['PROCESS', 'ROLE', 'ADDRESS'], [
+      ...cluster.spec.masters.map((m) => [m.name, 'master', m.addr]),
+      ...(cluster.spec.nodes ?? []).map((n) => [n.name, 'storage node', `/ip4/127.0.0.1/tcp/${n.port}`]),
+    ]),
+  );
   io.stdout.write(`\ncluster up in ${dir}; client config ${resolve(dir, CLIENT_CONFIG_FILE)}\n`);
   if (options.detach) {
     io.stdout.write(`running in the background: dfs status --cluster ${dir}; stop with: dfs cluster down --dir ${dir}\n`);

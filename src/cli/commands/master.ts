@@ -3,6 +3,8 @@ import { DfsError } from '../../errors/index.ts';
 import { startMaster } from '../../master/index.ts';
 import { loadOrCreateIdentity } from '../../net/index.ts';
 import type { CliIO } from '../io.ts';
+import { parseBytes } from '../format.ts';
+import { startStorageNode } from '../../node/index.ts';
 
 export interface MasterStartOptions {
   name?: string;
@@ -11,6 +13,7 @@ export interface MasterStartOptions {
   peers?: string;
   snapshotEvery?: number;
   tickMs?: number;
+  gcGraceMs?: number;
 }
 
 /** `dfs master init --dir D`: creates the master's identity and prints its peer id. */
@@ -35,6 +38,7 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
     peers,
     ...(options.snapshotEvery !== undefined ? { snapshotEveryEntries: Number(options.snapshotEvery) } : {}),
     ...(options.tickMs !== undefined ? { tickMs: Number(options.tickMs) } : {}),
+    ...(options.gcGraceMs !== undefined ? { gcGraceMs: Number(options.gcGraceMs) } : {}),
   });
   io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs }) + '\n');
   io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}\n`);
@@ -43,4 +47,38 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
     process.once('SIGINT', resolve);
   });
   await master.stop();
+}
+
+export interface NodeStartOptions {
+  name?: string;
+  dir?: string;
+  listen?: string;
+  masters?: string;
+  capacity?: string;
+}
+
+/** `dfs node start`: runs a storage node until SIGTERM or SIGINT; prints a ready JSON line. */
+export async function nodeStartCommand(options: NodeStartOptions, io: CliIO): Promise<void> {
+  if (!options.dir) throw new DfsError('ERR_USAGE', 'dfs node start needs --dir DIR');
+  if (!options.listen) throw new DfsError('ERR_USAGE', 'dfs node start needs --listen MULTIADDR');
+  if (!options.masters) throw new DfsError('ERR_USAGE', 'dfs node start needs --masters MA1,MA2,MA3');
+  let capacityBytes: number | undefined;
+  if (options.capacity !== undefined) {
+    capacityBytes = parseBytes(String(options.capacity));
+    if (capacityBytes === undefined) throw new DfsError('ERR_USAGE', `--capacity takes a size such as 10GiB, not "${options.capacity}"`);
+  }
+  const node = await startStorageNode({
+    name: options.name ?? 'node',
+    dir: options.dir,
+    listen: String(options.listen).split(','),
+    masters: String(options.masters).split(',').map((s) => s.trim()).filter(Boolean),
+    ...(capacityBytes !== undefined ? { capacityBytes } : {}),
+  });
+  io.stdout.write(JSON.stringify({ event: 'ready', name: node.name, peerId: node.peerId, addrs: node.addrs }) + '\n');
+  io.stderr.write(`storage node ${node.name} (${node.peerId}) serving on ${node.addrs.join(', ')}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await node.stop();
 }

@@ -1,0 +1,89 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { rename, stat, unlink } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { getFile, MetaClient, putFile } from '../../client/index.ts';
+import { loadBlake3 } from '../../chunker/index.ts';
+import { DfsError, fromSystemError } from '../../errors/index.ts';
+import { createPeer, type DfsPeer } from '../../net/index.ts';
+import { type ClusterOption, findClientConfig } from '../client-context.ts';
+import { formatBytes } from '../format.ts';
+import { type CliIO, STDIO_ARG } from '../io.ts';
+import { ProgressBar } from '../progress.ts';
+
+async function withDataClient<T>(options: ClusterOption, io: CliIO, fn: (peer: DfsPeer, meta: MetaClient) => Promise<T>): Promise<T> {
+  const { config } = await findClientConfig(options.cluster, io);
+  const peer = await createPeer({});
+  try {
+    return await fn(peer, new MetaClient({ peer, masters: config.masters, user: io.env.USER ?? 'anonymous' }));
+  } finally {
+    await peer.stop();
+  }
+}
+
+function rate(bytes: number, ms: number): string {
+  return `${formatBytes(bytes / Math.max(ms / 1000, 1e-3))}/s`;
+}
+
+/** `dfs put <local|-> <remote>`: a trailing "/" on remote keeps the local file's name. */
+export async function putCommand(local: string, remote: string, options: ClusterOption & { json?: boolean }, io: CliIO): Promise<void> {
+  const fromStdin = local === STDIO_ARG;
+  let totalBytes: number | undefined;
+  if (!fromStdin) {
+    const info = await stat(local).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'ENOENT' ? new DfsError('ERR_NOT_FOUND', `no such file: ${local}`) : fromSystemError(err, `cannot read ${local}`);
+    });
+    if (!info.isFile()) throw new DfsError('ERR_INVALID_ARGUMENT', `${local} is not a regular file`);
+    totalBytes = info.size;
+  }
+  const path = remote.endsWith('/') ? `${remote}${fromStdin ? 'stdin' : basename(local)}` : remote;
+  const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
+  const progress = new ProgressBar({ out: io.stderr, label: `put ${path}`, ...(totalBytes !== undefined ? { totalBytes } : {}) });
+  const started = performance.now();
+  const r = await withDataClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress.advance(n) }));
+  progress.finish();
+  const ms = performance.now() - started;
+  if (options.json) {
+    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms) }) + '\n');
+    return;
+  }
+  io.stdout.write(`stored ${path}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}; sent ${formatBytes(r.sentBytes)}, ${formatBytes(r.dedupedBytes)} already stored\n`);
+}
+
+/** `dfs get <remote> <local|->`: a local file appears only once every byte is verified. */
+export async function getCommand(remote: string, local: string, options: ClusterOption & { json?: boolean }, io: CliIO): Promise<void> {
+  const toStdout = local === STDIO_ARG;
+  let target = local;
+  if (!toStdout && (await stat(local).then((s) => s.isDirectory(), () => false))) target = join(local, basename(remote));
+  const partial = `${target}.dfs-partial-${process.pid}`;
+  const out = toStdout ? (process.stdout as NodeJS.WritableStream) : createWriteStream(partial, { flags: 'wx' });
+  const sink = {
+    async write(bytes: Uint8Array) {
+      if (!out.write(bytes)) await once(out, 'drain');
+    },
+  };
+  const started = performance.now();
+  let progress: ProgressBar | undefined;
+  try {
+    const r = await withDataClient(options, io, async (peer, meta) => {
+      const entry = await meta.stat(remote);
+      progress = new ProgressBar({ out: io.stderr, label: `get ${remote}`, ...(entry.kind === 'file' ? { totalBytes: entry.size } : {}) });
+      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress?.advance(n) });
+    });
+    progress?.finish();
+    if (!toStdout) {
+      out.end();
+      await once(out, 'close');
+      await rename(partial, target);
+      const ms = performance.now() - started;
+      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms) }) + '\n');
+      else io.stdout.write(`got ${remote} → ${target}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}, verified\n`);
+    }
+  } catch (err) {
+    if (!toStdout) {
+      (out as NodeJS.WritableStream & { destroy(): void }).destroy();
+      await unlink(partial).catch(() => {});
+    }
+    throw err;
+  }
+}

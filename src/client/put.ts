@@ -1,0 +1,137 @@
+import { type Blake3, type Chunk, CHUNKER_ID, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS } from '../chunker/index.ts';
+import { randomBytes } from 'node:crypto';
+import { DfsError, isDfsError } from '../errors/index.ts';
+import type { Manifest } from '../meta/index.ts';
+import type { DfsPeer } from '../net/index.ts';
+import { putChunk } from './chunk-client.ts';
+import type { MetaClient } from './meta-client.ts';
+
+export interface PutOptions {
+  readonly peer: DfsPeer;
+  readonly meta: MetaClient;
+  readonly blake3: Blake3;
+  readonly params?: ChunkerParams;
+  /** Chunk uploads in flight at once. Default 8. */
+  readonly concurrency?: number;
+  /** Chunks per placement request. Default 8. */
+  readonly batchSize?: number;
+  /** Create missing parent directories. Default true. */
+  readonly parents?: boolean;
+  /** Fail with ERR_EXISTS instead of replacing an existing file. */
+  readonly ifAbsent?: boolean;
+  /** Called as bytes of the source are handled (uploaded or found already stored). */
+  readonly onProgress?: (bytes: number) => void;
+}
+
+export interface PutResult {
+  readonly size: number;
+  readonly chunks: number;
+  /** Bytes actually sent to storage nodes (each once, whatever the replication factor). */
+  readonly sentBytes: number;
+  /** Bytes not sent because the cluster already had those chunks. */
+  readonly dedupedBytes: number;
+  readonly blake3: string;
+}
+
+type Placement = { id: string; existing: true } | { id: string; targets: string[] };
+
+/** Upload attempts per chunk before the put fails. */
+const MAX_ATTEMPTS = 4;
+
+/**
+ * Stores a stream as a file: chunk + hash (one pass), placement requests in batches (chunks the
+ * cluster has are skipped), chunk uploads along replication pipelines with at most `concurrency`
+ * in flight, then the manifest committed through Raft — the file appears whole or not at all.
+ * A target that fails is excluded and the chunk placed again; if the replication factor cannot
+ * be met the put fails and nothing is committed. Memory: at most `batchSize + concurrency`
+ * chunks are held.
+ */
+export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions): Promise<PutResult> {
+  const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
+  const concurrency = o.concurrency ?? 8;
+  // Names this upload to the leader: its chunks are kept from GC until it commits.
+  const uploadId = randomBytes(12).toString('hex');
+  const whole = await o.blake3.createHasher();
+  whole.reset();
+  const manifestChunks: Array<[string, number]> = [];
+  const stored = new Map<string, string[]>();
+  const seen = new Set<string>(); // chunk ids met so far in this file (dedup within the file)
+  const inflight = new Set<Promise<void>>();
+  let failure: unknown;
+  let size = 0;
+  let sentBytes = 0;
+  let dedupedBytes = 0;
+  let batch: Chunk[] = [];
+
+  const upload = async (chunk: Chunk, targets: string[]): Promise<void> => {
+    const exclude = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces);
+        stored.set(chunk.id, r.stored);
+        sentBytes += chunk.length;
+        o.onProgress?.(chunk.length);
+        return;
+      } catch (err) {
+        if (!isDfsError(err) || err.code === 'ERR_CHUNK_CORRUPT' || attempt >= MAX_ATTEMPTS) throw err;
+        const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
+        const failedId = /\/p2p\/([^/]+)$/.exec(failed)?.[1];
+        if (failedId) exclude.add(failedId);
+        const [again] = (await o.meta.leaderRequest({ type: 'place', chunks: [{ id: chunk.id, size: chunk.length }], exclude: [...exclude], uploadId })) as Placement[];
+        if (!again || !('targets' in again)) {
+          if (again && 'existing' in again) return; // someone else stored it meanwhile
+          throw err;
+        }
+        targets = again.targets;
+      }
+    }
+  };
+
+  const flush = async (): Promise<void> => {
+    const fresh = batch;
+    batch = [];
+    if (fresh.length === 0) return;
+    const placements = (await o.meta.leaderRequest({ type: 'place', chunks: fresh.map((c) => ({ id: c.id, size: c.length })), uploadId })) as Placement[];
+    for (const [i, chunk] of fresh.entries()) {
+      const p = placements[i];
+      if (!p || p.id !== chunk.id) throw new DfsError('ERR_PROTOCOL', 'placement answer does not match the request');
+      if ('existing' in p) {
+        dedupedBytes += chunk.length;
+        o.onProgress?.(chunk.length);
+        continue;
+      }
+      while (inflight.size >= concurrency) await Promise.race(inflight);
+      if (failure) throw failure;
+      const task: Promise<void> = upload(chunk, [...p.targets])
+        .catch((err: unknown) => {
+          failure ??= err;
+        })
+        .finally(() => inflight.delete(task));
+      inflight.add(task);
+    }
+  };
+
+  for await (const chunk of chunkStream(source, { blake3: o.blake3, params })) {
+    for (const piece of chunk.pieces) whole.update(piece);
+    manifestChunks.push([chunk.id, chunk.length]);
+    size += chunk.length;
+    if (seen.has(chunk.id)) {
+      dedupedBytes += chunk.length; // repeated within this file
+      o.onProgress?.(chunk.length);
+    } else {
+      seen.add(chunk.id);
+      batch.push(chunk);
+    }
+    if (batch.length >= (o.batchSize ?? 8)) await flush();
+    if (failure) throw failure;
+  }
+  await flush();
+  await Promise.all(inflight);
+  if (failure) throw failure;
+  const manifest: Manifest = { chunker: CHUNKER_ID, params, size, blake3: whole.digestHex(), chunks: manifestChunks };
+  await o.meta.write(
+    { op: 'commitFile', path, manifest, parents: o.parents ?? true, ifAbsent: o.ifAbsent ?? false },
+    { stored: [...stored], uploadId },
+  );
+  return { size, chunks: manifestChunks.length, sentBytes, dedupedBytes, blake3: manifest.blake3 };
+}

@@ -1,0 +1,267 @@
+import type { NodeRecord } from '../meta/index.ts';
+
+/** What a storage node says about itself with every heartbeat. */
+export interface NodeLoad {
+  readonly freeBytes: number;
+  readonly capacityBytes: number;
+  readonly usedBytes: number;
+  readonly chunkCount: number;
+  /** Transfers under way on the node. */
+  readonly inflight: number;
+}
+
+interface NodeSoftState {
+  lastHeartbeatMs: number;
+  load: NodeLoad;
+  /** A full chunk report has been received since this leader took over. */
+  reported: boolean;
+  /** Ids received so far of a full report in pages. */
+  reportInProgress: Set<string> | undefined;
+}
+
+export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[] };
+
+export interface DataPlaneOptions {
+  readonly now: () => number;
+  readonly rng: () => number;
+  /** Registered nodes (from the replicated state). */
+  readonly nodes: () => readonly NodeRecord[];
+  readonly replicationFactor: () => number;
+  readonly refCount: (chunkId: string) => number;
+  /** A node is placeable while its last heartbeat is younger than this. Default 3 s. */
+  readonly suspectAfterMs?: number;
+  /** Unreferenced chunks are collected once untouched for this long. Default 10 min. */
+  readonly gcGraceMs?: number;
+}
+
+/** Bound on chunk ids in one report page, heartbeat or request. */
+export const MAX_IDS_PER_MESSAGE = 4096;
+
+/**
+ * The leader's soft state about data: node liveness and load (from heartbeats) and where each
+ * chunk is (from node reports and from pipeline acks a client passes along with its commit).
+ * Not replicated: a new leader starts empty, asks every node for a full report, and waits one
+ * grace period before collecting anything. Placement and garbage collection read it.
+ */
+export class DataPlane {
+  readonly #o: DataPlaneOptions;
+  readonly #nodes = new Map<string, NodeSoftState>();
+  readonly #holders = new Map<string, Set<string>>();
+  /** When a chunk was last placed, located or first seen: the GC's grace counts from here. */
+  readonly #touchedMs = new Map<string, number>();
+  /** Chunks being deleted by GC: never placed as existing nor committed until stored anew. */
+  readonly #deleting = new Set<string>();
+  /**
+   * Uploads under way: every chunk a put has been placed (stored or found existing) is kept from
+   * GC while its upload is alive — renewed by each placement, ended by its commit, expired after
+   * the grace period of silence.
+   */
+  readonly #uploads = new Map<string, { lastActiveMs: number; chunks: Set<string> }>();
+  readonly #startedMs: number;
+
+  constructor(options: DataPlaneOptions) {
+    this.#o = options;
+    this.#startedMs = options.now();
+  }
+
+  // ---- node reports ----
+
+  /** Records a heartbeat; answers whether the node must send a full chunk report. */
+  heartbeat(nodeId: string, load: NodeLoad, added: readonly string[], removed: readonly string[]): { fullReportWanted: boolean } {
+    const state = this.#nodes.get(nodeId) ?? { lastHeartbeatMs: 0, load, reported: false, reportInProgress: undefined };
+    state.lastHeartbeatMs = this.#o.now();
+    state.load = load;
+    this.#nodes.set(nodeId, state);
+    for (const id of added) this.#addHolder(id, nodeId);
+    for (const id of removed) this.#removeHolder(id, nodeId);
+    return { fullReportWanted: !state.reported };
+  }
+
+  /** One page of a full report; the last page replaces everything known about the node. */
+  report(nodeId: string, ids: readonly string[], first: boolean, last: boolean): void {
+    const state = this.#nodes.get(nodeId);
+    if (!state) return; // heartbeat first
+    if (first || !state.reportInProgress) state.reportInProgress = new Set();
+    for (const id of ids) state.reportInProgress.add(id);
+    if (!last) return;
+    const now = state.reportInProgress;
+    state.reportInProgress = undefined;
+    state.reported = true;
+    for (const [id, holders] of this.#holders) if (holders.has(nodeId) && !now.has(id)) this.#removeHolder(id, nodeId);
+    for (const id of now) this.#addHolder(id, nodeId);
+  }
+
+  /** Pipeline acks passed along by a client: these nodes have fsynced these chunks. */
+  recordStored(stored: ReadonlyArray<readonly [string, readonly string[]]>): void {
+    for (const [id, nodes] of stored) for (const n of nodes) this.#addHolder(id, n);
+  }
+
+  /** Forgets a replica a client found corrupt or missing (the node's scrubber deals with it). */
+  forget(chunkId: string, nodeId: string): void {
+    this.#removeHolder(chunkId, nodeId);
+  }
+
+  // ---- liveness ----
+
+  /** Registered, alive (in the log) and heard from recently: may receive new replicas. */
+  liveNodes(): NodeRecord[] {
+    const now = this.#o.now();
+    const suspectAfterMs = this.#o.suspectAfterMs ?? 3_000;
+    return this.#o.nodes().filter((n) => {
+      const s = this.#nodes.get(n.id);
+      return n.state === 'alive' && s !== undefined && now - s.lastHeartbeatMs < suspectAfterMs;
+    });
+  }
+
+  lastHeartbeatMs(nodeId: string): number | undefined {
+    return this.#nodes.get(nodeId)?.lastHeartbeatMs;
+  }
+
+  load(nodeId: string): NodeLoad | undefined {
+    return this.#nodes.get(nodeId)?.load;
+  }
+
+  // ---- placement and lookup ----
+
+  /**
+   * Where to store each chunk: `existing` when at least the replication factor of live nodes
+   * hold it (dedup: nothing to send), else that many distinct live targets, most free space
+   * first, excluding `exclude` (nodes a client just failed to reach). Fewer live nodes than
+   * needed → the chunk is missing from the answer's targets (the caller fails clearly).
+   */
+  place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string): Placement[] {
+    const rf = this.#o.replicationFactor();
+    const live = this.liveNodes().filter((n) => !exclude.has(n.id));
+    const now = this.#o.now();
+    if (uploadId !== undefined) {
+      const upload = this.#uploads.get(uploadId) ?? { lastActiveMs: now, chunks: new Set<string>() };
+      upload.lastActiveMs = now;
+      for (const c of chunks) upload.chunks.add(c.id);
+      this.#uploads.set(uploadId, upload);
+    }
+    return chunks.map(({ id, size }) => {
+      this.#touchedMs.set(id, now);
+      const liveHolders = this.#liveHolders(id, live);
+      if (!this.#deleting.has(id) && liveHolders.length >= rf) return { id, existing: true, holders: liveHolders.length };
+      const candidates = live
+        .filter((n) => (this.#nodes.get(n.id)?.load.freeBytes ?? 0) > size)
+        // Most free space first; a random jitter spreads equal nodes.
+        .map((n) => ({ n, score: (this.#nodes.get(n.id)?.load.freeBytes ?? 0) * (0.9 + 0.2 * this.#o.rng()) }))
+        .sort((a, b) => b.score - a.score)
+        .slice(0, rf)
+        .map(({ n }) => addrOf(n));
+      return { id, targets: candidates };
+    });
+  }
+
+  /** Holders of each chunk, live ones first, least loaded first, as dialable addresses. */
+  locate(ids: readonly string[]): Array<{ id: string; holders: string[] }> {
+    const live = new Set(this.liveNodes().map((n) => n.id));
+    const byId = new Map(this.#o.nodes().map((n) => [n.id, n]));
+    const now = this.#o.now();
+    return ids.map((id) => {
+      this.#touchedMs.set(id, now);
+      const holders = [...(this.#holders.get(id) ?? [])]
+        .map((nodeId) => byId.get(nodeId))
+        .filter((n): n is NodeRecord => n !== undefined)
+        .sort((a, b) => Number(live.has(b.id)) - Number(live.has(a.id)) || (this.#nodes.get(a.id)?.load.inflight ?? 0) - (this.#nodes.get(b.id)?.load.inflight ?? 0));
+      return { id, holders: holders.map(addrOf) };
+    });
+  }
+
+  holderCount(id: string): number {
+    return this.#deleting.has(id) ? 0 : (this.#holders.get(id)?.size ?? 0);
+  }
+
+  holdersOf(id: string): string[] {
+    return [...(this.#holders.get(id) ?? [])];
+  }
+
+  // ---- uploads ----
+
+  /** Whether an upload is alive (placed something within the grace period). */
+  uploadAlive(uploadId: string): boolean {
+    const u = this.#uploads.get(uploadId);
+    return u !== undefined && this.#o.now() - u.lastActiveMs < (this.#o.gcGraceMs ?? 600_000);
+  }
+
+  /** The upload committed (or gave up): its chunks are protected by references now, or not at all. */
+  endUpload(uploadId: string): void {
+    this.#uploads.delete(uploadId);
+  }
+
+  // ---- garbage collection ----
+
+  /**
+   * Chunks nothing references any more (or that no commit ever referenced) and that nobody has
+   * placed or located for the grace period, with their holders. A new leader collects nothing
+   * during its first grace period: it does not know which uploads are under way.
+   */
+  garbage(limit: number): Array<{ id: string; holders: string[] }> {
+    const now = this.#o.now();
+    const graceMs = this.#o.gcGraceMs ?? 600_000;
+    if (now - this.#startedMs < graceMs) return [];
+    const protectedIds = new Set<string>();
+    for (const [uploadId, u] of this.#uploads) {
+      if (now - u.lastActiveMs >= graceMs) this.#uploads.delete(uploadId);
+      else for (const id of u.chunks) protectedIds.add(id);
+    }
+    const out: Array<{ id: string; holders: string[] }> = [];
+    for (const [id, holders] of this.#holders) {
+      if (out.length >= limit) break;
+      if (this.#o.refCount(id) > 0 || this.#deleting.has(id) || protectedIds.has(id)) continue;
+      if (now - (this.#touchedMs.get(id) ?? 0) < graceMs) continue;
+      out.push({ id, holders: [...holders] });
+    }
+    return out;
+  }
+
+  markDeleting(id: string): void {
+    this.#deleting.add(id);
+  }
+
+  /** A GC delete finished on every holder (or gave up): the chunk is gone or will be re-reported. */
+  deleted(id: string, fromNodes: readonly string[]): void {
+    for (const n of fromNodes) this.#removeHolder(id, n);
+    this.#deleting.delete(id);
+  }
+
+  isDeleting(id: string): boolean {
+    return this.#deleting.has(id);
+  }
+
+  get stats(): { nodesHeard: number; chunksKnown: number; deleting: number; uploads: number } {
+    return { nodesHeard: this.#nodes.size, chunksKnown: this.#holders.size, deleting: this.#deleting.size, uploads: this.#uploads.size };
+  }
+
+  #liveHolders(id: string, live: readonly NodeRecord[]): NodeRecord[] {
+    const holders = this.#holders.get(id);
+    return holders ? live.filter((n) => holders.has(n.id)) : [];
+  }
+
+  #addHolder(id: string, nodeId: string): void {
+    let set = this.#holders.get(id);
+    if (!set) {
+      set = new Set();
+      this.#holders.set(id, set);
+      if (!this.#touchedMs.has(id)) this.#touchedMs.set(id, this.#o.now());
+    }
+    set.add(nodeId);
+  }
+
+  #removeHolder(id: string, nodeId: string): void {
+    const set = this.#holders.get(id);
+    if (!set) return;
+    set.delete(nodeId);
+    if (set.size === 0) {
+      this.#holders.delete(id);
+      this.#touchedMs.delete(id);
+    }
+  }
+}
+
+/** A node's dialable address: its first registered multiaddr, with /p2p/<id>. */
+export function addrOf(node: NodeRecord): string {
+  const addr = node.addrs[0] ?? '';
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${node.id}`;
+}
