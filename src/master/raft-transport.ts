@@ -132,10 +132,12 @@ class PeerLink {
         }
         const writer = await this.#writer();
         if (!writer) continue;
-        const bytes = this.#outbox.shift()!;
+        // Everything queued goes at once: the writer coalesces it into one send (one Noise
+        // message) and its promises resolve when the stream can take more (backpressure).
+        const batch = this.#outbox.splice(0);
         try {
-          await writer.write(bytes);
-          this.#stats.sent++;
+          await Promise.all(batch.map((bytes) => writer.write(bytes)));
+          this.#stats.sent += batch.length;
         } catch {
           this.#dropStream();
         }

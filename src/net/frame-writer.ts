@@ -1,5 +1,5 @@
 import type { Stream, StreamCloseEvent } from '@libp2p/interface';
-import type { Uint8ArrayList } from 'uint8arraylist';
+import { Uint8ArrayList } from 'uint8arraylist';
 import { DfsError } from '../errors/index.ts';
 import { errorFromAbort } from './deadline.ts';
 import { checkMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, encodeFrame, streamClosedError } from './frame-format.ts';
@@ -39,6 +39,18 @@ export function waitForDrain(stream: Stream, { signal }: SignalOptions = {}): Pr
   });
 }
 
+/** Frames written in one tick are sent together up to this many payload bytes. */
+const MAX_COALESCED_BYTES = 1024 * 1024;
+
+interface PendingFrame {
+  readonly frame: Uint8ArrayList;
+  readonly length: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
 export interface FrameWriterStats {
   framesWritten: number;
   payloadBytesWritten: number;
@@ -57,14 +69,20 @@ export class FrameWriter {
   readonly stats: FrameWriterStats = { framesWritten: 0, payloadBytesWritten: 0, drainWaits: 0 };
   readonly #stream: Stream;
   readonly #maxFrameBytes: number;
-  /** Settles when every write queued so far has finished (successfully or not). */
-  #queue: Promise<void> = Promise.resolve();
+  readonly #pending: PendingFrame[] = [];
+  #flushing: Promise<void> | undefined;
 
   constructor(stream: Stream, { maxFrameBytes = DEFAULT_MAX_FRAME_BYTES }: FrameOptions = {}) {
     this.#stream = stream;
     this.#maxFrameBytes = checkMaxFrameBytes(maxFrameBytes);
   }
 
+  /**
+   * Queues a frame; resolves once it is handed to the stream. Frames written in the same tick
+   * leave in one stream.send(): one muxer frame and one Noise message for many small frames
+   * (an RPC server answering a batch of calls), instead of one each. Nothing more is sent while
+   * the stream needs draining, so a writer that awaits each write is held back (backpressure).
+   */
   write(payload: Uint8Array | Uint8ArrayList, options: SignalOptions = {}): Promise<void> {
     const length = payload.byteLength;
     if (length > this.#maxFrameBytes) {
@@ -72,29 +90,97 @@ export class FrameWriter {
         new DfsError('ERR_PROTOCOL', `frame of ${length} bytes exceeds the ${this.#maxFrameBytes}-byte limit of ${this.#stream.protocol}`),
       );
     }
-    const written = this.#queue.then(() => this.#writeNow(payload, options));
-    this.#queue = written.catch(() => {});
-    return written;
+    if (options.signal?.aborted) return Promise.reject(errorFromAbort(options.signal, `writing to ${this.#stream.protocol}`));
+    return new Promise<void>((resolve, reject) => {
+      const entry: PendingFrame = { frame: encodeFrame(payload), length, resolve, reject, signal: options.signal, onAbort: undefined };
+      if (options.signal) {
+        entry.onAbort = () => {
+          const at = this.#pending.indexOf(entry);
+          if (at >= 0) this.#pending.splice(at, 1);
+          reject(errorFromAbort(options.signal as AbortSignal, `writing to ${this.#stream.protocol}`));
+        };
+        options.signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      this.#pending.push(entry);
+      this.#startFlush();
+    });
   }
 
-  async #writeNow(payload: Uint8Array | Uint8ArrayList, options: SignalOptions): Promise<void> {
-    const length = payload.byteLength;
-    if (options.signal?.aborted) throw errorFromAbort(options.signal, `writing to ${this.#stream.protocol}`);
-    await this.#drain(options);
-    let accepted: boolean;
-    try {
-      accepted = this.#stream.send(encodeFrame(payload));
-    } catch (err) {
-      throw streamClosedError(this.#stream, err);
+  #startFlush(): void {
+    if (this.#flushing) return;
+    // Started in a microtask, so every write of this tick joins the first send.
+    this.#flushing = Promise.resolve()
+      .then(() => this.#flush())
+      .finally(() => {
+        this.#flushing = undefined;
+        // A write that came after the loop's last look but before this point still needs sending.
+        if (this.#pending.length > 0) this.#startFlush();
+      });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0) {
+      if (this.#stream.writableNeedsDrain) {
+        this.stats.drainWaits++;
+        try {
+          await waitForDrain(this.#stream);
+        } catch (err) {
+          this.#failAll(err);
+          return;
+        }
+        continue; // waiting may have dropped aborted entries
+      }
+      // One send of at most ~1 MiB of frames (always at least one).
+      const batch: PendingFrame[] = [];
+      const list = new Uint8ArrayList();
+      let bytes = 0;
+      while (this.#pending.length > 0 && (batch.length === 0 || bytes + this.#pending[0]!.length <= MAX_COALESCED_BYTES)) {
+        const entry = this.#pending.shift()!;
+        batch.push(entry);
+        list.append(entry.frame);
+        bytes += entry.length;
+      }
+      let accepted: boolean;
+      try {
+        accepted = this.#stream.send(list);
+      } catch (err) {
+        this.#settle(batch, streamClosedError(this.#stream, err));
+        this.#failAll(err);
+        return;
+      }
+      this.stats.framesWritten += batch.length;
+      this.stats.payloadBytesWritten += bytes;
+      if (!accepted) {
+        // As before coalescing: a write resolves once the stream can take more.
+        this.stats.drainWaits++;
+        try {
+          await waitForDrain(this.#stream);
+        } catch (err) {
+          this.#settle(batch, err);
+          this.#failAll(err);
+          return;
+        }
+      }
+      this.#settle(batch);
     }
-    this.stats.framesWritten++;
-    this.stats.payloadBytesWritten += length;
-    if (!accepted) await this.#drain(options);
+  }
+
+  #settle(batch: readonly PendingFrame[], err?: unknown): void {
+    for (const e of batch) {
+      if (e.onAbort) e.signal?.removeEventListener('abort', e.onAbort);
+      if (err === undefined) e.resolve();
+      else e.reject(err);
+    }
+  }
+
+  #failAll(err: unknown): void {
+    const mapped = err instanceof DfsError ? err : streamClosedError(this.#stream, err);
+    this.#settle(this.#pending.splice(0), mapped);
   }
 
   /** Ends the write side gracefully once everything written has gone to the transport. */
   async close(options: SignalOptions = {}): Promise<void> {
-    await this.#queue;
+    while (this.#flushing) await this.#flushing;
     try {
       await this.#stream.close(options);
     } catch (err) {
@@ -103,9 +189,5 @@ export class FrameWriter {
     }
   }
 
-  async #drain(options: SignalOptions): Promise<void> {
-    if (!this.#stream.writableNeedsDrain) return;
-    this.stats.drainWaits++;
-    await waitForDrain(this.#stream, options);
-  }
+
 }
