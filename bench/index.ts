@@ -5,6 +5,8 @@
 // 8-in-flight figure below, for dfs and for the yardsticks alike. Read at the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 import { runChunkerBench } from './chunker.ts';
+import { runChunkBench } from './chunk.ts';
+import { runDataBench } from './data.ts';
 import { runMasterBench } from './master.ts';
 import { runNetBench } from './net.ts';
 import { runRaftBench } from './raft.ts';
@@ -16,6 +18,8 @@ const benches: Record<string, () => Promise<void>> = {
   raft: runRaftBench,
   net: runNetBench,
   master: runMasterBench,
+  chunk: runChunkBench,
+  data: runDataBench,
 };
 
 const wanted = process.argv.slice(2);

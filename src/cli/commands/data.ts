@@ -44,7 +44,7 @@ export async function putCommand(local: string, remote: string, options: Cluster
   progress.finish();
   const ms = performance.now() - started;
   if (options.json) {
-    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms) }) + '\n');
+    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms), peakRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
     return;
   }
   io.stdout.write(`stored ${path}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}; sent ${formatBytes(r.sentBytes)}, ${formatBytes(r.dedupedBytes)} already stored\n`);
@@ -76,7 +76,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
       await once(out, 'close');
       await rename(partial, target);
       const ms = performance.now() - started;
-      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms) }) + '\n');
+      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), peakRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
       else io.stdout.write(`got ${remote} → ${target}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}, verified\n`);
     }
   } catch (err) {

@@ -1,0 +1,102 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { formatTable } from '../src/cli/format.ts';
+import { LocalCluster } from '../src/cluster/index.ts';
+import { createPeer, waitForDrain } from '../src/net/index.ts';
+
+const BIN = new URL('../bin/dfs.ts', import.meta.url).pathname;
+const SINK = new URL('./support/raw-sink.ts', import.meta.url).pathname;
+const run = promisify(execFile);
+
+async function randomFile(path: string, bytes: number): Promise<void> {
+  const out = createWriteStream(path);
+  const block = new Uint8Array(4 * 1024 * 1024);
+  for (let written = 0; written < bytes; written += block.length) {
+    randomFillSync(block);
+    if (!out.write(block.subarray(0, Math.min(block.length, bytes - written)))) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'close');
+}
+
+/** One raw libp2p stream to another process: the transport's limit on this machine. */
+async function rawStreamMBps(bytes: number): Promise<number> {
+  const sink = spawn(process.execPath, [SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const [line] = (await once(createInterface({ input: sink.stdout! }), 'line')) as [string];
+    const { addr } = JSON.parse(line) as { addr: string };
+    const peer = await createPeer({});
+    try {
+      const stream = await peer.dialProtocol(addr, '/dfs/bench-raw/1.0.0');
+      const block = randomFillSync(new Uint8Array(1024 * 1024));
+      const started = performance.now();
+      for (let sent = 0; sent < bytes; sent += block.length) {
+        if (!stream.send(block)) await waitForDrain(stream);
+      }
+      await stream.close();
+      for await (const _ of stream) void _; // the sink's one-byte answer: everything arrived
+      return bytes / 1e6 / ((performance.now() - started) / 1000);
+    } finally {
+      await peer.stop();
+    }
+  } finally {
+    sink.kill('SIGTERM');
+  }
+}
+
+interface CliFigures {
+  ms: number;
+  peakRssBytes: number;
+}
+
+async function dfsJson(cluster: string, ...args: string[]): Promise<CliFigures> {
+  const { stdout } = await run(process.execPath, [BIN, ...args, '--json', '--cluster', cluster], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as CliFigures;
+}
+
+/**
+ * The data path on this machine, in one run: 3 masters + 5 storage nodes (separate processes),
+ * `dfs put` (RF 3) and `dfs get` of a random file as a user runs them (separate client process),
+ * beside a raw libp2p stream between two processes; and the client's peak RSS, which must not
+ * grow with the file. DFS_BENCH_MIB sets the file size (default 1024), DFS_BENCH_RSS_MIB the
+ * size of the larger file used only to show RSS stays flat (default 0 = skip).
+ */
+export async function runDataBench(): Promise<void> {
+  const mib = Number(process.env.DFS_BENCH_MIB ?? 1024);
+  const bytes = mib * 1024 * 1024;
+  const dir = await mkdtemp(join(tmpdir(), 'dfs-bench-data-'));
+  const cluster = new LocalCluster({ dir: join(dir, 'cluster'), nodes: 5 });
+  try {
+    const file = join(dir, 'file.bin');
+    await randomFile(file, bytes);
+    const raw = await rawStreamMBps(bytes);
+    await cluster.start();
+    const put = await dfsJson(cluster.dir, 'put', file, '/bench/file.bin');
+    const get = await dfsJson(cluster.dir, 'get', '/bench/file.bin', join(dir, 'back.bin'));
+    const rows = [
+      ['raw libp2p stream, 2 processes', (raw).toFixed(0), '', '', 'transport limit here'],
+      ['dfs put (RF 3, pipeline)', (bytes / 1e6 / (put.ms / 1000)).toFixed(0), `${(bytes / 1e6 / (put.ms / 1000) / raw).toFixed(2)}x raw`, '>= 0.4x', `client peak RSS ${(put.peakRssBytes / 2 ** 20).toFixed(0)} MiB`],
+      ['dfs get (verified)', (bytes / 1e6 / (get.ms / 1000)).toFixed(0), `${(bytes / 1e6 / (get.ms / 1000) / raw).toFixed(2)}x raw`, '>= 0.8x', `client peak RSS ${(get.peakRssBytes / 2 ** 20).toFixed(0)} MiB`],
+    ];
+    const rssMib = Number(process.env.DFS_BENCH_RSS_MIB ?? 0);
+    if (rssMib > 0) {
+      const big = join(dir, 'big.bin');
+      await rm(join(dir, 'back.bin'), { force: true });
+      await randomFile(big, rssMib * 1024 * 1024);
+      const bigPut = await dfsJson(cluster.dir, 'put', big, '/bench/big.bin');
+      rows.push([`dfs put of ${rssMib} MiB`, (rssMib * 1.048576 / (bigPut.ms / 1000)).toFixed(0), '', '<= 150 MiB RSS', `client peak RSS ${(bigPut.peakRssBytes / 2 ** 20).toFixed(0)} MiB`]);
+    }
+    console.log(`\n## data path: ${mib} MiB random file, 3 masters + 5 nodes + client as separate processes on this machine\n`);
+    process.stdout.write(formatTable(['benchmark', 'MB/s', 'vs (same run)', 'target', 'note'], rows, new Set([1])));
+  } finally {
+    await cluster.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
