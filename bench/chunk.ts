@@ -13,7 +13,8 @@ import { createPeer, waitForDrain } from '../src/net/index.ts';
 import type { DfsPeer, Stream } from '../src/net/index.ts';
 import { ChunkService } from '../src/node/chunk-service.ts';
 import { ChunkStore } from '../src/storage/index.ts';
-import { benchBytes, bestOf, mbPerS, printRows } from './harness.ts';
+import { benchBytes, bestOf, mbPerS, pool, printRows, timed } from './harness.ts';
+import { countRaw } from './net.ts';
 
 const MiB = 1024 * 1024;
 const RAW = '/dfs/bench-chunk-raw/1.0.0';
@@ -93,33 +94,8 @@ async function startNode(dir: string, blake3: Awaited<ReturnType<typeof loadBlak
   return { peer, store, service, addr };
 }
 
-/** Runs `work(i)` for i in [0, n) with at most `concurrency` under way. */
-async function pool(n: number, concurrency: number, work: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) await work(next++);
-    }),
-  );
-}
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await fn();
-  return performance.now() - start;
-}
 
-/** Receiver of the raw run: counts bytes, then answers with one byte so the sender can time it. */
-function countRaw(stream: Stream): void {
-  let received = 0;
-  stream.addEventListener('message', (evt) => {
-    received += evt.data.byteLength;
-  });
-  stream.addEventListener('end', () => {
-    stream.send(Uint8Array.of(received % 251));
-    void stream.close();
-  });
-}
 
 async function sendRaw(peer: DfsPeer, target: string, chunks: readonly Uint8Array[]): Promise<void> {
   const stream = await peer.dialProtocol(target, RAW);

@@ -55,3 +55,19 @@ export function benchBytes(): number {
   const mib = Number(process.env.DFS_BENCH_MIB);
   return (Number.isSafeInteger(mib) && mib > 0 ? mib : 1024) * 1024 * 1024;
 }
+
+/** Runs `work(i)` for i in [0, n) with at most `concurrency` under way. */
+export async function pool(n: number, concurrency: number, work: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await work(next++);
+    }),
+  );
+}
+
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}

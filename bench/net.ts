@@ -34,7 +34,7 @@ export async function runNetBench(): Promise<void> {
 }
 
 /** Receiver of the raw run: counts bytes, then answers with one byte so the sender can time it. */
-function countRaw(stream: Stream): void {
+export function countRaw(stream: Stream): void {
   let received = 0;
   stream.addEventListener('message', (evt) => {
     received += evt.data.byteLength;

@@ -5,23 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadBlake3 } from '../src/chunker/index.ts';
 import { ChunkStore } from '../src/storage/index.ts';
-import { benchBytes, type BenchRow, mbPerS, printRows } from './harness.ts';
+import { benchBytes, type BenchRow, mbPerS, pool, printRows, timed } from './harness.ts';
 
 const CHUNK_BYTES = 1024 * 1024;
 
-/** Runs `work(i)` for i in [0, n) with at most `concurrency` under way. */
-async function pool(n: number, concurrency: number, work: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) await work(next++);
-  }));
-}
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await fn();
-  return performance.now() - start;
-}
 
 /** Empties the page cache (root only) so reads come from the disk; says whether it could. */
 function dropCaches(): boolean {

@@ -1,9 +1,8 @@
-import type { Stream } from '@libp2p/interface';
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { CHUNKER_LIMITS } from '../chunker/index.ts';
 import { DfsError, ERROR_CODES } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
-import { schema } from '../net/index.ts';
+import { decodeJson, schema } from '../net/index.ts';
 import type { Infer, Schema } from '../net/index.ts';
 
 /**
@@ -141,7 +140,6 @@ export function parseAnswer<T>(header: unknown, okSchema: Schema<T>): T {
   return okSchema.parse(header);
 }
 
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();
 
 export function encodeHeader(header: object): Uint8Array {
@@ -150,17 +148,7 @@ export function encodeHeader(header: object): Uint8Array {
 
 /** The JSON value of a header frame; ERR_PROTOCOL when it is not UTF-8 JSON. */
 export function decodeHeader(frame: Uint8ArrayList): unknown {
-  let text: string;
-  try {
-    text = textDecoder.decode(frame.subarray());
-  } catch (err) {
-    throw new DfsError('ERR_PROTOCOL', 'header is not valid UTF-8', { cause: err });
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new DfsError('ERR_PROTOCOL', `header is not JSON: ${(err as Error).message}`, { cause: err });
-  }
+  return decodeJson(frame);
 }
 
 /** `pieces` cut into payload frames of at most CHUNK_FRAME_MAX_BYTES (views, no copy; no empty frame). */
