@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -44,7 +44,7 @@ export async function putCommand(local: string, remote: string, options: Cluster
   progress.finish();
   const ms = performance.now() - started;
   if (options.json) {
-    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms), peakRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms), peakRssBytes: peakRssBytes() }) + '\n');
     return;
   }
   io.stdout.write(`stored ${path}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}; sent ${formatBytes(r.sentBytes)}, ${formatBytes(r.dedupedBytes)} already stored\n`);
@@ -76,7 +76,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
       await once(out, 'close');
       await rename(partial, target);
       const ms = performance.now() - started;
-      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), peakRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), peakRssBytes: peakRssBytes() }) + '\n');
       else io.stdout.write(`got ${remote} → ${target}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}, verified\n`);
     }
   } catch (err) {
@@ -86,4 +86,18 @@ export async function getCommand(remote: string, local: string, options: Cluster
     }
     throw err;
   }
+}
+
+/**
+ * This process's peak resident memory. From /proc's VmHWM where there is one: getrusage's
+ * maxRSS survives fork and exec, so a child of a big process would report its parent's peak.
+ */
+function peakRssBytes(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
 }
