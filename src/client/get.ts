@@ -1,7 +1,7 @@
 import type { Blake3 } from '../chunker/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
-import type { DfsPeer } from '../net/index.ts';
+import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { getChunk } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -86,7 +86,7 @@ async function fetchChunk(id: string, length: number, holders: Map<string, strin
     } catch (err) {
       errors.push(`${addr.slice(-12)}: ${isDfsError(err) ? err.code : String(err)}`);
       if (isDfsError(err, 'ERR_CHUNK_CORRUPT') || isDfsError(err, 'ERR_CHUNK_NOT_FOUND')) {
-        const nodeId = /\/p2p\/([^/]+)$/.exec(addr)?.[1];
+        const nodeId = peerIdInAddr(addr);
         if (nodeId) void o.meta.leaderRequest({ type: 'badReplica', id, nodeId }).catch(() => {});
       }
     }

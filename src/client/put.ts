@@ -2,7 +2,7 @@ import { type Blake3, type Chunk, CHUNKER_ID, type ChunkerParams, chunkStream, D
 import { randomBytes } from 'node:crypto';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Manifest } from '../meta/index.ts';
-import type { DfsPeer } from '../net/index.ts';
+import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { putChunk } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -75,7 +75,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       } catch (err) {
         if (!isDfsError(err) || err.code === 'ERR_CHUNK_CORRUPT' || attempt >= MAX_ATTEMPTS) throw err;
         const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
-        const failedId = /\/p2p\/([^/]+)$/.exec(failed)?.[1];
+        const failedId = peerIdInAddr(failed);
         if (failedId) exclude.add(failedId);
         const [again] = (await o.meta.leaderRequest({ type: 'place', chunks: [{ id: chunk.id, size: chunk.length }], exclude: [...exclude], uploadId })) as Placement[];
         if (!again || !('targets' in again)) {

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DfsError } from '../errors/index.ts';
-import { createPeer, type DfsPeer } from '../net/index.ts';
+import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { MetaMachine } from './meta-machine.ts';
 import { GarbageCollector } from './garbage-collector.ts';
 import { MetaService } from './meta-service.ts';
@@ -38,9 +38,9 @@ export interface Master {
 
 /** The peer id at the end of a multiaddr (/.../p2p/<id>); ERR_INVALID_ARGUMENT without one. */
 export function peerIdOf(addr: string): string {
-  const m = /\/p2p\/([^/]+)$/.exec(addr);
-  if (!m) throw new DfsError('ERR_INVALID_ARGUMENT', `master address ${addr} must end in /p2p/<peer id> (see dfs master init)`);
-  return m[1]!;
+  const id = peerIdInAddr(addr);
+  if (!id) throw new DfsError('ERR_INVALID_ARGUMENT', `master address ${addr} must end in /p2p/<peer id> (see dfs master init)`);
+  return id;
 }
 
 /**

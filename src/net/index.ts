@@ -4,6 +4,7 @@
  * request/response protocols send one JSON frame each way, validated by a schema on receipt.
  */
 export { createPeer, DfsPeer } from './peer.ts';
+export { peerIdInAddr } from './addr.ts';
 export type { DialOptions, HandleOptions, PeerOptions, RemotePeer, StreamHandler } from './peer.ts';
 export { IDENTITY_FILE_NAME, loadOrCreateIdentity } from './identity.ts';
 export { formatSwarmKey, SWARM_KEY_BYTES, swarmKeyFromSecret } from './swarm-key.ts';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { loadBlake3 } from '../chunker/index.ts';
 import { MetaClient } from '../client/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { createPeer, type DfsPeer } from '../net/index.ts';
+import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
 import { ChunkService } from './chunk-service.ts';
 
@@ -41,7 +41,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
   let peer: DfsPeer | undefined;
   try {
     peer = await createPeer({ dataDir: options.dir, listen: [...options.listen], bootstrap: [...options.masters], ...(options.psk ? { psk: options.psk } : {}) });
-    const masterIds = new Set(options.masters.map((a) => /\/p2p\/([^/]+)$/.exec(a)?.[1]).filter((x): x is string => x !== undefined));
+    const masterIds = new Set(options.masters.map(peerIdInAddr).filter((x): x is string => x !== undefined));
     const service = new ChunkService({ peer, store, blake3, canDelete: (peerId) => masterIds.has(peerId) });
     await service.start();
     const meta = new MetaClient({ peer, masters: options.masters, timeoutMs: 5_000, attemptTimeoutMs: 2_000 });

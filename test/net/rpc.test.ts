@@ -5,6 +5,7 @@ import { DfsError } from '../../src/errors/index.ts';
 import { callRpc, FrameReader, FrameWriter, schema, serveRpc } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { addrOf, startPeer } from './peers.ts';
+import { rejection } from '../support/errors.ts';
 
 const ECHO = '/dfs/test-echo/1.0.0';
 const echoRequest = schema.object({
@@ -40,16 +41,6 @@ async function rawCall(client: DfsPeer, server: DfsPeer, protocol: string, paylo
   return frame && JSON.parse(new TextDecoder().decode(frame.subarray()));
 }
 
-async function rejection(promise: Promise<unknown>): Promise<DfsError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DfsError);
-  return err as DfsError;
-}
 
 describe('rpc between two peers', () => {
   it('exchanges validated requests and responses, by address or by known peer id', async () => {

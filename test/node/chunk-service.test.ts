@@ -12,6 +12,7 @@ import type { ChunkServiceOptions } from '../../src/node/chunk-service.ts';
 import { ChunkStore } from '../../src/storage/index.ts';
 import { addrOf, startPeer } from '../net/peers.ts';
 import { useTempDirs } from '../support/tmp.ts';
+import { rejection } from '../support/errors.ts';
 
 const blake3 = await loadBlake3();
 const tempDir = useTempDirs();
@@ -63,16 +64,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-async function rejection(promise: Promise<unknown>): Promise<DfsError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DfsError);
-  return err as DfsError;
-}
 
 const utf8 = (value: unknown): Uint8Array => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
 
