@@ -3,7 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { MetaClient } from '../client/index.ts';
 import { CLIENT_CONFIG_FILE, type ClientConfig } from '../cluster/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { createPeer } from '../net/index.ts';
+import { userInfo } from 'node:os';
+import { createPeer, type DfsPeer } from '../net/index.ts';
 import type { CliIO } from './io.ts';
 
 export interface ClusterOption {
@@ -48,13 +49,27 @@ export async function findClientConfig(option: string | undefined, io: CliIO, cw
   );
 }
 
-/** Runs `fn` with a metadata client connected to the cluster, and always shuts the peer down. */
-export async function withMetaClient<T>(options: ClusterOption, io: CliIO, fn: (client: MetaClient) => Promise<T>): Promise<T> {
+/** Who writes are attributed to (not authenticated yet): $USER, else the OS account. */
+export function currentUser(io: CliIO): string {
+  if (io.env.USER) return io.env.USER;
+  try {
+    return userInfo().username;
+  } catch {
+    return 'anonymous';
+  }
+}
+
+/** Runs `fn` with a libp2p peer and a metadata client of the cluster; always stops the peer. */
+export async function withClusterClient<T>(options: ClusterOption, io: CliIO, fn: (peer: DfsPeer, meta: MetaClient) => Promise<T>): Promise<T> {
   const { config } = await findClientConfig(options.cluster, io);
   const peer = await createPeer({});
   try {
-    return await fn(new MetaClient({ peer, masters: config.masters, user: io.env.USER ?? 'anonymous' }));
+    return await fn(peer, new MetaClient({ peer, masters: config.masters, user: currentUser(io) }));
   } finally {
     await peer.stop();
   }
+}
+
+export function withMetaClient<T>(options: ClusterOption, io: CliIO, fn: (client: MetaClient) => Promise<T>): Promise<T> {
+  return withClusterClient(options, io, (_, meta) => fn(meta));
 }

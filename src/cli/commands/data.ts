@@ -2,24 +2,14 @@ import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { getFile, MetaClient, putFile } from '../../client/index.ts';
+import { getFile, putFile } from '../../client/index.ts';
 import { loadBlake3 } from '../../chunker/index.ts';
 import { DfsError, fromSystemError } from '../../errors/index.ts';
-import { createPeer, type DfsPeer } from '../../net/index.ts';
-import { type ClusterOption, findClientConfig } from '../client-context.ts';
+import { type ClusterOption, withClusterClient } from '../client-context.ts';
 import { formatBytes } from '../format.ts';
 import { type CliIO, STDIO_ARG } from '../io.ts';
 import { ProgressBar } from '../progress.ts';
 
-async function withDataClient<T>(options: ClusterOption, io: CliIO, fn: (peer: DfsPeer, meta: MetaClient) => Promise<T>): Promise<T> {
-  const { config } = await findClientConfig(options.cluster, io);
-  const peer = await createPeer({});
-  try {
-    return await fn(peer, new MetaClient({ peer, masters: config.masters, user: io.env.USER ?? 'anonymous' }));
-  } finally {
-    await peer.stop();
-  }
-}
 
 function rate(bytes: number, ms: number): string {
   return `${formatBytes(bytes / Math.max(ms / 1000, 1e-3))}/s`;
@@ -40,7 +30,7 @@ export async function putCommand(local: string, remote: string, options: Cluster
   const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
   const progress = new ProgressBar({ out: io.stderr, label: `put ${path}`, ...(totalBytes !== undefined ? { totalBytes } : {}) });
   const started = performance.now();
-  const r = await withDataClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress.advance(n) }));
+  const r = await withClusterClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress.advance(n) }));
   progress.finish();
   const ms = performance.now() - started;
   if (options.json) {
@@ -65,7 +55,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
   const started = performance.now();
   let progress: ProgressBar | undefined;
   try {
-    const r = await withDataClient(options, io, async (peer, meta) => {
+    const r = await withClusterClient(options, io, async (peer, meta) => {
       const entry = await meta.stat(remote);
       progress = new ProgressBar({ out: io.stderr, label: `get ${remote}`, ...(entry.kind === 'file' ? { totalBytes: entry.size } : {}) });
       return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress?.advance(n) });
