@@ -8,6 +8,7 @@ import {
   type MetaRequest,
   type MetaResponse,
   metaResponseSchema,
+  type StoredAck,
   type WriteCommand,
 } from '../meta/index.ts';
 import { type DfsPeer, RpcChannelPool } from '../net/index.ts';
@@ -50,7 +51,7 @@ export class MetaClient {
    * Applies a write through Raft and returns the state machine's value. `stored` (with
    * commitFile): the pipeline acks, so the leader knows where the new chunks are at once.
    */
-  write(cmd: WriteCommand, extra: { stored?: Array<[string, string[]]>; uploadId?: string } = {}): Promise<unknown> {
+  write(cmd: WriteCommand, extra: { stored?: StoredAck[]; uploadId?: string } = {}): Promise<unknown> {
     const run = this.#writeChain.then(() => {
       const seq = ++this.#seq;
       const request: MetaRequest = {
@@ -145,7 +146,7 @@ export class MetaClient {
       }
       let response: MetaResponse | undefined;
       try {
-        response = await this.#call(target, request, Math.max(1, Math.floor(Math.min(attemptTimeoutMs, remaining))));
+        response = await this.#call(target, request, Math.min(attemptTimeoutMs, remaining));
       } catch (err) {
         if (!isDfsError(err) || !RETRYABLE.has(err.code)) throw err;
         tried.push(`${shortAddr(target)}: ${err.code}`);

@@ -131,7 +131,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
   const manifest: Manifest = { chunker: CHUNKER_ID, params, size, blake3: whole.digestHex(), chunks: manifestChunks };
   await o.meta.write(
     { op: 'commitFile', path, manifest, parents: o.parents ?? true, ifAbsent: o.ifAbsent ?? false },
-    { stored: [...stored], uploadId },
+    { stored: [...stored].map(([id, nodes]) => ({ id, nodes })), uploadId },
   );
   return { size, chunks: manifestChunks.length, sentBytes, dedupedBytes, blake3: manifest.blake3 };
 }

@@ -226,11 +226,6 @@ export class LocalCluster {
 
   /** Sends `signal` to a master or node and resolves when it has exited. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    return this.killMaster(name, signal);
-  }
-
-  /** Sends `signal` to a master (or node) and resolves when it has exited. */
-  async killMaster(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.#procs.get(name);
     if (!child) return;
     const exited = new Promise<void>((ok) => child.once('exit', () => ok()));

@@ -34,9 +34,6 @@ export interface DataPlaneOptions {
   readonly gcGraceMs?: number;
 }
 
-/** Bound on chunk ids in one report page, heartbeat or request. */
-export const MAX_IDS_PER_MESSAGE = 4096;
-
 /**
  * The leader's soft state about data: node liveness and load (from heartbeats) and where each
  * chunk is (from node reports and from pipeline acks a client passes along with its commit).
@@ -113,14 +110,6 @@ export class DataPlane {
     });
   }
 
-  lastHeartbeatMs(nodeId: string): number | undefined {
-    return this.#nodes.get(nodeId)?.lastHeartbeatMs;
-  }
-
-  load(nodeId: string): NodeLoad | undefined {
-    return this.#nodes.get(nodeId)?.load;
-  }
-
   // ---- placement and lookup ----
 
   /**
@@ -173,10 +162,6 @@ export class DataPlane {
     return this.#deleting.has(id) ? 0 : (this.#holders.get(id)?.size ?? 0);
   }
 
-  holdersOf(id: string): string[] {
-    return [...(this.#holders.get(id) ?? [])];
-  }
-
   // ---- uploads ----
 
   /** Whether an upload is alive (placed something within the grace period). */
@@ -224,14 +209,6 @@ export class DataPlane {
   deleted(id: string, fromNodes: readonly string[]): void {
     for (const n of fromNodes) this.#removeHolder(id, n);
     this.#deleting.delete(id);
-  }
-
-  isDeleting(id: string): boolean {
-    return this.#deleting.has(id);
-  }
-
-  get stats(): { nodesHeard: number; chunksKnown: number; deleting: number; uploads: number } {
-    return { nodesHeard: this.#nodes.size, chunksKnown: this.#holders.size, deleting: this.#deleting.size, uploads: this.#uploads.size };
   }
 
   #liveHolders(id: string, live: readonly NodeRecord[]): NodeRecord[] {

@@ -10,17 +10,15 @@ import {
   type MetaResponse,
   metaRequestSchema,
   validateManifest,
+  type StoredAck,
   type WriteCommand,
 } from '../meta/index.ts';
 import { encodeEnvelope, type MetaMachine } from './meta-machine.ts';
 import { hasChunks } from '../client/chunk-client.ts';
-import { addrOf, DataPlane, type Placement } from './data-plane.ts';
+import { addrOf, DataPlane, type DataPlaneOptions, type Placement } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';
 
-export interface DataPlaneSettings {
-  readonly suspectAfterMs?: number;
-  readonly gcGraceMs?: number;
-}
+export type DataPlaneSettings = Pick<DataPlaneOptions, 'suspectAfterMs' | 'gcGraceMs'>;
 
 export interface MetaServiceOptions {
   readonly name: string;
@@ -173,10 +171,10 @@ export class MetaService {
    * pipeline acks it carries are believed only while its upload is alive: an upload silent for
    * the grace period may have lost chunks to GC, so its acks may be stale.
    */
-  async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: unknown[] | undefined, uploadId: string | undefined): Promise<void> {
+  async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: StoredAck[] | undefined, uploadId: string | undefined): Promise<void> {
     const plane = this.#leaderPlane();
     if (stored && stored.length > 0) {
-      const acks = parseStored(stored);
+      const acks = stored.map(({ id, nodes }): [string, string[]] => [id, nodes]);
       if (uploadId !== undefined && plane.uploadAlive(uploadId)) plane.recordStored(acks);
       else plane.recordStored(await this.#confirmWithNodes(acks)); // after a failover, or a long silence
     }
@@ -257,15 +255,4 @@ export class MetaService {
       leaderAddr: known ? (this.#o.masterAddrs.get(known) ?? null) : null,
     };
   }
-}
-
-/** [chunk id, [node id...]] pairs from a client's pipeline acks, checked before use. */
-function parseStored(stored: unknown[]): Array<[string, string[]]> {
-  const out: Array<[string, string[]]> = [];
-  for (const pair of stored) {
-    if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !Array.isArray(pair[1])) throw new DfsError('ERR_PROTOCOL', 'stored: expected [chunk id, [node id...]] pairs');
-    const nodes = (pair[1] as unknown[]).filter((n): n is string => typeof n === 'string' && n.length > 0 && n.length <= 128).slice(0, 16);
-    out.push([pair[0], nodes]);
-  }
-  return out;
 }

@@ -23,9 +23,15 @@ export const writeCommandSchema = schema.taggedUnion('op', {
 });
 export type WriteCommand = Infer<typeof writeCommandSchema>;
 
+/** Bound on chunk ids in one message (heartbeat delta, report page, has/locate batch). */
+export const MAX_CHUNK_IDS_PER_MESSAGE = 4096;
+
 const chunkId = schema.string({ pattern: /^[0-9a-f]{64}$/ });
-const chunkIds = schema.array(chunkId, { maxLength: 4096 });
+const chunkIds = schema.array(chunkId, { maxLength: MAX_CHUNK_IDS_PER_MESSAGE });
 const nodeId = schema.string({ minLength: 1, maxLength: 128 });
+/** A pipeline ack: these nodes fsynced this chunk. */
+const storedAck = schema.object({ id: chunkId, nodes: schema.array(nodeId, { maxLength: 16 }) });
+export type StoredAck = Infer<typeof storedAck>;
 const byteCount = schema.integer({ min: 0 });
 
 export const metaRequestSchema = schema.taggedUnion('type', {
@@ -36,7 +42,7 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     user: schema.optional(clientId),
     cmd: writeCommandSchema,
     /** With commitFile: the pipeline acks (chunk id → nodes that fsynced it). */
-    stored: schema.optional(schema.array(schema.array(schema.unknown(), { maxLength: 2 }), { maxLength: 65_536 })),
+    stored: schema.optional(schema.array(storedAck, { maxLength: 65_536 })),
     /** With commitFile: the upload (see place) whose chunks this commit names. */
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
   }),

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { loadBlake3 } from '../chunker/index.ts';
 import { MetaClient } from '../client/index.ts';
+import { MAX_CHUNK_IDS_PER_MESSAGE } from '../meta/index.ts';
 import { DfsError } from '../errors/index.ts';
 import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
@@ -26,8 +27,8 @@ export interface StorageNode {
   stop(): Promise<void>;
 }
 
-/** Ids per report page and per heartbeat delta (the protocol's bound). */
-const PAGE_IDS = 4096;
+/** Ids per report page and per heartbeat delta: the protocol's bound. */
+const PAGE_IDS = MAX_CHUNK_IDS_PER_MESSAGE;
 
 /**
  * A storage node: a ChunkStore served over /dfs/chunk/1.0.0, registered with the masters and

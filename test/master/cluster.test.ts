@@ -33,7 +33,7 @@ describe('three master processes', () => {
       }
     });
     const oldLeader = await t.leaderName();
-    await t.cluster.killMaster(oldLeader, 'SIGKILL');
+    await t.cluster.kill(oldLeader, 'SIGKILL');
     const killedAt = performance.now();
     let failoverMs = 0;
     await t.client(async (c) => {
@@ -62,7 +62,7 @@ describe('three master processes', () => {
     await t.client((c) => c.write({ op: 'mkdir', path: '/ok', parents: false }));
     const leader = await t.leaderName();
     const others = t.cluster.spec.masters.map((m) => m.name).filter((n) => n !== leader);
-    for (const n of others) await t.cluster.killMaster(n, 'SIGKILL');
+    for (const n of others) await t.cluster.kill(n, 'SIGKILL');
     const started = performance.now();
     const err = await t.client((c) => c.write({ op: 'mkdir', path: '/lost', parents: false }), { timeoutMs: 3_000, attemptTimeoutMs: 1_000 }).catch((e: unknown) => e);
     const elapsedMs = performance.now() - started;

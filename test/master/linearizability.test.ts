@@ -86,7 +86,7 @@ describe('metadata linearizability', () => {
       for (const at of [OPS_PER_CLIENT, 2.5 * OPS_PER_CLIENT]) {
         await reached(at);
         const leader = await t.leaderName();
-        await t.cluster.killMaster(leader, 'SIGKILL');
+        await t.cluster.kill(leader, 'SIGKILL');
         kills++;
         await reached(Math.min(done + 15, CLIENTS * OPS_PER_CLIENT));
         await t.cluster.startMaster(leader);
