@@ -2,7 +2,7 @@ import type { Uint8ArrayList } from 'uint8arraylist';
 import { assertChunkId, loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, ChunkId } from '../chunker/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { deadlineSignal, errorFromAbort, FrameReader, FrameWriter } from '../net/index.ts';
+import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, raceAbort } from '../net/index.ts';
 import { streamClosedError } from '../net/framing.ts';
 import type { DfsPeer, Schema, Stream } from '../net/index.ts';
 import {
@@ -11,7 +11,6 @@ import {
   CHUNK_MAX_BYTES,
   CHUNK_PROTOCOL,
   ChunkTargetError,
-  decodeHeader,
   deleteAnswerSchema,
   encodeHeader,
   getAnswerSchema,
@@ -20,7 +19,6 @@ import {
   PIPELINE_MAX_TARGETS,
   payloadFrames,
   putAnswerSchema,
-  raceSignal,
 } from '../node/chunk-protocol.ts';
 import type { PutAnswer } from '../node/chunk-protocol.ts';
 
@@ -142,11 +140,11 @@ export class OutboundPut {
   }
 
   /** Sends one payload frame (1 byte to 1 MiB). Rejects with the target's refusal if it answered. */
-  write(payload: Uint8Array, signal: AbortSignal): Promise<void> {
+  write(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
     return this.#send(payload, signal);
   }
 
-  async #send(payload: Uint8Array, signal: AbortSignal): Promise<void> {
+  async #send(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
     try {
       await this.#writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
     } catch (err) {
@@ -162,9 +160,9 @@ export class OutboundPut {
       } catch (err) {
         if (!this.#answered.signal.aborted) throw await this.#failure(err, signal);
       }
-      const frame = await raceSignal(this.#answer, signal, () => errorFromAbort(signal, `waiting for ${this.target} to store the chunk`));
+      const frame = await raceAbort(this.#answer, signal, `waiting for ${this.target} to store the chunk`);
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
-      const answer = parseAnswer(decodeHeader(frame), putAnswerSchema);
+      const answer = parseAnswer(decodeJson(frame), putAnswerSchema);
       this.#release(undefined);
       return answer;
     } catch (err) {
@@ -199,7 +197,7 @@ export class OutboundPut {
       try {
         const frame = await this.#answer;
         if (frame !== undefined) {
-          parseAnswer(decodeHeader(frame), putAnswerSchema);
+          parseAnswer(decodeJson(frame), putAnswerSchema);
           failure = new DfsError('ERR_PROTOCOL', `${this.target} acknowledged a put before its payload was complete`);
         }
       } catch (answerError) {
@@ -341,5 +339,5 @@ async function withStream<T>(
 async function readHeader(reader: FrameReader, signal: AbortSignal, addr: string): Promise<unknown> {
   const frame = await reader.read({ signal });
   if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} closed the stream without answering`);
-  return decodeHeader(frame);
+  return decodeJson(frame);
 }

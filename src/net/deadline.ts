@@ -23,3 +23,22 @@ export function errorFromAbort(signal: AbortSignal, what: string): DfsError {
   }
   return new DfsError('ERR_ABORTED', `${what}: cancelled`, { cause: reason });
 }
+
+/** `work`, or the rejection `errorFromAbort(signal, what)` as soon as `signal` aborts. */
+export function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(errorFromAbort(signal, what));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

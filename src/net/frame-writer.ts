@@ -191,3 +191,12 @@ export class FrameWriter {
 
 
 }
+
+/** Sends a frame only if the stream takes it without waiting (used just before an abort). */
+export function trySendNow(stream: Stream, payload: Uint8Array): void {
+  try {
+    if (stream.status === 'open' && stream.writeStatus === 'writable' && !stream.writableNeedsDrain) stream.send(encodeFrame(payload));
+  } catch {
+    // Best effort: the abort that follows tells the peer anyway.
+  }
+}

@@ -11,7 +11,7 @@ export {
   streamClosedError,
 } from './frame-format.ts';
 export type { FrameOptions, SignalOptions } from './frame-format.ts';
-export { FrameWriter, waitForDrain } from './frame-writer.ts';
+export { FrameWriter, trySendNow, waitForDrain } from './frame-writer.ts';
 export type { FrameWriterStats } from './frame-writer.ts';
 export { FrameReader } from './frame-reader.ts';
 export type { FrameReaderOptions, FrameReaderStats } from './frame-reader.ts';

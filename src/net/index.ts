@@ -15,6 +15,7 @@ export {
   FRAME_HEADER_BYTES,
   FrameReader,
   FrameWriter,
+  trySendNow,
   waitForDrain,
 } from './framing.ts';
 export type { FrameOptions, FrameReaderOptions, FrameReaderStats, FrameWriterStats, SignalOptions } from './framing.ts';
@@ -24,5 +25,5 @@ export { callRpc, decodeJson, serveRpc } from './rpc.ts';
 export { RpcChannel, RpcChannelPool, serveMuxRpc } from './rpc-mux.ts';
 export type { ServeMuxRpcOptions } from './rpc-mux.ts';
 export type { CallRpcOptions, RpcContext, RpcHandler, ServeRpcOptions } from './rpc.ts';
-export { deadlineSignal, errorFromAbort } from './deadline.ts';
+export { deadlineSignal, errorFromAbort, raceAbort } from './deadline.ts';
 export type { Stream } from '@libp2p/interface';

@@ -3,7 +3,8 @@ import { DfsError } from '../errors/index.ts';
 import { deadlineSignal } from './deadline.ts';
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader, FrameWriter } from './framing.ts';
 import type { DfsPeer } from './peer.ts';
-import { decodeJson, errorResponse, parseResponse, raceAbort, type RpcHandler } from './rpc.ts';
+import { raceAbort } from './deadline.ts';
+import { decodeJson, errorResponse, parseResponse, type RpcHandler } from './rpc.ts';
 import { encodeWire, type Infer, type Schema } from './schema.ts';
 
 /**

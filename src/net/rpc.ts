@@ -2,8 +2,8 @@ import type { Stream } from '@libp2p/interface';
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { DfsError, ERROR_CODES } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
-import { deadlineSignal, errorFromAbort } from './deadline.ts';
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameReader, FrameWriter } from './framing.ts';
+import { deadlineSignal, errorFromAbort, raceAbort } from './deadline.ts';
+import { DEFAULT_MAX_FRAME_BYTES, FrameReader, FrameWriter, trySendNow } from './framing.ts';
 import type { DfsPeer, RemotePeer } from './peer.ts';
 import { encodeWire, schema } from './schema.ts';
 import type { Infer, Schema } from './schema.ts';
@@ -130,23 +130,6 @@ async function runHandler<Request>(
   }
 }
 
-export function raceAbort<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(errorFromAbort(signal, what));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
 
 /**
  * Calls `protocol` on `target` (a multiaddr with /p2p/<id>, or a known peer id) and returns the
@@ -224,14 +207,6 @@ export function errorResponse(err: unknown): Uint8Array {
   return utf8(JSON.stringify({ error: { code: error.code, message: error.message.slice(0, 4096) } }));
 }
 
-/** Sends a frame only if the stream takes it without waiting (used just before an abort). */
-function trySendNow(stream: Stream, payload: Uint8Array): void {
-  try {
-    if (stream.status === 'open' && stream.writeStatus === 'writable' && !stream.writableNeedsDrain) stream.send(encodeFrame(payload));
-  } catch {
-    // Best effort: the abort that follows tells the peer anyway.
-  }
-}
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();

@@ -1,8 +1,7 @@
-import type { Uint8ArrayList } from 'uint8arraylist';
 import { CHUNKER_LIMITS } from '../chunker/index.ts';
 import { DfsError, ERROR_CODES } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
-import { decodeJson, schema } from '../net/index.ts';
+import { schema } from '../net/index.ts';
 import type { Infer, Schema } from '../net/index.ts';
 
 /**
@@ -146,10 +145,6 @@ export function encodeHeader(header: object): Uint8Array {
   return textEncoder.encode(JSON.stringify(header));
 }
 
-/** The JSON value of a header frame; ERR_PROTOCOL when it is not UTF-8 JSON. */
-export function decodeHeader(frame: Uint8ArrayList): unknown {
-  return decodeJson(frame);
-}
 
 /** `pieces` cut into payload frames of at most CHUNK_FRAME_MAX_BYTES (views, no copy; no empty frame). */
 export function* payloadFrames(pieces: readonly Uint8Array[]): Generator<Uint8Array> {
@@ -160,25 +155,4 @@ export function* payloadFrames(pieces: readonly Uint8Array[]): Generator<Uint8Ar
   }
 }
 
-/** Waits for `work`, or rejects with `onAbort()` when `signal` fires first. */
-export function raceSignal<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => {});
-    return Promise.reject(onAbort());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => reject(onAbort());
-    signal.addEventListener('abort', abort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', abort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(err);
-      },
-    );
-  });
-}
 

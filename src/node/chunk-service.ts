@@ -4,7 +4,7 @@ import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
 import { OutboundPut } from '../client/chunk-client.ts';
 import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
-import { deadlineSignal, encodeFrame, FrameReader, FrameWriter } from '../net/index.ts';
+import { deadlineSignal, decodeJson, FrameReader, FrameWriter, trySendNow } from '../net/index.ts';
 import type { DfsPeer, RemotePeer, Stream } from '../net/index.ts';
 import type { ChunkStore } from '../storage/index.ts';
 import {
@@ -13,7 +13,6 @@ import {
   CHUNK_PROTOCOL,
   ChunkTargetError,
   chunkRequestSchema,
-  decodeHeader,
   DEFAULT_MAX_INBOUND_STREAMS,
   DEFAULT_MAX_INFLIGHT_BYTES,
   DEFAULT_TRANSFER_TIMEOUT_MS,
@@ -203,7 +202,7 @@ export class ChunkService {
     try {
       const frame = await reader.read({ signal: this.#deadline() });
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
-      const request = chunkRequestSchema.parse(decodeHeader(frame));
+      const request = chunkRequestSchema.parse(decodeJson(frame));
       switch (request.op) {
         case 'put':
           await this.#answer(exchange, await this.#put(exchange, request));
@@ -278,8 +277,8 @@ export class ChunkService {
     let downstreamError: DfsError | undefined;
     try {
       // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
-      // moment the payload ends and later nodes can store while this one does; the last node
-      // leaves verification to store.put (which hashes anyway).
+      // moment the payload ends and later nodes can store while this one does (store.put then
+      // skips its own hash); the last node leaves verification to store.put.
       if (next !== undefined) hasher = await this.#takeHasher();
       // Connecting to the next node overlaps with the first payload frames arriving.
       if (next !== undefined) {
@@ -298,11 +297,13 @@ export class ChunkService {
         if (received + frame.byteLength > size) {
           throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: more than the ${size} bytes announced (${received + frame.byteLength} so far)`);
         }
-        const piece = frame.subarray();
-        pieces.push(piece);
-        received += piece.byteLength;
-        this.stats.bytesIn += piece.byteLength;
-        hasher?.update(piece);
+        // The frame's parts as they arrived: hashed, kept and forwarded without a copy.
+        for (const part of frame) {
+          pieces.push(part);
+          hasher?.update(part);
+        }
+        received += frame.byteLength;
+        this.stats.bytesIn += frame.byteLength;
         if (opening && downstream === undefined && downstreamError === undefined) {
           const opened = await opening;
           if (opened instanceof DfsError) downstreamError = opened;
@@ -310,8 +311,8 @@ export class ChunkService {
         }
         if (downstream) {
           try {
-            await downstream.write(piece, this.#deadline());
-            this.stats.bytesForwarded += piece.byteLength;
+            await downstream.write(frame, this.#deadline());
+            this.stats.bytesForwarded += frame.byteLength;
           } catch (err) {
             // Stop forwarding but keep receiving: this node's copy is still wanted.
             downstreamError = asDfsError(err);
@@ -332,7 +333,8 @@ export class ChunkService {
         ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
         .then((answer) => answer, (err: unknown) => asDfsError(err));
       try {
-        await this.#store.put(id, pieces);
+        // A forwarding node hashed the bytes as they came and checked them above.
+        await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined });
       } catch (err) {
         downstream?.abort(err);
         throw err;
@@ -462,14 +464,6 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-/** Sends a frame only if the stream takes it without waiting (used just before an abort). */
-function trySendNow(stream: Stream, payload: Uint8Array): void {
-  try {
-    if (stream.status === 'open' && stream.writeStatus === 'writable' && !stream.writableNeedsDrain) stream.send(encodeFrame(payload));
-  } catch {
-    // Best effort: the abort that follows tells the peer anyway.
-  }
-}
 
 /** Whether the stream closes (both sides, or reset) within `ms`. */
 function closedWithin(stream: Stream, ms: number): Promise<boolean> {

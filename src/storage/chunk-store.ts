@@ -133,8 +133,12 @@ export class ChunkStore {
     }
   }
 
-  /** Stores a chunk after checking its bytes hash to `id`. Idempotent; safe to call concurrently. */
-  put(id: ChunkId, data: Uint8Array | readonly Uint8Array[]): Promise<PutResult> {
+  /**
+   * Stores a chunk after checking its bytes hash to `id`. Idempotent; safe to call concurrently.
+   * `alreadyVerified`: the caller hashed exactly these bytes against `id` itself (a pipeline
+   * node hashes while it forwards), so the store does not hash them a second time.
+   */
+  put(id: ChunkId, data: Uint8Array | readonly Uint8Array[], options: { alreadyVerified?: boolean } = {}): Promise<PutResult> {
     return this.#track(async () => {
       this.#assertOpen();
       assertChunkId(id);
@@ -143,7 +147,7 @@ export class ChunkStore {
       if (size > this.#maxChunkBytes) {
         throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${this.#maxChunkBytes}`);
       }
-      const actual = this.#blake3.hashHex(pieces);
+      const actual = options.alreadyVerified ? id : this.#blake3.hashHex(pieces);
       if (actual !== id) {
         throw new DfsError('ERR_CHUNK_CORRUPT', `chunk bytes hash to ${actual}, not to their id ${id}`);
       }
