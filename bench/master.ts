@@ -81,7 +81,7 @@ export async function runMasterBench(): Promise<void> {
     const writer = new MetaClient({ peer, masters: cluster.masterAddrs, timeoutMs: 20_000 });
     for (let k = 0; k < kills; k++) {
       const leader = (await writer.waitForLeader()).name;
-      await cluster.killMaster(leader, 'SIGKILL');
+      await cluster.kill(leader, 'SIGKILL');
       const t0 = performance.now();
       await writer.write({ op: 'mkdir', path: `/failover-${k}`, parents: false });
       failovers.push(performance.now() - t0);
