@@ -25,8 +25,12 @@ export interface MetaClientOptions {
   readonly user?: string;
 }
 
-/** Codes after which the same request is tried at another master (or again). */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_NOT_LEADER', 'ERR_TIMEOUT', 'ERR_PEER_UNREACHABLE', 'ERR_STREAM_CLOSED', 'ERR_PROTOCOL', 'ERR_INTERNAL']);
+/**
+ * Codes after which the same request is tried at another master (or again). Not ERR_PROTOCOL or
+ * ERR_INTERNAL: a request a master refuses as malformed, or that trips a bug, fails the same way
+ * everywhere, and the caller must hear so at once rather than ERR_NO_QUORUM after the deadline.
+ */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_NOT_LEADER', 'ERR_TIMEOUT', 'ERR_PEER_UNREACHABLE', 'ERR_STREAM_CLOSED']);
 
 /**
  * Talks to the metadata masters: finds the leader, follows "not leader" hints, moves to the

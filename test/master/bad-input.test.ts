@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MetaClient } from '../../src/client/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
 import { type Master, startMaster } from '../../src/master/index.ts';
 import { META_PROTOCOL, metaResponseSchema } from '../../src/meta/index.ts';
@@ -60,6 +61,14 @@ describe('a master given bad input', () => {
     // Nothing was applied by any of them, and good requests still work.
     expect(await call({ type: 'write', clientId: 'c', seq: 10, cmd: { op: 'mkdir', path: '/ok', parents: false } })).toMatchObject({ ok: true });
     expect((await master.service.status()).counts.entries).toBe(2); // "/" and "/ok"
+  });
+
+  it('the client reports a malformed request at once instead of retrying it until ERR_NO_QUORUM', async () => {
+    const meta = new MetaClient({ peer: client, masters: [...master.addrs], timeoutMs: 10_000 });
+    const started = performance.now();
+    const err = await meta.list('/', { limit: 10_000_000 }).catch((e: unknown) => e);
+    expect(isDfsError(err, 'ERR_PROTOCOL'), String(err)).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2_000);
   });
 
   it('a stream that sends garbage is closed; the master serves other streams', async () => {
