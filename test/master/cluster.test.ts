@@ -51,6 +51,7 @@ describe('three master processes', () => {
     await t.cluster.startMaster(oldLeader);
     const all = await t.converged();
     expect(all).toHaveLength(3);
+    for (const s of all) expect(s.stateHash).toMatch(/^[0-9a-f]{64}$/);
     expect(new Set(all.map((s) => s.stateHash)).size).toBe(1);
     const back = all.find((s) => s.name === oldLeader)!;
     expect(back.raft.snapshotsRestored).toBeGreaterThan(0);
@@ -88,6 +89,7 @@ describe('three master processes', () => {
     await t.cluster.stop();
     await t.cluster.start();
     const after = await t.converged();
+    for (const s of after) expect(s.stateHash).toMatch(/^[0-9a-f]{64}$/);
     expect(new Set(after.map((s) => s.stateHash)).size).toBe(1);
     // Same namespace as before the restart (the session table may differ by the new leader's work).
     expect(await names(t)).toEqual(listedBefore);

@@ -80,7 +80,7 @@ describe('multiplexed RPC', () => {
     expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(4);
   });
 
-  it('when the server goes away, calls in flight fail at once and the next call reconnects', async () => {
+  it('when the server goes away, calls in flight fail at once and the next call fails fast', async () => {
     const s = await server();
     const client = await startPeer();
     const addr = addrOf(s.peer);
