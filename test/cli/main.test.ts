@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, main, VERSION } from '../../src/cli/index.ts';
 import type { CliIO } from '../../src/cli/index.ts';
 import { chunkBuffer, loadBlake3 } from '../../src/chunker/index.ts';
@@ -11,6 +11,10 @@ import { SeededBytes } from '../support/prng.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
+// main() sets process.exitCode, as the bin relies on; the test run must not inherit it.
+afterEach(() => {
+  process.exitCode = 0;
+});
 
 function captureIO(stdin: Uint8Array = new Uint8Array(0)): CliIO & { out: () => string; err: () => string } {
   let out = '';
@@ -44,7 +48,6 @@ describe('dfs CLI', () => {
     expect(await main(['frobnicate'], io)).toBe(EXIT.usage);
     expect(io.err()).toBe('dfs: unknown command "frobnicate"; see dfs --help [ERR_USAGE]\n');
     expect(process.exitCode).toBe(EXIT.usage);
-    process.exitCode = 0;
   });
 
   it('an unknown option is a usage error, not a stack trace', async () => {
@@ -52,7 +55,6 @@ describe('dfs CLI', () => {
     expect(await main(['chunk', 'x', '--bogus'], io)).toBe(EXIT.usage);
     expect(io.err().trim().split('\n')).toHaveLength(1);
     expect(io.err()).toMatch(/Unknown option `--bogus`/);
-    process.exitCode = 0;
   });
 
   it('chunk prints every chunk of a file, the same as the chunker, and --json for scripts', async () => {
@@ -89,7 +91,6 @@ describe('dfs CLI', () => {
     const badSize = captureIO();
     expect(await main(['chunk', '-', '--avg', 'lots'], badSize)).toBe(EXIT.usage);
     expect(badSize.err()).toMatch(/--avg takes a size/);
-    process.exitCode = 0;
   });
 
   it('the bin runs on the pinned Node and exits non-zero with one line on error', async () => {

@@ -1,20 +1,12 @@
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IDENTITY_FILE_NAME, loadOrCreateIdentity } from '../../src/net/index.ts';
 import { startPeer } from './peers.ts';
+import { useTempDirs } from '../support/tmp.ts';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
-});
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'dfs-net-identity-'));
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = useTempDirs();
 
 describe('persistent identity', () => {
   it('keeps the same peer id across restarts', async () => {
