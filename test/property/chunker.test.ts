@@ -104,13 +104,13 @@ describe('chunker properties', () => {
     );
   });
 
-  it('after an insertion or deletion, every chunk past the edit window is unchanged (dedup)', () => {
+  it('after an insertion or deletion the chunks resynchronise, and every chunk from there on is unchanged (dedup)', () => {
     fc.assert(
       fc.property(
         paramsArb,
         fc.integer({ min: 0, max: 2 ** 32 - 1 }),
-        // Edits in the first 70%, so chunks past the resynchronisation window always exist to check.
-        fc.double({ min: 0, max: 0.7, noNaN: true }),
+        // Edits in the first 40%: the 24 max-sizes allowed for resynchronising always fit after.
+        fc.double({ min: 0, max: 0.4, noNaN: true }),
         fc.oneof(
           fc.record({ kind: fc.constant('insert' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 5000 }) }),
           fc.record({ kind: fc.constant('delete' as const), count: fc.integer({ min: 1, max: 5000 }) }),
@@ -127,17 +127,13 @@ describe('chunker properties', () => {
           const after = chunkBoundaries(edited, params);
           const shift = edited.length - data.length;
           const beforeSet = new Set(before.map(([o, l]) => `${o + shift}:${l}`));
-          // The edit window: the edit itself plus the chunks it takes to resynchronise. Beyond
-          // 8 max-sizes past it, every chunk of the edited input must be a chunk of the original.
-          const windowEnd = editEnd + 8 * params.maxSize;
-          let checked = 0;
-          for (const [o, l] of after) {
-            if (o >= windowEnd) {
-              expect(beforeSet.has(`${o}:${l}`)).toBe(true);
-              checked++;
-            }
-          }
-          expect(checked).toBeGreaterThan(0);
+          // Resynchronisation: some chunk after the edit is a chunk of the original (how soon is
+          // probabilistic: measured up to ~10 max-sizes with tiny parameters), and from that
+          // first shared boundary on, every chunk is shared — cut points depend on content only.
+          const resyncAt = after.findIndex(([o, l]) => o >= editEnd && beforeSet.has(`${o}:${l}`));
+          expect(resyncAt, 'no chunk after the edit is shared with the original').toBeGreaterThanOrEqual(0);
+          for (const [o, l] of after.slice(resyncAt)) expect(beforeSet.has(`${o}:${l}`)).toBe(true);
+          expect(after[resyncAt]![0] - editEnd).toBeLessThanOrEqual(24 * params.maxSize);
           // And the chunks before the edit are untouched too (up to the one that contains it).
           const afterSet = new Set(after.map(([o, l]) => `${o}:${l}`));
           for (const [o, l] of before) if (o + l <= at - params.maxSize) expect(afterSet.has(`${o}:${l}`)).toBe(true);
