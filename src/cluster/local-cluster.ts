@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, openSync } from 'node:fs';
+import { createWriteStream, openSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -265,29 +265,37 @@ export class LocalCluster {
   }
 }
 
-/** Stops a detached cluster from its cluster.json (dfs cluster down). */
+/**
+ * Stops a detached cluster from its cluster.json (dfs cluster down): SIGTERM to every process at
+ * once (each stops gracefully), SIGKILL to any still running after `graceMs`.
+ */
 export async function stopDetachedCluster(dir: string, graceMs = 5_000): Promise<string[]> {
   const spec = await readClusterSpec(resolve(dir));
   if (!spec) throw new DfsError('ERR_NOT_FOUND', `no cluster in ${dir} (no ${CLUSTER_FILE})`);
-  const stopped: string[] = [];
-  for (const [name, pid] of Object.entries(spec.pids ?? {})) {
-    if (!isAlive(pid)) continue;
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + graceMs;
-    while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-    stopped.push(name);
-  }
-  await writeJsonAtomically(join(resolve(dir), CLUSTER_FILE), { version: spec.version, masters: spec.masters });
-  return stopped;
+  const running = Object.entries(spec.pids ?? {}).filter(([, pid]) => isAlive(pid));
+  for (const [, pid] of running) process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (running.some(([, pid]) => isAlive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const [, pid] of running) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  // Only the pids go: the layout (masters and storage nodes) is what the next `cluster up` starts.
+  const { pids: _pids, ...layout } = spec;
+  await writeJsonAtomically(join(resolve(dir), CLUSTER_FILE), layout);
+  return running.map(([name]) => name);
 }
 
+/** Whether `pid` runs: a zombie (exited, not yet reaped by init) counts as stopped. */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces, the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc (not Linux): signal 0 said it exists
   }
 }
 

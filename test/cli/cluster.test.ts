@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/index.ts';
+import { SeededBytes } from '../support/prng.ts';
+import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
@@ -55,6 +59,27 @@ describe('dfs CLI against a local cluster', () => {
     const after = await dfs(cwd, 'status');
     expect(after.code).not.toBe(0); // nothing answers any more: a clear error, not a hang
     expect(after.stderr).toMatch(/ERR_NO_QUORUM/);
+  });
+
+  it('cluster down then up again restarts every master and storage node, and stored files are still there', async () => {
+    const cwd = await tempDir();
+    const file = join(cwd, 'kept.bin');
+    await writeFile(file, new SeededBytes(testSeed('cluster-restart')).bytes(300_000));
+    expect((await dfs(cwd, 'cluster', 'up', '--detach')).code).toBe(0);
+    try {
+      const put = await dfs(cwd, 'put', file, '/kept.bin');
+      expect(put.code, put.stderr).toBe(0);
+      expect((await dfs(cwd, 'cluster', 'down')).stdout).toMatch(/stopped m1, m2, m3, n1, n2, n3, n4, n5/);
+      const up = await dfs(cwd, 'cluster', 'up', '--detach');
+      expect(up.code, up.stderr).toBe(0);
+      const status = await dfs(cwd, 'status');
+      expect(status.stdout).toMatch(/5 storage nodes/);
+      const get = await dfs(cwd, 'get', '/kept.bin', join(cwd, 'back.bin'));
+      expect(get.code, get.stderr).toBe(0);
+      expect(await readFile(join(cwd, 'back.bin'))).toEqual(await readFile(file));
+    } finally {
+      expect((await dfs(cwd, 'cluster', 'down')).stdout).toMatch(/n5/);
+    }
   });
 
   it('commands outside any cluster say how to get one', async () => {
