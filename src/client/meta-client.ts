@@ -45,6 +45,8 @@ export class MetaClient {
   #seq = 0;
   #leader: string | undefined;
   #writeChain: Promise<unknown> = Promise.resolve();
+  /** Fires at close(): retries and pauses end at once, so a stopping process is not kept alive. */
+  readonly #closing = new AbortController();
 
   constructor(options: MetaClientOptions) {
     if (options.masters.length === 0) throw new DfsError('ERR_INVALID_ARGUMENT', 'no master addresses given');
@@ -71,6 +73,14 @@ export class MetaClient {
     });
     this.#writeChain = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Ends this client: requests under way and later ones fail with ERR_ABORTED instead of
+   * retrying until their deadline (which would keep a stopping node's process alive for it).
+   */
+  close(): void {
+    this.#closing.abort(new DfsError('ERR_ABORTED', 'the metadata client is closed'));
   }
 
   /** A leader-only request that is not a write (heartbeat, report, place, locate...). */
@@ -114,7 +124,7 @@ export class MetaClient {
       const leader = (await this.statusAll()).find((s) => s.status?.role === 'leader')?.status;
       if (leader) return leader;
       if (performance.now() > deadline) throw new DfsError('ERR_NO_QUORUM', `no leader elected within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, pauseMs));
+      await this.#pause(pauseMs);
     }
   }
 
@@ -144,6 +154,7 @@ export class MetaClient {
     let backoffMs = 25;
     const tried: string[] = [];
     for (let attempt = 0; ; attempt++) {
+      this.#closing.signal.throwIfAborted();
       const remaining = deadline - performance.now();
       if (remaining <= 0 || attempt > 1_000) {
         throw new DfsError('ERR_NO_QUORUM', `no leader answered within ${this.#o.timeoutMs ?? 15_000} ms (${tried.slice(-3).join('; ')}); are a majority of the masters running?`);
@@ -171,9 +182,26 @@ export class MetaClient {
       }
       // No leader known (an election is under way) or this one is down: next master, after a pause.
       target = order[next++ % order.length]!;
-      await new Promise((r) => setTimeout(r, Math.min(backoffMs, Math.max(0, deadline - performance.now()))));
+      await this.#pause(Math.min(backoffMs, Math.max(0, deadline - performance.now())));
       backoffMs = Math.min(backoffMs * 2, 400);
     }
+  }
+
+  /** Waits `ms`; ERR_ABORTED at once if the client is closed meanwhile. */
+  #pause(ms: number): Promise<void> {
+    const signal = this.#closing.signal;
+    signal.throwIfAborted();
+    return new Promise<void>((resolve, reject) => {
+      const onClose = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onClose);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onClose, { once: true });
+    });
   }
 
   #order(): string[] {
@@ -182,6 +210,7 @@ export class MetaClient {
   }
 
   async #call(addr: string, request: MetaRequest, timeoutMs: number): Promise<MetaResponse> {
+    this.#closing.signal.throwIfAborted();
     return channelsOf(this.#o.peer).channel(addr).call(request, metaResponseSchema, { timeoutMs });
   }
 }

@@ -115,6 +115,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       async stop() {
         stopped = true;
         clearTimeout(timer);
+        meta.close(); // a heartbeat under way stops retrying now
         await service.stop();
         await thePeer.stop();
         await store.close();
