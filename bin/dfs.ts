@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-import { main } from "../src/cli/index.ts"; await main(process.argv.slice(2));
+import "../src/cli/entry.ts";

@@ -217,6 +217,15 @@ export class OutboundPut {
  * network error (ERR_PEER_UNREACHABLE, ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL).
  */
 export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array> {
+  const pieces = await getChunkPieces(peer, addr, id, options);
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/**
+ * Like getChunk, but the bytes come back as the pieces they arrived in (views of the received
+ * buffers, in order), so a caller that hashes or writes them piece by piece never copies them.
+ */
+export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array[]> {
   assertChunkId(id);
   const { offset, length } = options;
   for (const [name, value] of [['offset', offset], ['length', length]] as const) {
@@ -233,8 +242,7 @@ export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options
     if (length !== undefined && size !== length) {
       throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
     }
-    // Every byte is overwritten below (or the call fails), so skip zero-filling it.
-    const bytes: Uint8Array = Buffer.allocUnsafe(size);
+    const pieces: Uint8Array[] = [];
     let received = 0;
     // Each frame carries at least one byte, so this loop ends after at most `size` frames.
     while (received < size) {
@@ -243,17 +251,15 @@ export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options
       if (frame.byteLength === 0 || received + frame.byteLength > size) {
         throw new DfsError('ERR_PROTOCOL', `${addr} sent a ${frame.byteLength}-byte frame at byte ${received} of ${size}`);
       }
-      for (const part of frame) {
-        bytes.set(part, received);
-        received += part.byteLength;
-      }
+      for (const part of frame) pieces.push(part);
+      received += frame.byteLength;
     }
     if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the ${size} bytes it announced`);
     if (blake3) {
-      const actual = blake3.hashHex(bytes);
+      const actual = blake3.hashHex(pieces);
       if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} from ${addr} hashes to ${actual}`);
     }
-    return bytes;
+    return pieces;
   });
 }
 

@@ -2,29 +2,37 @@ import type { Blake3 } from '../chunker/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
-import { getChunk } from './chunk-client.ts';
+import { getChunkPieces } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
 export interface GetOptions {
   readonly peer: DfsPeer;
   readonly meta: MetaClient;
   readonly blake3: Blake3;
-  /** Chunks fetched ahead of the one being written (the reorder window). Default 8. */
+  /** Chunks fetched at once, counting the one being waited for (the reorder window). Default 4. */
   readonly concurrency?: number;
+  /**
+   * Bound on the bytes of the chunks in the window: a fetch starts only while the window holds
+   * less (one chunk always may), so memory stays bounded whatever the chunk sizes. Default 16 MiB.
+   */
+  readonly maxWindowBytes?: number;
   readonly onProgress?: (bytes: number) => void;
   /** How long to wait for a chunk's locations when the leader does not know them yet. Default 10 s. */
   readonly locateTimeoutMs?: number;
 }
 
-/** Where the bytes go, in order; `write` resolves when the sink can take more (backpressure). */
+/**
+ * Where the bytes go, in order: one call per chunk with its pieces (views of the received
+ * buffers, written as they are: no copy); `write` resolves when the sink can take more.
+ */
 export interface ByteSink {
-  write(bytes: Uint8Array): Promise<void>;
+  write(pieces: readonly Uint8Array[]): Promise<void>;
 }
 
 /**
  * Reads a file: its manifest, the chunks' holders, then chunks fetched in parallel (each
  * verified against its id by the chunk client; on any failure the next holder is tried and a
- * bad replica reported), written to `sink` in order through a window of `concurrency` chunks.
+ * bad replica reported), written to `sink` in order through a window of at most `concurrency` chunks and `maxWindowBytes`.
  * The whole-file BLAKE3 is checked at the end: ERR_CHUNK_CORRUPT if it differs.
  */
 export async function getFile(path: string, sink: ByteSink, o: GetOptions): Promise<{ size: number; chunks: number; manifest: Manifest }> {
@@ -35,23 +43,36 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   await locate([...new Set(manifest.chunks.map(([id]) => id))], holders, o);
   const whole = await o.blake3.createHasher();
   whole.reset();
-  const window = new Map<number, Promise<Uint8Array>>();
-  const concurrency = o.concurrency ?? 8;
+  const window = new Map<number, Promise<Uint8Array[]>>();
+  const concurrency = o.concurrency ?? 4;
+  const maxWindowBytes = o.maxWindowBytes ?? 16 * 1024 * 1024;
+  const load = new HolderLoad();
   let next = 0;
+  let windowBytes = 0;
   const startFetch = () => {
     const i = next++;
     const [id, length] = manifest.chunks[i]!;
-    const p = fetchChunk(id, length, holders, o);
+    windowBytes += length;
+    const p = fetchChunk(id, length, load.order(holders.get(id) ?? [], i), load, o);
     p.catch(() => {}); // observed when its turn comes; no unhandled rejection meanwhile
     window.set(i, p);
   };
+  const roomFor = (i: number): boolean => {
+    if (next >= manifest.chunks.length || next >= i + concurrency) return false;
+    return next === i || windowBytes + manifest.chunks[next]![1] <= maxWindowBytes;
+  };
   for (let i = 0; i < manifest.chunks.length; i++) {
-    while (next < manifest.chunks.length && next < i + concurrency) startFetch();
-    const bytes = await window.get(i)!;
+    while (roomFor(i)) startFetch();
+    const pieces = await window.get(i)!;
     window.delete(i);
-    whole.update(bytes);
-    await sink.write(bytes);
-    o.onProgress?.(bytes.length);
+    windowBytes -= manifest.chunks[i]![1];
+    let length = 0;
+    for (const piece of pieces) {
+      whole.update(piece);
+      length += piece.byteLength;
+    }
+    await sink.write(pieces);
+    o.onProgress?.(length);
   }
   const digest = whole.digestHex();
   if (digest !== manifest.blake3) {
@@ -76,19 +97,52 @@ async function locate(ids: string[], into: Map<string, string[]>, o: GetOptions)
   if (missing.length > 0) throw new DfsError('ERR_CHUNK_NOT_FOUND', `no storage node holds chunk ${missing[0]} (${missing.length} chunk(s) unavailable)`);
 }
 
-async function fetchChunk(id: string, length: number, holders: Map<string, string[]>, o: GetOptions): Promise<Uint8Array> {
+/**
+ * Fetches in flight per holder: each chunk is read from its least busy holder first, so reads
+ * spread over every node that has the file instead of piling on whichever the leader lists first.
+ */
+export class HolderLoad {
+  readonly #inflight = new Map<string, number>();
+
+  /** `holders` least busy first; ties broken by rotating on `salt`, so equal holders share evenly. */
+  order(holders: readonly string[], salt: number): string[] {
+    const n = holders.length;
+    const rotated = holders.map((_, k) => holders[(k + salt) % n]!);
+    return rotated.sort((a, b) => this.#count(a) - this.#count(b)); // stable: rotation breaks ties
+  }
+
+  start(addr: string): void {
+    this.#inflight.set(addr, this.#count(addr) + 1);
+  }
+
+  end(addr: string): void {
+    const left = this.#count(addr) - 1;
+    if (left > 0) this.#inflight.set(addr, left);
+    else this.#inflight.delete(addr);
+  }
+
+  #count(addr: string): number {
+    return this.#inflight.get(addr) ?? 0;
+  }
+}
+
+async function fetchChunk(id: string, length: number, holders: readonly string[], load: HolderLoad, o: GetOptions): Promise<Uint8Array[]> {
   const errors: string[] = [];
-  for (const addr of holders.get(id) ?? []) {
+  for (const addr of holders) {
+    load.start(addr);
     try {
-      const bytes = await getChunk(o.peer, addr, id, { blake3: o.blake3 });
-      if (bytes.length !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${bytes.length} bytes, the manifest says ${length}`);
-      return bytes;
+      const pieces = await getChunkPieces(o.peer, addr, id, { blake3: o.blake3 });
+      const received = pieces.reduce((n, p) => n + p.byteLength, 0);
+      if (received !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${received} bytes, the manifest says ${length}`);
+      return pieces;
     } catch (err) {
       errors.push(`${addr.slice(-12)}: ${isDfsError(err) ? err.code : String(err)}`);
       if (isDfsError(err, 'ERR_CHUNK_CORRUPT') || isDfsError(err, 'ERR_CHUNK_NOT_FOUND')) {
         const nodeId = peerIdInAddr(addr);
         if (nodeId) void o.meta.leaderRequest({ type: 'badReplica', id, nodeId }).catch(() => {});
       }
+    } finally {
+      load.end(addr);
     }
   }
   throw new DfsError('ERR_CHUNK_NOT_FOUND', `no replica of chunk ${id} could be read (${errors.join('; ')})`);

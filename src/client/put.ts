@@ -11,9 +11,9 @@ export interface PutOptions {
   readonly meta: MetaClient;
   readonly blake3: Blake3;
   readonly params?: ChunkerParams;
-  /** Chunk uploads in flight at once. Default 8. */
+  /** Chunk uploads in flight at once. Default 6 (with batchSize, sized for a client under 150 MB RSS). */
   readonly concurrency?: number;
-  /** Chunks per placement request. Default 8. */
+  /** Chunks per placement request. Default 4. */
   readonly batchSize?: number;
   /** Create missing parent directories. Default true. */
   readonly parents?: boolean;
@@ -48,7 +48,7 @@ const MAX_ATTEMPTS = 4;
  */
 export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions): Promise<PutResult> {
   const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
-  const concurrency = o.concurrency ?? 8;
+  const concurrency = o.concurrency ?? 6;
   // Names this upload to the leader: its chunks are kept from GC until it commits.
   const uploadId = randomBytes(12).toString('hex');
   const whole = await o.blake3.createHasher();
@@ -122,7 +122,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       seen.add(chunk.id);
       batch.push(chunk);
     }
-    if (batch.length >= (o.batchSize ?? 8)) await flush();
+    if (batch.length >= (o.batchSize ?? 4)) await flush();
     if (failure) throw failure;
   }
   await flush();

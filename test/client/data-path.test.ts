@@ -37,16 +37,16 @@ function* reads(data: Uint8Array, readBytes = 256 * 1024): Generator<Uint8Array>
 
 function collect(): ByteSink & { bytes(): Buffer } {
   const parts: Uint8Array[] = [];
-  return { write: async (b) => void parts.push(b), bytes: () => Buffer.concat(parts) };
+  return { write: async (pieces) => void parts.push(...pieces), bytes: () => Buffer.concat(parts) };
 }
 
 async function put(path: string, data: Uint8Array, client = meta, onProgress?: (bytes: number) => void) {
   return putFile(reads(data) as unknown as AsyncIterable<Uint8Array>, path, { peer, meta: client, blake3, ...(onProgress ? { onProgress } : {}) });
 }
 
-async function get(path: string, client = meta): Promise<Buffer> {
+async function get(path: string, client = meta, window: { concurrency?: number; maxWindowBytes?: number } = {}): Promise<Buffer> {
   const sink = collect();
-  await getFile(path, sink, { peer, meta: client, blake3 });
+  await getFile(path, sink, { peer, meta: client, blake3, ...window });
   return sink.bytes();
 }
 
@@ -89,6 +89,9 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     const getMs = performance.now() - t0;
     expect(back.equals(data)).toBe(true);
     expect(r.chunks).toBeGreaterThan(50);
+    // A window smaller than any chunk still moves one chunk at a time; a wide one many at once.
+    expect((await get('/big/100MiB', meta, { maxWindowBytes: 1 })).equals(data)).toBe(true);
+    expect((await get('/big/100MiB', meta, { concurrency: 16, maxWindowBytes: 64 * 1024 * 1024 })).equals(data)).toBe(true);
     console.log(`[data] 100 MiB: put ${(100 / (putMs / 1000)).toFixed(0)} MiB/s, get ${(100 / (getMs / 1000)).toFixed(0)} MiB/s (${r.chunks} chunks, RF 3, all processes on this machine)`);
   });
 

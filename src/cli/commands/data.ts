@@ -2,6 +2,7 @@ import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { getFile, putFile } from '../../client/index.ts';
 import { loadBlake3 } from '../../chunker/index.ts';
 import { DfsError, fromSystemError } from '../../errors/index.ts';
@@ -46,10 +47,15 @@ export async function getCommand(remote: string, local: string, options: Cluster
   let target = local;
   if (!toStdout && (await stat(local).then((s) => s.isDirectory(), () => false))) target = join(local, basename(remote));
   const partial = `${target}.dfs-partial-${process.pid}`;
-  const out = toStdout ? (process.stdout as NodeJS.WritableStream) : createWriteStream(partial, { flags: 'wx' });
+  const out: Writable = toStdout ? process.stdout : createWriteStream(partial, { flags: 'wx' });
   const sink = {
-    async write(bytes: Uint8Array) {
-      if (!out.write(bytes)) await once(out, 'drain');
+    async write(pieces: readonly Uint8Array[]) {
+      // Corked, a chunk's pieces leave as one writev (a file stream) instead of a write each.
+      out.cork();
+      let more = true;
+      for (const piece of pieces) more = out.write(piece);
+      out.uncork();
+      if (!more) await once(out, 'drain');
     },
   };
   const started = performance.now();
@@ -71,7 +77,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
     }
   } catch (err) {
     if (!toStdout) {
-      (out as NodeJS.WritableStream & { destroy(): void }).destroy();
+      out.destroy();
       await unlink(partial).catch(() => {});
     }
     throw err;
