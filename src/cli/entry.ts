@@ -11,6 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 
 const SERVER_COMMANDS: ReadonlySet<string> = new Set(['master', 'node', 'cluster']);
 
-if (!SERVER_COMMANDS.has(process.argv[2] ?? '')) setFlagsFromString('--optimize-for-size');
+// --expose-gc lets put and get collect the dead buffers of a transfer as they go (footprint.ts).
+if (!SERVER_COMMANDS.has(process.argv[2] ?? '')) setFlagsFromString('--optimize-for-size --expose-gc');
 const { main } = await import('./main.ts');
 await main(process.argv.slice(2));

@@ -1,11 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { cac } from 'cac';
 import { DfsError, isDfsError } from '../errors/index.ts';
-import { chunkCommand } from './commands/chunk.ts';
-import { clusterDownCommand, clusterUpCommand } from './commands/cluster.ts';
-import { getCommand, putCommand } from './commands/data.ts';
-import { masterInitCommand, masterStartCommand, nodeStartCommand } from './commands/master.ts';
-import { lsCommand, mkdirCommand, mvCommand, rmCommand, statCommand, statusCommand } from './commands/namespace.ts';
 import { EXIT, exitCodeOf } from './exit-codes.ts';
 import { type CliIO, processIO, STDIO_ARG } from './io.ts';
 
@@ -22,6 +17,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   return code;
 }
 
+// Each command's module loads when the command runs: a client command never loads the master's
+// Raft, LevelDB or local-cluster code, which keeps its footprint down.
 async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const cli = cac('dfs');
   cli
@@ -32,7 +29,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--avg <size>', 'Average chunk size, a power of two (default 1MiB)')
     .option('--max <size>', 'Maximum chunk size (default 4MiB)')
     .example('dfs chunk ./video.mp4 --summary')
-    .action((file: string, options) => chunkCommand(file, options, io));
+    .action(async (file: string, options) => (await import('./commands/chunk.ts')).chunkCommand(file, options, io));
   cli
     .command('cluster <action>', 'Start (up) or stop (down) a local cluster of real processes on loopback')
     .option('--dir <dir>', 'Cluster directory (default .dfs-local)')
@@ -40,9 +37,9 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--nodes <n>', 'Number of storage nodes (default 5)')
     .option('--detach', 'Run in the background (stop with dfs cluster down)')
     .example('dfs cluster up --detach && dfs status')
-    .action((action: string, options) => {
-      if (action === 'up') return clusterUpCommand(options, io);
-      if (action === 'down') return clusterDownCommand(options, io);
+    .action(async (action: string, options) => {
+      if (action === 'up') return (await import('./commands/cluster.ts')).clusterUpCommand(options, io);
+      if (action === 'down') return (await import('./commands/cluster.ts')).clusterDownCommand(options, io);
       throw new DfsError('ERR_USAGE', `dfs cluster takes "up" or "down", not "${action}"`);
     });
   cli
@@ -54,9 +51,9 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--snapshot-every <entries>', 'Snapshot and compact the Raft log every N entries (default 10000)')
     .option('--tick-ms <ms>', 'Raft tick (default 50; elections after 10-20 ticks)')
     .option('--gc-grace-ms <ms>', 'Collect unreferenced chunks untouched this long (default 600000)')
-    .action((action: string, options) => {
-      if (action === 'start') return masterStartCommand(options, io);
-      if (action === 'init') return masterInitCommand(options, io);
+    .action(async (action: string, options) => {
+      if (action === 'start') return (await import('./commands/master.ts')).masterStartCommand(options, io);
+      if (action === 'init') return (await import('./commands/master.ts')).masterInitCommand(options, io);
       throw new DfsError('ERR_USAGE', `dfs master takes "start" or "init", not "${action}"`);
     });
   cli
@@ -66,43 +63,43 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--listen <multiaddr>', 'Address to listen on, e.g. /ip4/127.0.0.1/tcp/7101')
     .option('--masters <multiaddrs>', 'Every master, comma-separated, each ending in /p2p/<peer id>')
     .option('--capacity <size>', 'Bytes to offer, e.g. 100GiB (default: the free disk)')
-    .action((action: string, options) => {
-      if (action === 'start') return nodeStartCommand(options, io);
+    .action(async (action: string, options) => {
+      if (action === 'start') return (await import('./commands/master.ts')).nodeStartCommand(options, io);
       throw new DfsError('ERR_USAGE', `dfs node takes "start", not "${action}"`);
     });
   cli
     .command('put <local> <remote>', 'Store a local file (or - for stdin) in the cluster')
     .option('--json', 'Print a JSON summary')
     .example('dfs put ./photo.jpg /photos/')
-    .action((local: string, remote: string, options) => putCommand(local, remote, options, io));
+    .action(async (local: string, remote: string, options) => (await import('./commands/data.ts')).putCommand(local, remote, options, io));
   cli
     .command('get <remote> <local>', 'Fetch a file from the cluster to a local path (or - for stdout)')
     .option('--json', 'Print a JSON summary')
-    .action((remote: string, local: string, options) => getCommand(remote, local, options, io));
+    .action(async (remote: string, local: string, options) => (await import('./commands/data.ts')).getCommand(remote, local, options, io));
   cli
     .command('status', "Each master's role, term, commit and applied index, and lag")
     .option('--json', 'Print JSON')
-    .action((options) => statusCommand(options, io));
+    .action(async (options) => (await import('./commands/namespace.ts')).statusCommand(options, io));
   cli
     .command('mkdir <path>', 'Make a directory')
     .option('-p, --parents', 'Make parent directories as needed; no error if it exists')
-    .action((path: string, options) => mkdirCommand(path, options, io));
+    .action(async (path: string, options) => (await import('./commands/namespace.ts')).mkdirCommand(path, options, io));
   cli
     .command('ls [path]', 'List a directory')
     .option('-l, --long', 'Kind, size, time and owner')
     .option('--json', 'One JSON object per entry')
     .option('--stale', 'Read from any master, possibly behind the leader')
-    .action((path: string | undefined, options) => lsCommand(path, options, io));
+    .action(async (path: string | undefined, options) => (await import('./commands/namespace.ts')).lsCommand(path, options, io));
   cli
     .command('stat <path>', 'Show a file or directory')
     .option('--json', 'Print JSON')
     .option('--stale', 'Read from any master, possibly behind the leader')
-    .action((path: string, options) => statCommand(path, options, io));
+    .action(async (path: string, options) => (await import('./commands/namespace.ts')).statCommand(path, options, io));
   cli
     .command('rm <path>', 'Remove a file or directory')
     .option('-r, --recursive', 'Remove a directory and everything in it')
-    .action((path: string, options) => rmCommand(path, options, io));
-  cli.command('mv <from> <to>', 'Move or rename, atomically').action((from: string, to: string, options) => mvCommand(from, to, options, io));
+    .action(async (path: string, options) => (await import('./commands/namespace.ts')).rmCommand(path, options, io));
+  cli.command('mv <from> <to>', 'Move or rename, atomically').action(async (from: string, to: string, options) => (await import('./commands/namespace.ts')).mvCommand(from, to, options, io));
   cli.option('--cluster <dir>', 'The cluster: a directory or dfs-client.json (default: found from here upwards, or DFS_CLUSTER)');
   cli.help();
   cli.version(VERSION);

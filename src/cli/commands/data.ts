@@ -10,6 +10,7 @@ import { type ClusterOption, withClusterClient } from '../client-context.ts';
 import { formatBytes } from '../format.ts';
 import { type CliIO, STDIO_ARG } from '../io.ts';
 import { ProgressBar } from '../progress.ts';
+import { youngGarbageCollector } from '../footprint.ts';
 
 
 function rate(bytes: number, ms: number): string {
@@ -29,9 +30,10 @@ export async function putCommand(local: string, remote: string, options: Cluster
   }
   const path = remote.endsWith('/') ? `${remote}${fromStdin ? 'stdin' : basename(local)}` : remote;
   const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
+  const collect = youngGarbageCollector();
   const progress = new ProgressBar({ out: io.stderr, label: `put ${path}`, ...(totalBytes !== undefined ? { totalBytes } : {}) });
   const started = performance.now();
-  const r = await withClusterClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress.advance(n) }));
+  const r = await withClusterClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress.advance(n); collect(n); } }));
   progress.finish();
   const ms = performance.now() - started;
   if (options.json) {
@@ -59,12 +61,13 @@ export async function getCommand(remote: string, local: string, options: Cluster
     },
   };
   const started = performance.now();
+  const collect = youngGarbageCollector();
   let progress: ProgressBar | undefined;
   try {
     const r = await withClusterClient(options, io, async (peer, meta) => {
       const entry = await meta.stat(remote);
       progress = new ProgressBar({ out: io.stderr, label: `get ${remote}`, ...(entry.kind === 'file' ? { totalBytes: entry.size } : {}) });
-      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress?.advance(n) });
+      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress?.advance(n); collect(n); } });
     });
     progress?.finish();
     if (!toStdout) {
