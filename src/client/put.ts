@@ -11,7 +11,7 @@ export interface PutOptions {
   readonly meta: MetaClient;
   readonly blake3: Blake3;
   readonly params?: ChunkerParams;
-  /** Chunk uploads in flight at once. Default 6 (with batchSize, sized for a client under 150 MB RSS). */
+  /** Chunk uploads in flight at once. Default 4 (with batchSize, sized for a client under 150 MB RSS). */
   readonly concurrency?: number;
   /** Chunks per placement request. Default 4. */
   readonly batchSize?: number;
@@ -48,7 +48,7 @@ const MAX_ATTEMPTS = 4;
  */
 export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions): Promise<PutResult> {
   const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
-  const concurrency = o.concurrency ?? 6;
+  const concurrency = o.concurrency ?? 4;
   // Names this upload to the leader: its chunks are kept from GC until it commits.
   const uploadId = randomBytes(12).toString('hex');
   const whole = await o.blake3.createHasher();
