@@ -2,7 +2,7 @@ import type { Uint8ArrayList } from 'uint8arraylist';
 import { assertChunkId, loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, ChunkId } from '../chunker/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, raceAbort } from '../net/index.ts';
+import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, raceAbort, requestOnStream } from '../net/index.ts';
 import { streamClosedError } from '../net/framing.ts';
 import type { DfsPeer, Schema, Stream } from '../net/index.ts';
 import {
@@ -237,8 +237,8 @@ export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, o
   const blake3 = whole ? (options.blake3 ?? (await loadBlake3())) : undefined;
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
   const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }) };
-  return withStream(peer, addr, request, signal, async (reader) => {
-    const { size } = parseAnswer(await readHeader(reader, signal, addr), getAnswerSchema);
+  return withStream(peer, addr, request, signal, async (header, reader) => {
+    const { size } = parseAnswer(header, getAnswerSchema);
     if (length !== undefined && size !== length) {
       throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
     }
@@ -294,56 +294,20 @@ export async function deleteChunks(peer: DfsPeer, addr: string, ids: readonly Ch
 }
 
 async function query<T>(peer: DfsPeer, addr: string, request: object, okSchema: Schema<T>, signal: AbortSignal): Promise<T> {
-  return withStream(peer, addr, request, signal, async (reader) => {
-    const answer = parseAnswer(await readHeader(reader, signal, addr), okSchema);
+  return withStream(peer, addr, request, signal, async (header, reader) => {
+    const answer = parseAnswer(header, okSchema);
     if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than one answer`);
     return answer;
   });
 }
 
-/**
- * Opens a stream, sends `request` as the header, closes the write side and hands the reader to
- * `receive`. The stream is reset unless `receive` succeeds; errors become DfsErrors.
- */
-async function withStream<T>(
+/** One request on a fresh chunk stream: its header out, the answer header in (see requestOnStream). */
+function withStream<T>(
   peer: DfsPeer,
   addr: string,
   request: object,
   signal: AbortSignal,
-  receive: (reader: FrameReader) => Promise<T>,
+  receive: (answer: unknown, reader: FrameReader) => Promise<T>,
 ): Promise<T> {
-  const stream = await peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false });
-  const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-  let succeeded = false;
-  try {
-    let writeError: unknown;
-    try {
-      const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-      await writer.write(encodeHeader(request), { signal });
-      await writer.close({ signal });
-    } catch (err) {
-      if (signal.aborted) throw errorFromAbort(signal, `${CHUNK_PROTOCOL} to ${addr}`);
-      writeError = err; // an answer, if one came, says more
-    }
-    try {
-      const result = await receive(reader);
-      succeeded = true;
-      return result;
-    } catch (err) {
-      throw (err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED' && writeError instanceof DfsError) ? writeError : err;
-    }
-  } catch (err) {
-    if (err instanceof DfsError) throw err;
-    if (signal.aborted) throw errorFromAbort(signal, `${CHUNK_PROTOCOL} to ${addr}`);
-    throw new DfsError('ERR_STREAM_CLOSED', `${CHUNK_PROTOCOL} to ${addr}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    reader.release();
-    if (!succeeded && stream.status === 'open') stream.abort(new Error(`${CHUNK_PROTOCOL} call failed`));
-  }
-}
-
-async function readHeader(reader: FrameReader, signal: AbortSignal, addr: string): Promise<unknown> {
-  const frame = await reader.read({ signal });
-  if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} closed the stream without answering`);
-  return decodeJson(frame);
+  return requestOnStream(peer, addr, CHUNK_PROTOCOL, encodeHeader(request), { signal, maxFrameBytes: CHUNK_FRAME_MAX_BYTES }, receive);
 }

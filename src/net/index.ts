@@ -21,7 +21,7 @@ export {
 export type { FrameOptions, FrameReaderOptions, FrameReaderStats, FrameWriterStats, SignalOptions } from './framing.ts';
 export { encodeWire, schema } from './schema.ts';
 export type { ArrayOptions, BytesOptions, Infer, NumberOptions, ObjectSchema, OptionalSchema, Schema, StringOptions } from './schema.ts';
-export { callRpc, decodeJson, serveRpc } from './rpc.ts';
+export { callRpc, decodeJson, requestOnStream, serveRpc } from './rpc.ts';
 export { RpcChannel, RpcChannelPool, serveMuxRpc } from './rpc-mux.ts';
 export type { ServeMuxRpcOptions } from './rpc-mux.ts';
 export type { CallRpcOptions, RpcContext, RpcHandler, ServeRpcOptions } from './rpc.ts';

@@ -152,10 +152,34 @@ export async function callRpc<T>(
     throw new DfsError('ERR_PROTOCOL', `${protocol}: request of ${payload.byteLength} bytes exceeds the ${maxFrameBytes}-byte frame limit`);
   }
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, options.signal);
+  return requestOnStream(peer, target, protocol, payload, { signal, maxFrameBytes }, async (answer) => parseResponse(answer, responseSchema));
+}
+
+/**
+ * One request on a fresh stream: dials `protocol` on `target`, writes `payload` as one frame and
+ * closes the write side, reads the answer's first frame (JSON) and hands it, with the reader for
+ * any frames after it, to `receive`. The stream is reset unless `receive` succeeds. Shared by
+ * callRpc and the chunk protocol's client.
+ *
+ * Errors are DfsErrors: ERR_PEER_UNREACHABLE, ERR_TIMEOUT or ERR_ABORTED (from `signal`),
+ * ERR_PROTOCOL (no answer, or one that is not JSON), ERR_STREAM_CLOSED, or whatever `receive`
+ * throws. When writing failed and the answer then failed to come, the write error is reported:
+ * it says more than "stream closed".
+ */
+export async function requestOnStream<T>(
+  peer: DfsPeer,
+  target: string,
+  protocol: string,
+  payload: Uint8Array,
+  options: { readonly signal: AbortSignal; readonly maxFrameBytes: number },
+  receive: (answer: unknown, reader: FrameReader) => Promise<T>,
+): Promise<T> {
+  const { signal, maxFrameBytes } = options;
+  const what = `${protocol} to ${target}`;
   // The request is written first, so the protocol id can travel with it (one round trip less).
   const stream = await peer.dialProtocol(target, protocol, { signal, negotiateFully: false });
   // The reader listens from the start: if the server refuses the request (e.g. oversized), its
-  // error frame may arrive while we are still writing.
+  // answer may arrive while we are still writing.
   const reader = new FrameReader(stream, { maxFrameBytes });
   let succeeded = false;
   try {
@@ -165,25 +189,27 @@ export async function callRpc<T>(
       await writer.write(payload, { signal });
       await writer.close({ signal });
     } catch (err) {
-      if (signal.aborted) throw errorFromAbort(signal, `calling ${protocol} on ${target}`);
+      if (signal.aborted) throw errorFromAbort(signal, what);
       writeError = err; // the answer, if one came, says more than "stream closed"
     }
-    const frame = await reader.read({ signal });
-    if (frame === undefined) {
-      throw writeError ?? new DfsError('ERR_PROTOCOL', `${protocol}: ${target} closed the stream without answering`);
+    try {
+      const frame = await reader.read({ signal });
+      if (frame === undefined) throw writeError ?? new DfsError('ERR_PROTOCOL', `${what}: closed the stream without answering`);
+      const result = await receive(decodeJson(frame), reader);
+      succeeded = true;
+      return result;
+    } catch (err) {
+      throw err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED' && writeError instanceof DfsError ? writeError : err;
     }
-    const result = parseResponse(decodeJson(frame), responseSchema);
-    succeeded = true;
-    return result;
   } catch (err) {
     if (err instanceof DfsError) throw err;
-    if (signal.aborted) throw errorFromAbort(signal, `calling ${protocol} on ${target}`);
-    throw new DfsError('ERR_STREAM_CLOSED', `calling ${protocol} on ${target}: ${(err as Error).message}`, { cause: err });
+    if (signal.aborted) throw errorFromAbort(signal, what);
+    throw new DfsError('ERR_STREAM_CLOSED', `${what}: ${(err as Error).message}`, { cause: err });
   } finally {
     reader.release();
     // After a good answer both sides have closed their write side and the stream is done;
     // otherwise reset it so neither side keeps it open.
-    if (!succeeded && stream.status === 'open') stream.abort(new Error(`${protocol} call failed`));
+    if (!succeeded && stream.status === 'open') stream.abort(new Error(`${protocol} request failed`));
   }
 }
 
