@@ -36,7 +36,8 @@ export interface ByteSink {
 /**
  * Reads a file: its manifest, the chunks' holders, then chunks fetched in parallel (each
  * verified against its id by the chunk client; on any failure the next holder is tried and a
- * bad replica reported), written to `sink` in order through a window of at most `concurrency` chunks and `maxWindowBytes`.
+ * bad replica reported), written to `sink` in order through a window of at most `concurrency`
+ * chunks and `maxWindowBytes`.
  * The whole-file BLAKE3 is checked at the end: ERR_CHUNK_CORRUPT if it differs.
  */
 export async function getFile(path: string, sink: ByteSink, o: GetOptions): Promise<{ size: number; chunks: number; manifest: Manifest }> {
@@ -67,14 +68,11 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   };
   for (let i = 0; i < manifest.chunks.length; i++) {
     while (roomFor(i)) startFetch();
-    const pieces = await window.get(i)!;
+    const pieces = await window.get(i)!; // fetchChunk checked their length against the manifest's
     window.delete(i);
-    windowBytes -= manifest.chunks[i]![1];
-    let length = 0;
-    for (const piece of pieces) {
-      whole.update(piece);
-      length += piece.byteLength;
-    }
+    const length = manifest.chunks[i]![1];
+    windowBytes -= length;
+    for (const piece of pieces) whole.update(piece);
     await sink.write(pieces);
     o.onProgress?.(length);
   }

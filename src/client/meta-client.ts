@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DfsError, type ErrorCode, isDfsError } from '../errors/index.ts';
 import {
   type Entry,
@@ -188,19 +189,10 @@ export class MetaClient {
   }
 
   /** Waits `ms`; ERR_ABORTED at once if the client is closed meanwhile. */
-  #pause(ms: number): Promise<void> {
+  async #pause(ms: number): Promise<void> {
     const signal = this.#closing.signal;
-    signal.throwIfAborted();
-    return new Promise<void>((resolve, reject) => {
-      const onClose = (): void => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onClose);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onClose, { once: true });
+    await sleep(ms, undefined, { signal }).catch(() => {
+      throw signal.reason as DfsError;
     });
   }
 
