@@ -3,8 +3,7 @@ import { DfsError } from '../errors/index.ts';
 import { deadlineSignal } from './deadline.ts';
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader, FrameWriter } from './framing.ts';
 import type { DfsPeer } from './peer.ts';
-import { raceAbort } from './deadline.ts';
-import { decodeJson, errorResponse, parseResponse, type RpcHandler } from './rpc.ts';
+import { decodeJson, errorWire, handleUntil, parseResponse, type RpcHandler } from './rpc.ts';
 import { encodeWire, type Infer, type Schema } from './schema.ts';
 
 /**
@@ -41,28 +40,27 @@ export async function serveMuxRpc<S extends Schema<unknown>>(
       const streamGone = new AbortController();
       stream.addEventListener('close', () => streamGone.abort(new DfsError('ERR_STREAM_CLOSED', `${protocol}: the caller went away`)), { once: true });
       let inflight = 0;
-      const answer = (id: number, body: Uint8Array | string) => {
-        const text = typeof body === 'string' ? body : new TextDecoder().decode(body);
-        writer.write(textEncoder.encode(`{"id":${id},${text.slice(1)}`)).catch((err: unknown) => stream.abort(err instanceof Error ? err : new Error(String(err))));
+      // `body` is a JSON object's text: the id is spliced in as its first member.
+      const answer = (id: number, body: string) => {
+        writer.write(textEncoder.encode(`{"id":${id},${body.slice(1)}`)).catch((err: unknown) => stream.abort(err instanceof Error ? err : new Error(String(err))));
       };
       for await (const frame of new FrameReader(stream, { maxFrameBytes })) {
         const envelope = decodeJson(frame) as { id?: unknown; req?: unknown };
         const id = envelope?.id;
         if (typeof id !== 'number' || !Number.isSafeInteger(id)) throw new DfsError('ERR_PROTOCOL', `${protocol}: a call without a numeric id`);
         if (inflight >= (options.maxInflightPerStream ?? 1024)) {
-          answer(id, errorResponse(new DfsError('ERR_OVERLOADED', `${protocol}: too many calls in flight on one stream`)));
+          answer(id, errorWire(new DfsError('ERR_OVERLOADED', `${protocol}: too many calls in flight on one stream`)));
           continue;
         }
         inflight++;
         void (async () => {
-          let body: string | Uint8Array;
+          let body: string;
           try {
             const request = requestSchema.parse(envelope.req) as Infer<S>;
-            const signal = deadlineSignal(options.handlerTimeoutMs ?? 30_000, streamGone.signal);
-            const result = await raceAbort(Promise.resolve().then(() => handler(request, { remote, signal })), signal, `handling ${protocol}`);
+            const result = await handleUntil(handler, request, remote, streamGone.signal, options.handlerTimeoutMs ?? 30_000, protocol);
             body = encodeWire({ result: result ?? null });
           } catch (err) {
-            body = errorResponse(err);
+            body = errorWire(err);
           } finally {
             inflight--;
           }

@@ -107,11 +107,7 @@ async function serveOneCall<Request>(
   }
 }
 
-/**
- * Runs the handler with a signal that fires at its deadline or when the caller resets the
- * stream, and stops waiting for it then: a handler that ignores its signal cannot hold the
- * stream (or the caller) past the deadline.
- */
+/** handleUntil for a call on its own stream: the caller is gone when that stream closes. */
 async function runHandler<Request>(
   stream: Stream,
   remote: RemotePeer,
@@ -122,14 +118,29 @@ async function runHandler<Request>(
   const callerGone = new AbortController();
   const onClose = (): void => callerGone.abort(new DfsError('ERR_STREAM_CLOSED', `${stream.protocol}: the caller went away`));
   stream.addEventListener('close', onClose);
-  const signal = deadlineSignal(handlerTimeoutMs, callerGone.signal);
   try {
-    return await raceAbort(Promise.resolve().then(() => handler(request, { remote, signal })), signal, `handling ${stream.protocol}`);
+    return await handleUntil(handler, request, remote, callerGone.signal, handlerTimeoutMs, stream.protocol);
   } finally {
     stream.removeEventListener('close', onClose);
   }
 }
 
+/**
+ * Runs `handler` with a signal that fires at its deadline or when `gone` does (the caller went
+ * away), and stops waiting for it then: a handler that ignores its signal cannot hold the caller
+ * past the deadline.
+ */
+export async function handleUntil<Request>(
+  handler: RpcHandler<Request>,
+  request: Request,
+  remote: RemotePeer,
+  gone: AbortSignal,
+  handlerTimeoutMs: number,
+  protocol: string,
+): Promise<unknown> {
+  const signal = deadlineSignal(handlerTimeoutMs, gone);
+  return raceAbort(Promise.resolve().then(() => handler(request, { remote, signal })), signal, `handling ${protocol}`);
+}
 
 /**
  * Calls `protocol` on `target` (a multiaddr with /p2p/<id>, or a known peer id) and returns the
@@ -226,13 +237,17 @@ export function parseResponse<T>(envelope: unknown, responseSchema: Schema<T>): 
 }
 
 export function errorResponse(err: unknown): Uint8Array {
+  return utf8(errorWire(err));
+}
+
+/** The wire form of a failure: `{"error":{"code","message"}}`, a DfsError keeping its code. */
+export function errorWire(err: unknown): string {
   const error =
     err instanceof DfsError
       ? { code: err.code, message: err.message }
       : { code: 'ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
-  return utf8(JSON.stringify({ error: { code: error.code, message: error.message.slice(0, 4096) } }));
+  return JSON.stringify({ error: { code: error.code, message: error.message.slice(0, 4096) } });
 }
-
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();
