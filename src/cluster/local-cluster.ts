@@ -11,7 +11,7 @@ import { MetaClient, type MetaClientOptions } from '../client/index.ts';
 
 export const CLUSTER_FILE = 'cluster.json';
 export const CLIENT_CONFIG_FILE = 'dfs-client.json';
-const BIN = new URL('../../bin/dfs.ts', import.meta.url).pathname;
+const BIN = new URL('../../bin/dfs.js', import.meta.url).pathname;
 
 export interface MasterSpec {
   readonly name: string;

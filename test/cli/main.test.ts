@@ -94,7 +94,7 @@ describe('dfs CLI', () => {
   });
 
   it('the bin runs on the pinned Node and exits non-zero with one line on error', async () => {
-    const bin = new URL('../../bin/dfs.ts', import.meta.url).pathname;
+    const bin = new URL('../../bin/dfs.js', import.meta.url).pathname;
     const run = promisify(execFile);
     const ok = await run(process.execPath, [bin, '--version']);
     expect(ok.stdout).toContain(`dfs/${VERSION}`);
