@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/index.ts';
+import { SERVER_V8_FLAGS } from '../../src/cli/v8-flags.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
-const BIN = new URL('../../bin/dfs.ts', import.meta.url).pathname;
+const BIN = new URL('../../bin/dfs.js', import.meta.url).pathname;
 const run = promisify(execFile);
 
 /** Runs the real dfs binary in `cwd`; resolves with its output and exit code. */
@@ -77,6 +78,20 @@ describe('dfs CLI against a local cluster', () => {
       const get = await dfs(cwd, 'get', '/kept.bin', join(cwd, 'back.bin'));
       expect(get.code, get.stderr).toBe(0);
       expect(await readFile(join(cwd, 'back.bin'))).toEqual(await readFile(file));
+
+      // Masters and storage nodes replaced themselves (same pid) with a process that has the
+      // server V8 flags.
+      const { pids } = JSON.parse(await readFile(join(cwd, '.dfs-local', 'cluster.json'), 'utf8')) as { pids: Record<string, number> };
+      expect(Object.keys(pids).sort()).toEqual(['m1', 'm2', 'm3', 'n1', 'n2', 'n3', 'n4', 'n5']);
+      for (const pid of Object.values(pids)) {
+        const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+        expect(argv).toEqual(expect.arrayContaining([...SERVER_V8_FLAGS]));
+      }
+
+      // An output the client cannot create: one clear line, nothing left behind.
+      const nowhere = await dfs(cwd, 'get', '/kept.bin', join(cwd, 'no-such-dir', 'back.bin'));
+      expect(nowhere.code).not.toBe(0);
+      expect(nowhere.stderr).toMatch(/^dfs: cannot create .*no-such-dir\/back\.bin: .*ENOENT.* \[ERR_IO\]\n$/);
     } finally {
       expect((await dfs(cwd, 'cluster', 'down')).stdout).toMatch(/n5/);
     }

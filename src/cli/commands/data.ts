@@ -50,15 +50,25 @@ export async function getCommand(remote: string, local: string, options: Cluster
   if (!toStdout && (await stat(local).then((s) => s.isDirectory(), () => false))) target = join(local, basename(remote));
   const partial = `${target}.dfs-partial-${process.pid}`;
   const out: Writable = toStdout ? process.stdout : createWriteStream(partial, { flags: 'wx' });
+  // A failed write (a full disk, a closed pipe) reaches its callback below, as the first error
+  // the stream met; without a listener the stream's 'error' event would also end the process.
+  let outError: Error | undefined;
+  out.on('error', (err) => void (outError ??= err));
+  if (!toStdout) {
+    await once(out, 'open').catch((err: unknown) => {
+      throw fromSystemError(err, `cannot create ${target}`);
+    });
+  }
   const sink = {
-    async write(pieces: readonly Uint8Array[]) {
-      // Corked, a chunk's pieces leave as one writev (a file stream) instead of a write each.
-      out.cork();
-      let more = true;
-      for (const piece of pieces) more = out.write(piece);
-      out.uncork();
-      if (!more) await once(out, 'drain');
-    },
+    // Resolves once the bytes are written (getFile reuses their buffer right after). Corked, a
+    // chunk's pieces leave as one writev instead of a write each.
+    write: (pieces: readonly Uint8Array[]) =>
+      new Promise<void>((resolve, reject) => {
+        if (pieces.length === 0) return resolve();
+        out.cork();
+        pieces.forEach((piece, i) => out.write(piece, i < pieces.length - 1 ? undefined : (err) => (err ? reject(fromSystemError(outError ?? err, `cannot write ${toStdout ? 'stdout' : partial}`)) : resolve())));
+        out.uncork();
+      }),
   };
   const started = performance.now();
   const collect = youngGarbageCollector();
