@@ -38,6 +38,13 @@ export interface GetChunkOptions extends ChunkCallOptions {
   readonly length?: number;
   /** To verify a whole-chunk get against its id; loaded on first use when absent. */
   readonly blake3?: Blake3;
+  /**
+   * Where to put the bytes: called once with the chunk's size, returns a buffer of at least that
+   * many bytes, into which the received frames are copied as they arrive (so the transport's
+   * buffers die young and a caller can reuse its buffers). The chunk then comes back as one
+   * piece, a view of it. Default: the received buffers themselves, as they arrived.
+   */
+  readonly into?: (size: number) => Uint8Array;
 }
 
 /** Default bound on a put: a base plus a share per pipeline target (each may fsync 64 MiB). */
@@ -243,6 +250,8 @@ export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, o
       throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
     }
     const pieces: Uint8Array[] = [];
+    const target = options.into?.(size);
+    if (target !== undefined && target.byteLength < size) throw new DfsError('ERR_INTERNAL', `a ${target.byteLength}-byte buffer for a ${size}-byte chunk`);
     let received = 0;
     // Each frame carries at least one byte, so this loop ends after at most `size` frames.
     while (received < size) {
@@ -251,10 +260,19 @@ export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, o
       if (frame.byteLength === 0 || received + frame.byteLength > size) {
         throw new DfsError('ERR_PROTOCOL', `${addr} sent a ${frame.byteLength}-byte frame at byte ${received} of ${size}`);
       }
-      for (const part of frame) pieces.push(part);
+      if (target) {
+        let at = received;
+        for (const part of frame) {
+          target.set(part, at);
+          at += part.byteLength;
+        }
+      } else {
+        for (const part of frame) pieces.push(part);
+      }
       received += frame.byteLength;
     }
     if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the ${size} bytes it announced`);
+    if (target) pieces.push(target.subarray(0, size));
     if (blake3) {
       const actual = blake3.hashHex(pieces);
       if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} from ${addr} hashes to ${actual}`);

@@ -2,6 +2,7 @@ import type { Blake3 } from '../chunker/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { getChunkPieces } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -26,11 +27,18 @@ export interface GetOptions {
 }
 
 /**
- * Where the bytes go, in order: one call per chunk with its pieces (views of the received
- * buffers, written as they are: no copy); `write` resolves when the sink can take more.
+ * Where the bytes go, in order: one call per chunk with its pieces. `write` resolves once the
+ * sink is done with `pieces` (written out, or copied): their memory is reused for a later chunk
+ * right after, so a sink must not keep them.
  */
 export interface ByteSink {
   write(pieces: readonly Uint8Array[]): Promise<void>;
+}
+
+/** A fetched chunk: its bytes, and the pooled buffer they sit in (given back once written). */
+interface Fetched {
+  readonly pieces: Uint8Array[];
+  readonly buffer: Uint8Array | undefined;
 }
 
 /**
@@ -48,17 +56,19 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   await locate([...new Set(manifest.chunks.map(([id]) => id))], holders, o);
   const whole = await o.blake3.createHasher();
   whole.reset();
-  const window = new Map<number, Promise<Uint8Array[]>>();
+  const window = new Map<number, Promise<Fetched>>();
   const concurrency = o.concurrency ?? 2;
   const maxWindowBytes = o.maxWindowBytes ?? 8 * 1024 * 1024;
   const load = new HolderLoad();
+  // Enough idle buffers for a full window: after the first chunks, nothing is allocated.
+  const pool = new BufferPool(maxWindowBytes + manifest.params.maxSize);
   let next = 0;
   let windowBytes = 0;
   const startFetch = () => {
     const i = next++;
     const [id, length] = manifest.chunks[i]!;
     windowBytes += length;
-    const p = fetchChunk(id, length, load.order(holders.get(id) ?? [], i), load, o);
+    const p = fetchChunk(id, length, load.order(holders.get(id) ?? [], i), load, pool, o);
     p.catch(() => {}); // observed when its turn comes; no unhandled rejection meanwhile
     window.set(i, p);
   };
@@ -68,12 +78,13 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   };
   for (let i = 0; i < manifest.chunks.length; i++) {
     while (roomFor(i)) startFetch();
-    const pieces = await window.get(i)!; // fetchChunk checked their length against the manifest's
+    const { pieces, buffer } = await window.get(i)!; // fetchChunk checked their length against the manifest's
     window.delete(i);
     const length = manifest.chunks[i]![1];
     windowBytes -= length;
     for (const piece of pieces) whole.update(piece);
     await sink.write(pieces);
+    if (buffer) pool.give(buffer);
     o.onProgress?.(length);
   }
   const digest = whole.digestHex();
@@ -128,16 +139,21 @@ export class HolderLoad {
   }
 }
 
-async function fetchChunk(id: string, length: number, holders: readonly string[], load: HolderLoad, o: GetOptions): Promise<Uint8Array[]> {
+async function fetchChunk(id: string, length: number, holders: readonly string[], load: HolderLoad, pool: BufferPool, o: GetOptions): Promise<Fetched> {
   const errors: string[] = [];
   for (const addr of holders) {
     load.start(addr);
+    let buffer: Uint8Array | undefined;
     try {
-      const pieces = await getChunkPieces(o.peer, addr, id, { blake3: o.blake3 });
-      const received = pieces.reduce((n, p) => n + p.byteLength, 0);
-      if (received !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${received} bytes, the manifest says ${length}`);
-      return pieces;
+      // A node announcing another size than the manifest's is refused before any byte is copied.
+      const into = (size: number): Uint8Array => {
+        if (size !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${size} bytes, the manifest says ${length}`);
+        return (buffer = pool.take(size));
+      };
+      const pieces = await getChunkPieces(o.peer, addr, id, { blake3: o.blake3, into });
+      return { pieces, buffer };
     } catch (err) {
+      if (buffer) pool.give(buffer);
       errors.push(`${addr.slice(-12)}: ${isDfsError(err) ? err.code : String(err)}`);
       if (isDfsError(err, 'ERR_CHUNK_CORRUPT') || isDfsError(err, 'ERR_CHUNK_NOT_FOUND')) {
         const nodeId = peerIdInAddr(addr);

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { putChunk } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -35,6 +36,14 @@ export interface PutResult {
 
 type Placement = { id: string; existing: true } | { id: string; targets: string[] };
 
+/** A chunk to upload: its bytes copied into a pooled buffer, given back once the upload ends. */
+interface Upload {
+  readonly id: string;
+  readonly length: number;
+  readonly pieces: readonly Uint8Array[];
+  readonly buffer: Uint8Array;
+}
+
 /** Upload attempts per chunk before the put fails. */
 const MAX_ATTEMPTS = 4;
 
@@ -61,9 +70,12 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
   let size = 0;
   let sentBytes = 0;
   let dedupedBytes = 0;
-  let batch: Chunk[] = [];
+  let batch: Upload[] = [];
+  // Chunks wait here (batch, then upload) for longer than the reads they came in should live:
+  // copied out, the reads die young and the copies' memory is reused (see BufferPool).
+  const pool = new BufferPool((o.batchSize ?? 4) * params.maxSize);
 
-  const upload = async (chunk: Chunk, targets: string[]): Promise<void> => {
+  const upload = async (chunk: Upload, targets: string[]): Promise<void> => {
     const exclude = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -98,6 +110,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       if ('existing' in p) {
         dedupedBytes += chunk.length;
         o.onProgress?.(chunk.length);
+        pool.give(chunk.buffer);
         continue;
       }
       while (inflight.size >= concurrency) await Promise.race(inflight);
@@ -106,7 +119,10 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
         .catch((err: unknown) => {
           failure ??= err;
         })
-        .finally(() => inflight.delete(task));
+        .finally(() => {
+          inflight.delete(task);
+          pool.give(chunk.buffer);
+        });
       inflight.add(task);
     }
   };
@@ -120,7 +136,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       o.onProgress?.(chunk.length);
     } else {
       seen.add(chunk.id);
-      batch.push(chunk);
+      batch.push(copyOut(chunk, pool));
     }
     if (batch.length >= (o.batchSize ?? 4)) await flush();
     if (failure) throw failure;
@@ -134,4 +150,14 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
     { stored: [...stored].map(([id, nodes]) => ({ id, nodes })), uploadId },
   );
   return { size, chunks: manifestChunks.length, sentBytes, dedupedBytes, blake3: manifest.blake3 };
+}
+
+function copyOut(chunk: Chunk, pool: BufferPool): Upload {
+  const buffer = pool.take(chunk.length);
+  let at = 0;
+  for (const piece of chunk.pieces) {
+    buffer.set(piece, at);
+    at += piece.byteLength;
+  }
+  return { id: chunk.id, length: chunk.length, pieces: [buffer.subarray(0, chunk.length)], buffer };
 }

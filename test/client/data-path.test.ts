@@ -37,7 +37,8 @@ function* reads(data: Uint8Array, readBytes = 256 * 1024): Generator<Uint8Array>
 
 function collect(): ByteSink & { bytes(): Buffer } {
   const parts: Uint8Array[] = [];
-  return { write: async (pieces) => void parts.push(...pieces), bytes: () => Buffer.concat(parts) };
+  // Copied: getFile reuses a chunk's buffer once write resolves.
+  return { write: async (pieces) => void parts.push(...pieces.map((p) => Buffer.from(p))), bytes: () => Buffer.concat(parts) };
 }
 
 async function put(path: string, data: Uint8Array, client = meta, onProgress?: (bytes: number) => void) {
