@@ -1,4 +1,5 @@
 import { noise } from '@chainsafe/libp2p-noise';
+import { noiseCrypto } from './noise-crypto.ts';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap } from '@libp2p/bootstrap';
 import { generateKeyPair } from '@libp2p/crypto/keys';
@@ -113,7 +114,7 @@ export class DfsPeer {
         nodeInfo: { name: 'dfs' },
         addresses: { listen },
         transports: [tcp()],
-        connectionEncrypters: [noise()],
+        connectionEncrypters: [noise({ crypto: noiseCrypto })],
         streamMuxers: [
           yamux({
             streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES, maxReadBufferLength: MAX_STREAM_READ_BUFFER_BYTES },

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
+import { describe, expect, it } from 'vitest';
+import { Uint8ArrayList } from 'uint8arraylist';
+import { noiseCrypto } from '../../src/net/noise-crypto.ts';
+
+const flat = (x: Uint8Array | { subarray(): Uint8Array }): Buffer => Buffer.from(x instanceof Uint8Array ? x : x.subarray());
+
+describe('noiseCrypto (ChaCha20-Poly1305 with per-session keys)', () => {
+  const ad = randomBytes(32);
+
+  it('seals and opens exactly as the default implementation, for small and large messages, whole or in parts', () => {
+    for (const size of [0, 100, 16 * 1024 - 1, 16 * 1024, 65_519]) {
+      const k = randomBytes(32);
+      const nonce = randomBytes(12);
+      const plaintext = randomBytes(size);
+      const ours = flat(noiseCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k));
+      const theirs = flat(defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k));
+      expect(ours.equals(theirs), `size ${size}`).toBe(true);
+      const parts = new Uint8ArrayList(plaintext.subarray(0, size >> 1), plaintext.subarray(size >> 1));
+      expect(flat(noiseCrypto.chaCha20Poly1305Encrypt(parts, nonce, ad, k)).equals(theirs)).toBe(true);
+      expect(flat(noiseCrypto.chaCha20Poly1305Decrypt(theirs, nonce, ad, k)).equals(plaintext)).toBe(true);
+      const split = new Uint8ArrayList(theirs.subarray(0, 7), theirs.subarray(7));
+      expect(flat(noiseCrypto.chaCha20Poly1305Decrypt(split, nonce, ad, k)).equals(plaintext)).toBe(true);
+    }
+  });
+
+  it('refuses a tampered message, a wrong nonce or the wrong key', () => {
+    const k = randomBytes(32);
+    const nonce = randomBytes(12);
+    const sealed = flat(noiseCrypto.chaCha20Poly1305Encrypt(randomBytes(64 * 1024 - 17), nonce, ad, k));
+    const tampered = Buffer.from(sealed);
+    tampered[1000]! ^= 1;
+    expect(() => noiseCrypto.chaCha20Poly1305Decrypt(tampered, nonce, ad, k)).toThrow();
+    expect(() => noiseCrypto.chaCha20Poly1305Decrypt(sealed, randomBytes(12), ad, k)).toThrow();
+    expect(() => noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, ad, randomBytes(32))).toThrow();
+  });
+
+  it('uses the key as it is now when its bytes change in place (no stale cached key)', () => {
+    const k = randomBytes(32);
+    const nonce = randomBytes(12);
+    const plaintext = randomBytes(32 * 1024);
+    noiseCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k); // caches k
+    k[0]! ^= 0xff;
+    const sealed = flat(noiseCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k));
+    expect(sealed.equals(flat(defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)))).toBe(true);
+  });
+});
