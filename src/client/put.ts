@@ -73,7 +73,8 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
   let batch: Upload[] = [];
   // Chunks wait here (batch, then upload) for longer than the reads they came in should live:
   // copied out, the reads die young and the copies' memory is reused (see BufferPool).
-  const pool = new BufferPool((o.batchSize ?? 4) * params.maxSize);
+  // Idle buffers kept: two of the largest chunk (the rest of a window's buffers are in use).
+  const pool = new BufferPool(2 * params.maxSize);
 
   const upload = async (chunk: Upload, targets: string[]): Promise<void> => {
     const exclude = new Set<string>();

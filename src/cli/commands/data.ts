@@ -29,7 +29,10 @@ export async function putCommand(local: string, remote: string, options: Cluster
     totalBytes = info.size;
   }
   const path = remote.endsWith('/') ? `${remote}${fromStdin ? 'stdin' : basename(local)}` : remote;
-  const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
+  // 256 KiB reads: the read a chunk ends in is held while the upload waits for a slot, long
+  // enough to outlive two minor GCs (footprint.ts); smaller reads make that garbage smaller.
+  // 512 MiB puts: 138-148 MB peak RSS and 11.0-11.5 s, against 144-169 MB and 11.6-13.3 s with 1 MiB.
+  const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : createReadStream(local, { highWaterMark: 256 * 1024 });
   const collect = youngGarbageCollector();
   const progress = new ProgressBar({ out: io.stderr, label: `put ${path}`, ...(totalBytes !== undefined ? { totalBytes } : {}) });
   const started = performance.now();
