@@ -14,9 +14,10 @@
  *   has them. In a two-process get benchmark these took a node from 7.7 to 4.3 s of CPU per GiB
  *   served (and the raw stream from 260 to 460 MB/s).
  * - Client commands set `--semi-space-growth-factor=1` (which does work at run time: the
- *   young generation then never grows from its 1 MiB start) and expose `gc` for footprint.ts.
- *   A 512 MiB get: 4.6-4.8 s and 141 MB peak RSS with --optimize-for-size, the previous setting;
- *   3.5 s and 150 MB with this (client CPU 4.7 -> 2.7 s).
+ *   young generation then never grows from its 1 MiB start) and expose `gc` for put's forced
+ *   collections (footprint.ts). A 512 MiB get, before pooled buffers: 4.6-4.8 s and 141 MB peak
+ *   RSS with --optimize-for-size, the previous setting; 3.5 s and 150 MB with this (client CPU
+ *   4.7 -> 2.7 s).
  *
  * `cluster` (which only starts other processes) keeps V8's defaults.
  */

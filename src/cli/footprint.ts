@@ -6,7 +6,8 @@ const MAJOR_EVERY = 16;
 
 /**
  * Returns a progress hook that runs a minor GC every `everyBytes` moved, and a full one every
- * MAJOR_EVERY of those, keeping a transfer's resident memory flat.
+ * MAJOR_EVERY of those, keeping a transfer's resident memory flat (put uses it; get does not
+ * need it, see commands/data.ts).
  *
  * Why: every file read, socket read and Noise message is a fresh buffer outside the V8 heap, and
  * V8 schedules collections by what is allocated inside it, which a transfer does slowly, so tens

@@ -245,40 +245,147 @@ export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, o
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
   const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }) };
   return withStream(peer, addr, request, signal, async (header, reader) => {
-    const { size } = parseAnswer(header, getAnswerSchema);
-    if (length !== undefined && size !== length) {
-      throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
-    }
-    const pieces: Uint8Array[] = [];
-    const target = options.into?.(size);
-    if (target !== undefined && target.byteLength < size) throw new DfsError('ERR_INTERNAL', `a ${target.byteLength}-byte buffer for a ${size}-byte chunk`);
-    let received = 0;
-    // Each frame carries at least one byte, so this loop ends after at most `size` frames.
-    while (received < size) {
-      const frame = await reader.read({ signal });
-      if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} ended chunk ${id} after ${received} of ${size} bytes`);
-      if (frame.byteLength === 0 || received + frame.byteLength > size) {
-        throw new DfsError('ERR_PROTOCOL', `${addr} sent a ${frame.byteLength}-byte frame at byte ${received} of ${size}`);
-      }
-      if (target) {
-        let at = received;
-        for (const part of frame) {
-          target.set(part, at);
-          at += part.byteLength;
-        }
-      } else {
-        for (const part of frame) pieces.push(part);
-      }
-      received += frame.byteLength;
-    }
-    if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the ${size} bytes it announced`);
-    if (target) pieces.push(target.subarray(0, size));
-    if (blake3) {
-      const actual = blake3.hashHex(pieces);
-      if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} from ${addr} hashes to ${actual}`);
-    }
+    const pieces = await receiveChunk(header, reader, { addr, id, length, blake3, into: options.into, signal });
+    if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the announced chunk`);
     return pieces;
   });
+}
+
+interface ReceiveOptions {
+  readonly addr: string;
+  readonly id: ChunkId;
+  readonly length: number | undefined;
+  readonly blake3: Blake3 | undefined;
+  readonly into: ((size: number) => Uint8Array) | undefined;
+  readonly signal: AbortSignal;
+}
+
+/** A get's answer (`header`) and its payload frames off `reader`: the bytes, verified if `blake3`. */
+async function receiveChunk(header: unknown, reader: FrameReader, o: ReceiveOptions): Promise<Uint8Array[]> {
+  const { addr, id, length, blake3, signal } = o;
+  const { size } = parseAnswer(header, getAnswerSchema);
+  if (length !== undefined && size !== length) {
+    throw new DfsError('ERR_PROTOCOL', `${addr} answered a ${length}-byte range with ${size} bytes`);
+  }
+  const pieces: Uint8Array[] = [];
+  const target = o.into?.(size);
+  if (target !== undefined && target.byteLength < size) throw new DfsError('ERR_INTERNAL', `a ${target.byteLength}-byte buffer for a ${size}-byte chunk`);
+  let received = 0;
+  // Each frame carries at least one byte, so this loop ends after at most `size` frames.
+  while (received < size) {
+    const frame = await reader.read({ signal });
+    if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${addr} ended chunk ${id} after ${received} of ${size} bytes`);
+    if (frame.byteLength === 0 || received + frame.byteLength > size) {
+      throw new DfsError('ERR_PROTOCOL', `${addr} sent a ${frame.byteLength}-byte frame at byte ${received} of ${size}`);
+    }
+    if (target) {
+      let at = received;
+      for (const part of frame) {
+        target.set(part, at);
+        at += part.byteLength;
+      }
+    } else {
+      for (const part of frame) pieces.push(part);
+    }
+    received += frame.byteLength;
+  }
+  if (target) pieces.push(target.subarray(0, size));
+  if (blake3) {
+    const actual = blake3.hashHex(pieces);
+    if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} from ${addr} hashes to ${actual}`);
+  }
+  return pieces;
+}
+
+/** A get stream kept open between chunks. */
+interface GetStream {
+  readonly stream: Stream;
+  readonly reader: FrameReader;
+  readonly writer: FrameWriter;
+}
+
+/** Idle get streams kept per node. */
+const IDLE_STREAMS_PER_NODE = 4;
+
+/**
+ * Whole-chunk gets over streams kept open between chunks (see the protocol: a get stream may
+ * carry further gets), so reading a file does not pay a stream's setup (open, protocol select,
+ * close both ways) and a fresh flow-control window for every chunk. A get takes an idle stream to
+ * its node or opens one, and gives it back once the answer is read whole; a failed stream is
+ * reset, never reused. A reused stream the node has meanwhile closed (it closes quiet streams
+ * after its transfer timeout) is replaced by a fresh one, once. `close()` ends the idle streams;
+ * call it when done.
+ */
+export class ChunkGetSession {
+  readonly #peer: DfsPeer;
+  readonly #idle = new Map<string, GetStream[]>();
+  #closed = false;
+
+  constructor(peer: DfsPeer) {
+    this.#peer = peer;
+  }
+
+  /** Like getChunkPieces for a whole chunk (verified against `id`). */
+  async get(addr: string, id: ChunkId, options: Omit<GetChunkOptions, 'offset' | 'length'> = {}): Promise<Uint8Array[]> {
+    assertChunkId(id);
+    if (this.#closed) throw new DfsError('ERR_ABORTED', 'the get session is closed');
+    const blake3 = options.blake3 ?? (await loadBlake3());
+    const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
+    const request = encodeHeader({ op: 'get', id });
+    for (let attempt = 0; ; attempt++) {
+      const reused = attempt === 0 ? this.#idle.get(addr)?.pop() : undefined;
+      const s = reused ?? (await this.#open(addr, signal));
+      let answered = false;
+      try {
+        await s.writer.write(request, { signal });
+        const header = await s.reader.read({ signal });
+        if (header === undefined) throw new DfsError('ERR_STREAM_CLOSED', `${addr} closed the get stream without answering`);
+        answered = true;
+        const pieces = await receiveChunk(decodeJson(header), s.reader, { addr, id, length: undefined, blake3, into: options.into, signal });
+        this.#keep(addr, s);
+        return pieces;
+      } catch (err) {
+        s.reader.release();
+        if (s.stream.status === 'open') s.stream.abort(err instanceof Error ? err : new Error(String(err)));
+        if (signal.aborted) throw errorFromAbort(signal, `getting chunk ${id} from ${addr}`);
+        // A reused stream that ended before answering was closed by the node: try a fresh one.
+        if (reused !== undefined && !answered) continue;
+        throw err instanceof DfsError ? err : streamClosedError(s.stream, err);
+      }
+    }
+  }
+
+  /** Ends every idle stream (gracefully: the node sees the end and closes its side). */
+  close(): void {
+    this.#closed = true;
+    for (const streams of this.#idle.values()) {
+      for (const s of streams) {
+        s.reader.release();
+        s.writer.close().catch(() => s.stream.abort(new Error('get session closed')));
+      }
+    }
+    this.#idle.clear();
+  }
+
+  async #open(addr: string, signal: AbortSignal): Promise<GetStream> {
+    const stream = await this.#peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false });
+    return {
+      stream,
+      reader: new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
+      writer: new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
+    };
+  }
+
+  #keep(addr: string, s: GetStream): void {
+    const idle = this.#idle.get(addr) ?? [];
+    if (this.#closed || idle.length >= IDLE_STREAMS_PER_NODE || s.stream.status !== 'open') {
+      s.reader.release();
+      s.writer.close().catch(() => s.stream.abort(new Error('get stream not kept')));
+      return;
+    }
+    idle.push(s);
+    this.#idle.set(addr, idle);
+  }
 }
 
 /** Which of `ids` the node at `addr` stores, in order (batches of BATCH_MAX_IDS, one after another). */

@@ -3,7 +3,7 @@ import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { getChunkPieces } from './chunk-client.ts';
+import { ChunkGetSession } from './chunk-client.ts';
 import type { MetaClient } from './meta-client.ts';
 
 export interface GetOptions {
@@ -54,21 +54,34 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   const manifest = entry.manifest;
   const holders = new Map<string, string[]>();
   await locate([...new Set(manifest.chunks.map(([id]) => id))], holders, o);
+  const session = new ChunkGetSession(o.peer);
+  try {
+    const digest = await readInOrder(manifest, holders, sink, session, o);
+    if (digest !== manifest.blake3) {
+      throw new DfsError('ERR_CHUNK_CORRUPT', `${path}: the reassembled file hashes to ${digest}, not ${manifest.blake3}`);
+    }
+  } finally {
+    session.close();
+  }
+  return { size: manifest.size, chunks: manifest.chunks.length, manifest };
+}
+
+/** Fetches the chunks through the window and writes them to `sink` in order; returns the file's BLAKE3. */
+async function readInOrder(manifest: Manifest, holders: ReadonlyMap<string, string[]>, sink: ByteSink, session: ChunkGetSession, o: GetOptions): Promise<string> {
   const whole = await o.blake3.createHasher();
   whole.reset();
   const window = new Map<number, Promise<Fetched>>();
   const concurrency = o.concurrency ?? 2;
   const maxWindowBytes = o.maxWindowBytes ?? 8 * 1024 * 1024;
-  const load = new HolderLoad();
   // Enough idle buffers for a full window: after the first chunks, nothing is allocated.
-  const pool = new BufferPool(maxWindowBytes + manifest.params.maxSize);
+  const context: FetchContext = { load: new HolderLoad(), pool: new BufferPool(maxWindowBytes + manifest.params.maxSize), session };
   let next = 0;
   let windowBytes = 0;
   const startFetch = () => {
     const i = next++;
     const [id, length] = manifest.chunks[i]!;
     windowBytes += length;
-    const p = fetchChunk(id, length, load.order(holders.get(id) ?? [], i), load, pool, o);
+    const p = fetchChunk(id, length, context.load.order(holders.get(id) ?? [], i), context, o);
     p.catch(() => {}); // observed when its turn comes; no unhandled rejection meanwhile
     window.set(i, p);
   };
@@ -84,14 +97,10 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
     windowBytes -= length;
     for (const piece of pieces) whole.update(piece);
     await sink.write(pieces);
-    if (buffer) pool.give(buffer);
+    if (buffer) context.pool.give(buffer);
     o.onProgress?.(length);
   }
-  const digest = whole.digestHex();
-  if (digest !== manifest.blake3) {
-    throw new DfsError('ERR_CHUNK_CORRUPT', `${path}: the reassembled file hashes to ${digest}, not ${manifest.blake3}`);
-  }
-  return { size: manifest.size, chunks: manifest.chunks.length, manifest };
+  return whole.digestHex();
 }
 
 async function locate(ids: string[], into: Map<string, string[]>, o: GetOptions): Promise<void> {
@@ -139,7 +148,14 @@ export class HolderLoad {
   }
 }
 
-async function fetchChunk(id: string, length: number, holders: readonly string[], load: HolderLoad, pool: BufferPool, o: GetOptions): Promise<Fetched> {
+/** What the fetches of one file share. */
+interface FetchContext {
+  readonly load: HolderLoad;
+  readonly pool: BufferPool;
+  readonly session: ChunkGetSession;
+}
+
+async function fetchChunk(id: string, length: number, holders: readonly string[], { load, pool, session }: FetchContext, o: GetOptions): Promise<Fetched> {
   const errors: string[] = [];
   for (const addr of holders) {
     load.start(addr);
@@ -150,7 +166,7 @@ async function fetchChunk(id: string, length: number, holders: readonly string[]
         if (size !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${size} bytes, the manifest says ${length}`);
         return (buffer = pool.take(size));
       };
-      const pieces = await getChunkPieces(o.peer, addr, id, { blake3: o.blake3, into });
+      const pieces = await session.get(addr, id, { blake3: o.blake3, into });
       return { pieces, buffer };
     } catch (err) {
       if (buffer) pool.give(buffer);

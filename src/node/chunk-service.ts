@@ -66,6 +66,8 @@ export interface ChunkServiceStats {
   inflightBytes: number;
   /** Streams being served now. */
   activeStreams: number;
+  /** Streams served since start (a get stream may have carried many gets). */
+  streamsServed: number;
 }
 
 const DEFAULT_DIAL_TIMEOUT_MS = 5_000;
@@ -108,6 +110,7 @@ export class ChunkService {
     refusals: {},
     inflightBytes: 0,
     activeStreams: 0,
+    streamsServed: 0,
   };
   readonly #peer: DfsPeer;
   readonly #store: ChunkStore;
@@ -181,6 +184,7 @@ export class ChunkService {
     }
     this.#streams.add(stream);
     this.stats.activeStreams++;
+    this.stats.streamsServed++;
     const served = this.#serve(stream, remote).finally(() => {
       this.#streams.delete(stream);
       this.stats.activeStreams--;
@@ -202,23 +206,32 @@ export class ChunkService {
     try {
       const frame = await reader.read({ signal: this.#deadline() });
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
-      const request = chunkRequestSchema.parse(decodeJson(frame));
-      switch (request.op) {
-        case 'put':
-          await this.#answer(exchange, await this.#put(exchange, request));
-          this.stats.puts++;
-          break;
-        case 'get':
-          await this.#get(exchange, request);
-          this.stats.gets++;
-          break;
-        case 'has':
-          await this.#answer(exchange, { ok: true, present: await this.#has(request.ids) });
-          this.stats.hasRequests++;
-          break;
-        case 'delete':
-          await this.#answer(exchange, { ok: true, deleted: await this.#delete(request.ids, remote) });
-          break;
+      let request = chunkRequestSchema.parse(decodeJson(frame));
+      // A get stream may carry more gets, one after another (bounded: each is a whole exchange,
+      // and the loop ends when the client closes, goes quiet, or sends anything else).
+      for (;;) {
+        switch (request.op) {
+          case 'put':
+            await this.#answer(exchange, await this.#put(exchange, request));
+            this.stats.puts++;
+            break;
+          case 'get':
+            await this.#get(exchange, request);
+            this.stats.gets++;
+            break;
+          case 'has':
+            await this.#answer(exchange, { ok: true, present: await this.#has(request.ids) });
+            this.stats.hasRequests++;
+            break;
+          case 'delete':
+            await this.#answer(exchange, { ok: true, deleted: await this.#delete(request.ids, remote) });
+            break;
+        }
+        if (request.op !== 'get') break;
+        exchange.answered = false; // that exchange is complete: a refusal of the next can be sent
+        const next = await this.#nextGet(exchange);
+        if (next === undefined) break;
+        request = next;
       }
     } catch (err) {
       this.#countRefusal(err);
@@ -239,6 +252,26 @@ export class ChunkService {
       reader.release();
     }
     await this.#finishStream(exchange);
+  }
+
+  /**
+   * The next request on a get stream: undefined when the client closed its side or stayed quiet
+   * for the transfer timeout (a quiet client is not answered: it sees the stream end and opens
+   * another). Anything but a get is refused.
+   */
+  async #nextGet(exchange: Exchange): Promise<GetRequest | undefined> {
+    const signal = this.#deadline();
+    let frame: Uint8ArrayList | undefined;
+    try {
+      frame = await exchange.reader.read({ signal });
+    } catch (err) {
+      if (signal.aborted && !this.#stopping.signal.aborted) return undefined;
+      throw err;
+    }
+    if (frame === undefined) return undefined;
+    const request = chunkRequestSchema.parse(decodeJson(frame));
+    if (request.op !== 'get') throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: only gets may follow a get on one stream, got ${request.op}`);
+    return request;
   }
 
   /** Writes the answer header (the first frame this side sends). */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
-import { deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
+import { ChunkGetSession, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
 import { DfsError } from '../../src/errors/index.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer, Stream } from '../../src/net/index.ts';
@@ -287,6 +287,65 @@ describe('chunk protocol: put and get', () => {
     const client = await startPeer({ listen: [] });
     const err = await rejection(getChunk(client, addrOf(liar), id));
     expect(err.code).toBe('ERR_CHUNK_CORRUPT');
+  });
+});
+
+describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
+  it('carries many gets over one stream per get in flight, and ends the streams at close', async () => {
+    const node = await startNode();
+    const client = await startPeer();
+    const chunks = [100 * KiB, 1, 2 * MiB, 300 * KiB, 5].map(makeChunk);
+    for (const c of chunks) await node.store.put(c.id, c.data);
+    const session = new ChunkGetSession(client);
+    for (const c of chunks) {
+      const pieces = await session.get(node.addr, c.id, { blake3 });
+      expect(sameBytes(Buffer.concat(pieces), c.data)).toBe(true);
+    }
+    // Two at once: the idle stream and one more.
+    const [a, b] = await Promise.all([session.get(node.addr, chunks[2]!.id, { blake3 }), session.get(node.addr, chunks[3]!.id, { blake3 })]);
+    expect(sameBytes(Buffer.concat(a), chunks[2]!.data) && sameBytes(Buffer.concat(b), chunks[3]!.data)).toBe(true);
+    expect(node.service.stats.gets).toBe(7);
+    expect(node.service.stats.streamsServed).toBe(2);
+    session.close();
+    await node.service.idle(); // the node saw both streams end and finished them
+    expect(node.service.stats.activeStreams).toBe(0);
+    await expect(session.get(node.addr, chunks[0]!.id)).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+  });
+
+  it('after a refusal, or once the node closed a quiet stream, the next get opens a fresh stream', async () => {
+    const node = await startNode({ transferTimeoutMs: 300 });
+    const client = await startPeer();
+    const kept = makeChunk(64 * KiB);
+    await node.store.put(kept.id, kept.data);
+    const session = new ChunkGetSession(client);
+    await session.get(node.addr, kept.id, { blake3 });
+    await node.service.idle(); // quiet for the transfer timeout: the node closed the stream
+    expect(node.service.stats.activeStreams).toBe(0);
+    expect(Buffer.concat(await session.get(node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
+    expect(node.service.stats.streamsServed).toBe(2);
+    const missing = makeChunk(10);
+    await expect(session.get(node.addr, missing.id, { blake3 })).rejects.toMatchObject({ code: 'ERR_CHUNK_NOT_FOUND' });
+    expect(Buffer.concat(await session.get(node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
+    expect(node.service.stats.gets).toBe(3);
+    session.close();
+  });
+
+  it('refuses anything but a get after a get on the same stream', async () => {
+    const node = await startNode();
+    const client = await startPeer();
+    const c = makeChunk(1000);
+    await node.store.put(c.id, c.data);
+    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    await writer.write(utf8({ op: 'get', id: c.id }));
+    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toEqual({ ok: true, size: 1000 });
+    expect((await reader.read())!.byteLength).toBe(1000);
+    await writer.write(utf8({ op: 'has', ids: [c.id] }));
+    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
+    expect(await reader.read()).toBeUndefined(); // and the node ended the stream
+    await writer.close();
+    reader.release();
   });
 });
 

@@ -74,13 +74,15 @@ export async function getCommand(remote: string, local: string, options: Cluster
       }),
   };
   const started = performance.now();
-  const collect = youngGarbageCollector();
+  // No forced collections here (put has them): get's chunk bytes sit in pooled buffers, so what
+  // it leaves behind dies young. 512 MiB gets: 2.8-3.0 s and 140-141 MB peak RSS without them,
+  // 3.6-3.7 s and 130 MB with them.
   let progress: ProgressBar | undefined;
   try {
     const r = await withClusterClient(options, io, async (peer, meta) => {
       const entry = await meta.stat(remote);
       progress = new ProgressBar({ out: io.stderr, label: `get ${remote}`, ...(entry.kind === 'file' ? { totalBytes: entry.size } : {}) });
-      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress?.advance(n); collect(n); } });
+      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress?.advance(n) });
     });
     progress?.finish();
     if (!toStdout) {
