@@ -6,8 +6,9 @@ const MAJOR_EVERY = 16;
 
 /**
  * Returns a progress hook that runs a minor GC every `everyBytes` moved, and a full one every
- * MAJOR_EVERY of those, keeping a transfer's resident memory flat (put uses it; get does not
- * need it, see commands/data.ts).
+ * MAJOR_EVERY of those, keeping a transfer's resident memory flat (a put from stdin uses it; a
+ * put from a file reads into reused buffers and a get copies into them, so neither needs it:
+ * see commands/data.ts).
  *
  * Why: every file read, socket read and Noise message is a fresh buffer outside the V8 heap, and
  * V8 schedules collections by what is allocated inside it, which a transfer does slowly, so tens

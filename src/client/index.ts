@@ -5,3 +5,5 @@ export { putFile } from './put.ts';
 export type { PutOptions, PutResult } from './put.ts';
 export { getFile } from './get.ts';
 export type { GetOptions, ByteSink } from './get.ts';
+export { PooledFileReads } from './file-source.ts';
+export type { ReleasingSource } from './file-source.ts';

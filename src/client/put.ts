@@ -5,6 +5,7 @@ import type { Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { putChunk } from './chunk-client.ts';
+import type { ReleasingSource } from './file-source.ts';
 import type { MetaClient } from './meta-client.ts';
 
 export interface PutOptions {
@@ -53,7 +54,8 @@ const MAX_ATTEMPTS = 4;
  * in flight, then the manifest committed through Raft — the file appears whole or not at all.
  * A target that fails is excluded and the chunk placed again; if the replication factor cannot
  * be met the put fails and nothing is committed. Memory: at most `batchSize + concurrency`
- * chunks are held.
+ * chunks are held. A `source` with a `release` method (a ReleasingSource, e.g. PooledFileReads)
+ * is told after each chunk which bytes it may reuse.
  */
 export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions): Promise<PutResult> {
   const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
@@ -128,6 +130,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
     }
   };
 
+  const release = 'release' in source ? (source as ReleasingSource).release.bind(source) : undefined;
   for await (const chunk of chunkStream(source, { blake3: o.blake3, params })) {
     for (const piece of chunk.pieces) whole.update(piece);
     manifestChunks.push([chunk.id, chunk.length]);
@@ -139,6 +142,8 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       seen.add(chunk.id);
       batch.push(copyOut(chunk, pool));
     }
+    // Done with this chunk's bytes (copied or skipped): a releasing source may reuse them.
+    release?.(chunk.offset + chunk.length);
     if (batch.length >= (o.batchSize ?? 4)) await flush();
     if (failure) throw failure;
   }

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ByteSink, getFile, MetaClient, putFile } from '../../src/client/index.ts';
+import { type ByteSink, getFile, MetaClient, PooledFileReads, putFile } from '../../src/client/index.ts';
 import { hasChunks } from '../../src/client/chunk-client.ts';
 import { type Blake3, DEFAULT_CHUNKER_PARAMS, loadBlake3 } from '../../src/chunker/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
@@ -94,6 +94,19 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     expect((await get('/big/100MiB', meta, { maxWindowBytes: 1 })).equals(data)).toBe(true);
     expect((await get('/big/100MiB', meta, { concurrency: 16, maxWindowBytes: 64 * 1024 * 1024 })).equals(data)).toBe(true);
     console.log(`[data] 100 MiB: put ${(100 / (putMs / 1000)).toFixed(0)} MiB/s, get ${(100 / (getMs / 1000)).toFixed(0)} MiB/s (${r.chunks} chunks, RF 3, all processes on this machine)`);
+  });
+
+  it('puts a file read into reused buffers: byte-identical, and the reader allocates a bounded few', async () => {
+    const data = new SeededBytes(seed ^ 0xf1).bytes(30 * 1024 * 1024 + 12345);
+    const file = join(t.dir, 'pooled-source.bin');
+    await writeFile(file, data);
+    const reads = new PooledFileReads(file);
+    const r = await putFile(reads, '/pooled/file', { peer, meta, blake3 });
+    expect(r.size).toBe(data.length);
+    expect((await get('/pooled/file')).equals(data)).toBe(true);
+    // The chunker holds at most one chunk (max 4 MiB) and one read of 256 KiB; without release,
+    // the reader would have allocated one buffer per read (121 here).
+    expect(reads.buffers).toBeLessThanOrEqual(maxSize / (256 * 1024) + 2);
   });
 
   it('dedups: the same file twice sends nothing; a copy with an insertion sends only the chunks around it', async () => {
