@@ -112,6 +112,11 @@ export class DataPlane {
 
   // ---- placement and lookup ----
 
+  /** Live nodes outside `exclude` with room for a chunk of `size` bytes (as their last heartbeat said). */
+  nodesWithRoom(size: number, exclude: ReadonlySet<string>): number {
+    return this.liveNodes().filter((n) => !exclude.has(n.id) && (this.#nodes.get(n.id)?.load.freeBytes ?? 0) > size).length;
+  }
+
   /**
    * Where to store each chunk: `existing` when at least the replication factor of live nodes
    * hold it (dedup: nothing to send), else that many distinct live targets, most free space
