@@ -63,7 +63,41 @@ export interface LocalClusterOptions {
 }
 
 /** A free TCP port on loopback, as the kernel hands one out. */
+/**
+ * A port to give a process that will listen on it later. Chosen below the kernel's ephemeral
+ * range: a port from that range (what listen(0) hands out) can meanwhile become the source port
+ * of some outgoing connection (the cluster's own processes dial each other while later ones
+ * start), and the listener then fails with EADDRINUSE. Checked free by binding it.
+ */
 export async function freePort(): Promise<number> {
+  const [low] = ephemeralPortRange();
+  const floor = 10_000;
+  for (let attempt = 0; attempt < 50 && low - floor > 1000; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    if (await canListen(port)) return port;
+  }
+  return listenOnAnyPort(); // no room below the range: the kernel's pick
+}
+
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // not Linux
+  }
+  return [49152, 65535]; // the IANA dynamic range, what most other systems use
+}
+
+function canListen(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise<boolean>((ok) => {
+    server.once('error', () => ok(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => ok(true)));
+  });
+}
+
+async function listenOnAnyPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '127.0.0.1', () => ok()));
   const port = (server.address() as { port: number }).port;
