@@ -14,8 +14,8 @@
  *   has them. In a two-process get benchmark these took a node from 7.7 to 4.3 s of CPU per GiB
  *   served (and the raw stream from 260 to 460 MB/s).
  * - Client commands set `--semi-space-growth-factor=1` (which does work at run time: the
- *   young generation then never grows from its 1 MiB start) and expose `gc` for put's forced
- *   collections (footprint.ts). A 512 MiB get, before pooled buffers: 4.6-4.8 s and 141 MB peak
+ *   young generation then never grows from its 1 MiB start) and expose `gc` for the forced
+ *   collections of put and get (footprint.ts). A 512 MiB get, before pooled buffers: 4.6-4.8 s and 141 MB peak
  *   RSS with --optimize-for-size, the previous setting; 3.5 s and 150 MB with this (client CPU
  *   4.7 -> 2.7 s).
  *

@@ -1,21 +1,23 @@
 import { runInNewContext } from 'node:vm';
 
 const MiB = 1024 * 1024;
-/** A full collection every this many rounds (32 MiB moved at the default 2 MiB). */
-const MAJOR_EVERY = 16;
+/** A full collection every this many rounds (64 MiB moved at the default 2 MiB). */
+const MAJOR_EVERY = 32;
 
 /**
  * Returns a progress hook that runs a minor GC every `everyBytes` moved, and a full one every
- * MAJOR_EVERY of those, keeping a transfer's resident memory flat (a put from stdin uses it; a
- * put from a file reads into reused buffers and a get copies into them, so neither needs it:
- * see commands/data.ts).
+ * MAJOR_EVERY of those, keeping a transfer's resident memory flat.
  *
- * Why: every file read, socket read and Noise message is a fresh buffer outside the V8 heap, and
- * V8 schedules collections by what is allocated inside it, which a transfer does slowly, so tens
- * of MiB of dead buffers can wait for one. A minor GC is cheap with the 1 MiB young generation
- * entry.ts sets. Buffers a transfer holds across two minor GCs (a read being chunked, a chunk in
- * a window) are promoted, and only a full collection frees those: measured on 512 MiB puts, peak
- * RSS 174-192 MB with minor GCs alone, 139-148 MB with a full one every 32 MiB, no slower.
+ * Why: every socket read, Noise message and stream read is a fresh buffer outside the V8 heap,
+ * and V8 schedules collections by what is allocated inside it, which a transfer does slowly, so
+ * tens of MiB of dead buffers can wait for one; a buffer a transfer held across two minor GCs
+ * is promoted, and only a full collection frees it. Measured without these collections (chunk
+ * bytes already in pooled buffers): a 4 GiB get peaked at 172 MB RSS and a 1 GiB put at 191 MB.
+ * With them, 1 GiB gets peaked at 135-147 MB (a full one every 32 or 64 MiB: no clear difference
+ * in memory; every 64 MiB was the faster). A schedule driven by the ArrayBuffer bytes the process
+ * holds did worse: a minor GC's frees show up only later, so it ran full ones all the time.
+ * A minor GC is cheap with the 1 MiB young generation entry.ts sets.
+ *
  * A no-op unless the process exposed `gc` (entry.ts does, for client commands): in-process
  * callers such as the tests keep V8's own schedule.
  */

@@ -29,11 +29,9 @@ export async function putCommand(local: string, remote: string, options: Cluster
     totalBytes = info.size;
   }
   const path = remote.endsWith('/') ? `${remote}${fromStdin ? 'stdin' : basename(local)}` : remote;
-  // A file is read into reused buffers: no garbage per read, and no forced collections needed
-  // (512 MiB puts: 8.8-9.9 s at 131-145 MB peak RSS; with them 10.0-10.5 s at 131-134 MB). Stdin
-  // comes as a stream of fresh buffers, which the forced collections (footprint.ts) free.
+  // A file is read into reused buffers (no garbage per read); stdin comes as fresh buffers.
   const source = fromStdin ? (io.stdin as AsyncIterable<Uint8Array>) : new PooledFileReads(local);
-  const collect = fromStdin ? youngGarbageCollector() : () => {};
+  const collect = youngGarbageCollector();
   const progress = new ProgressBar({ out: io.stderr, label: `put ${path}`, ...(totalBytes !== undefined ? { totalBytes } : {}) });
   const started = performance.now();
   const r = await withClusterClient(options, io, async (peer, meta) => putFile(source, path, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress.advance(n); collect(n); } }));
@@ -74,15 +72,13 @@ export async function getCommand(remote: string, local: string, options: Cluster
       }),
   };
   const started = performance.now();
-  // No forced collections here (put has them): get's chunk bytes sit in pooled buffers, so what
-  // it leaves behind dies young. 512 MiB gets: 2.8-3.0 s and 140-141 MB peak RSS without them,
-  // 3.6-3.7 s and 130 MB with them.
+  const collect = youngGarbageCollector();
   let progress: ProgressBar | undefined;
   try {
     const r = await withClusterClient(options, io, async (peer, meta) => {
       const entry = await meta.stat(remote);
       progress = new ProgressBar({ out: io.stderr, label: `get ${remote}`, ...(entry.kind === 'file' ? { totalBytes: entry.size } : {}) });
-      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => progress?.advance(n) });
+      return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress?.advance(n); collect(n); } });
     });
     progress?.finish();
     if (!toStdout) {
