@@ -27,11 +27,16 @@ import { CLIENT_RUNTIME_V8_FLAGS, SERVER_V8_FLAGS } from './v8-flags.ts';
 const SERVER_COMMANDS: ReadonlySet<string> = new Set(['master', 'node']);
 
 const command = process.argv[2] ?? '';
-if (SERVER_COMMANDS.has(command) && process.argv[3] === 'start') {
-  if (!SERVER_V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
+if (SERVER_COMMANDS.has(command)) {
+  // `start` may come after options (`dfs node --dir d start`).
+  const starting = process.argv.slice(3).includes('start');
+  if (starting && !SERVER_V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
     const [execPath, ...rest] = process.argv as [string, ...string[]];
-    process.execve?.(process.execPath, [execPath, ...SERVER_V8_FLAGS, ...process.execArgv, ...rest], process.env);
-    // Only where execve is missing do we get here: run with V8's defaults.
+    try {
+      process.execve?.(process.execPath, [execPath, ...SERVER_V8_FLAGS, ...process.execArgv, ...rest], process.env);
+    } catch {
+      // Not allowed here (a permission model, a worker): run with V8's defaults.
+    }
   }
 } else if (command !== 'cluster') {
   setFlagsFromString(CLIENT_RUNTIME_V8_FLAGS);

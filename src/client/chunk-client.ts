@@ -378,7 +378,10 @@ export class ChunkGetSession {
 
   #keep(addr: string, s: GetStream): void {
     const idle = this.#idle.get(addr) ?? [];
-    if (this.#closed || idle.length >= IDLE_STREAMS_PER_NODE || s.stream.status !== 'open') {
+    // Only a stream the node still reads from, with nothing unread: a node that closed its side
+    // (an older one does after every get) would only cost the next get a retry.
+    const reusable = s.stream.status === 'open' && s.stream.readStatus === 'readable' && s.reader.bufferedBytes === 0;
+    if (this.#closed || idle.length >= IDLE_STREAMS_PER_NODE || !reusable) {
       s.reader.release();
       s.writer.close().catch(() => s.stream.abort(new Error('get stream not kept')));
       return;

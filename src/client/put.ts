@@ -122,13 +122,13 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
       while (inflight.size >= concurrency) await Promise.race(inflight);
       if (failure) throw failure;
       const task: Promise<void> = upload(chunk, [...p.targets])
+        // Reused only after a success: the node's answer means every byte left. After a failure,
+        // frames queued under the reset stream may still point into the buffer: it is dropped.
+        .then(() => pool.give(chunk.buffer))
         .catch((err: unknown) => {
           failure ??= err;
         })
-        .finally(() => {
-          inflight.delete(task);
-          pool.give(chunk.buffer);
-        });
+        .finally(() => inflight.delete(task));
       inflight.add(task);
     }
   };

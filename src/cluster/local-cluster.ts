@@ -74,10 +74,17 @@ export async function freePort(): Promise<number> {
   const floor = 10_000;
   for (let attempt = 0; attempt < 50 && low - floor > 1000; attempt++) {
     const port = floor + Math.floor(Math.random() * (low - floor));
-    if (await canListen(port)) return port;
+    // Not yet listened on is not enough: a port handed out a moment ago may not be bound yet.
+    if (!handedOut.has(port) && (await canListen(port))) {
+      handedOut.add(port);
+      return port;
+    }
   }
   return listenOnAnyPort(); // no room below the range: the kernel's pick
 }
+
+/** Ports this process gave out (bounded: one per process of the clusters it made). */
+const handedOut = new Set<number>();
 
 function ephemeralPortRange(): [number, number] {
   try {

@@ -16,8 +16,8 @@ import type { Infer, Schema } from '../net/index.ts';
  *           A get stream may carry further gets: once it has read an answer whole, the client
  *           may send the next get header on the same stream (saving a stream's setup per
  *           chunk); it closes its write side when done. The node answers them in order, ends
- *           the stream after a refusal, and closes it quietly if the client stays silent for
- *           the transfer timeout (a client then opens a new stream).
+ *           the stream after a refusal, and resets it if the client stays silent for the
+ *           transfer timeout (a client then opens a new stream).
  * has     → `{op:'has', ids}` ← `{ok:true, present:[booleans, same order]}`.
  * delete  → `{op:'delete', ids}` ← `{ok:true, deleted: how many were stored}`.
  * Any refusal ← `{ok:false, code, message, failedTarget?, failedCode?}` (an ErrorCode; for

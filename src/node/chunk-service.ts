@@ -251,22 +251,23 @@ export class ChunkService {
     } finally {
       reader.release();
     }
+    if (stream.status !== 'open') return; // reset (a quiet get stream): nothing to finish
     await this.#finishStream(exchange);
   }
 
   /**
-   * The next request on a get stream: undefined when the client closed its side or stayed quiet
-   * for the transfer timeout (a quiet client is not answered: it sees the stream end and opens
-   * another). Anything but a get is refused.
+   * The next request on a get stream: undefined when the client closed its side, reset the
+   * stream, or stayed quiet for the transfer timeout (then the stream is reset: a client that
+   * comes back sees it gone and opens another). None of these is a refusal. Anything but a get
+   * is refused.
    */
   async #nextGet(exchange: Exchange): Promise<GetRequest | undefined> {
-    const signal = this.#deadline();
     let frame: Uint8ArrayList | undefined;
     try {
-      frame = await exchange.reader.read({ signal });
+      frame = await exchange.reader.read({ signal: this.#deadline() });
     } catch (err) {
-      if (signal.aborted && !this.#stopping.signal.aborted) return undefined;
-      throw err;
+      exchange.stream.abort(err instanceof Error ? err : new Error(String(err)));
+      return undefined;
     }
     if (frame === undefined) return undefined;
     const request = chunkRequestSchema.parse(decodeJson(frame));
