@@ -1,8 +1,8 @@
 import { runInNewContext } from 'node:vm';
 
 const MiB = 1024 * 1024;
-/** A full collection every this many rounds (64 MiB moved at the default 2 MiB). */
-const MAJOR_EVERY = 32;
+/** A full collection every this many rounds (64 MiB moved at the default 1 MiB). */
+const MAJOR_EVERY = 64;
 
 /**
  * Returns a progress hook that runs a minor GC every `everyBytes` moved, and a full one every
@@ -13,15 +13,17 @@ const MAJOR_EVERY = 32;
  * tens of MiB of dead buffers can wait for one; a buffer a transfer held across two minor GCs
  * is promoted, and only a full collection frees it. Measured without these collections (chunk
  * bytes already in pooled buffers): a 4 GiB get peaked at 172 MB RSS and a 1 GiB put at 191 MB.
- * With them, 1 GiB gets peaked at 135-147 MB (a full one every 32 or 64 MiB: no clear difference
- * in memory; every 64 MiB was the faster). A schedule driven by the ArrayBuffer bytes the process
- * holds did worse: a minor GC's frees show up only later, so it ran full ones all the time.
- * A minor GC is cheap with the 1 MiB young generation entry.ts sets.
+ * With them, on 1 GiB gets (each figure 2-3 runs): a minor GC every 2 MiB and a full one every
+ * 64 MiB, 6.7-7.2 s and 133-136 MB; every 4 or 8 MiB, slower and larger; every 1 MiB (in effect
+ * after each chunk, as progress comes per chunk), 6.2-6.3 s and 124-128 MB. Puts did not care
+ * (1 GiB: 20.7-21.7 s, 134-136 MB either way). A schedule driven by the ArrayBuffer bytes the
+ * process holds did worse: a minor GC's frees show up only later, so it ran full ones all the
+ * time. A minor GC is cheap with the 1 MiB young generation entry.ts sets.
  *
  * A no-op unless the process exposed `gc` (entry.ts does, for client commands): in-process
  * callers such as the tests keep V8's own schedule.
  */
-export function youngGarbageCollector(everyBytes = 2 * MiB): (bytes: number) => void {
+export function youngGarbageCollector(everyBytes = MiB): (bytes: number) => void {
   const gc = exposedGc();
   if (!gc) return () => {};
   let sinceLast = 0;
