@@ -62,14 +62,15 @@ const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
  * or a ChunkTargetError naming `failedTarget`: ERR_PIPELINE when a later node failed (the nodes
  * before it kept their copies; retry with another target there), otherwise the first node's own
  * refusal or failure (ERR_OVERLOADED, ERR_NO_SPACE, ERR_CHUNK_TOO_LARGE, ERR_PEER_UNREACHABLE,
- * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). ERR_ABORTED when `signal` fired.
+ * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). ERR_ABORTED when `signal` fired. With a
+ * `pool`, the put borrows a stream an earlier put to the same node left open (ChunkStreams).
  */
 export async function putChunk(
   peer: DfsPeer,
   pipeline: readonly string[],
   id: ChunkId,
   data: Uint8Array | readonly Uint8Array[],
-  options: ChunkCallOptions = {},
+  options: ChunkCallOptions & { readonly pool?: ChunkStreams } = {},
 ): Promise<{ stored: string[] }> {
   assertChunkId(id);
   const target = pipeline[0];
@@ -80,15 +81,21 @@ export async function putChunk(
   const size = pieces.reduce((n, p) => n + p.byteLength, 0);
   if (size > CHUNK_MAX_BYTES) throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${CHUNK_MAX_BYTES}`);
   const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
-  let put: OutboundPut | undefined;
-  try {
-    put = await OutboundPut.open(peer, target, { id, size, pipeline: pipeline.slice(1) }, { signal });
-    for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
-    const answer = await put.finish(signal);
-    return { stored: answer.stored };
-  } catch (err) {
-    put?.abort(err);
-    throw blameTarget(err, target);
+  const header = { id, size, pipeline: pipeline.slice(1) };
+  for (let attempt = 0; ; attempt++) {
+    let put: OutboundPut | undefined;
+    try {
+      put = await OutboundPut.open(peer, target, header, { signal, ...(options.pool ? { pool: options.pool, borrow: attempt === 0 } : {}) });
+      for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
+      const answer = await put.finish(signal);
+      return { stored: answer.stored };
+    } catch (err) {
+      put?.abort(err);
+      // A borrowed stream the node reset meanwhile (nothing stored: it never saw the end):
+      // once more on a fresh stream, rather than blame a healthy node.
+      if (put?.borrowed && !signal.aborted && err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED') continue;
+      throw blameTarget(err, target);
+    }
   }
 }
 
@@ -107,42 +114,65 @@ export interface PutHeader {
 }
 
 /**
- * One outbound put stream: the header is sent at open, payload frames with `write` (each waits
- * for the stream to take it: backpressure), and `finish` closes the write side and waits for the
- * answer. The answer may come early (a refusal while we still write): from then on writes fail
- * with that refusal instead of waiting. Used by putChunk and by a node forwarding down a
- * pipeline. Every path ends in `finish` or `abort`, which release the stream.
+ * One outbound put: the header is sent at open, payload frames with `write` (each waits for the
+ * stream to take it: backpressure), and `finish` ends the payload and waits for the answer. The
+ * answer may come early (a refusal while we still write): from then on writes fail with that
+ * refusal instead of waiting. Used by putChunk and by a node forwarding down a pipeline. Every
+ * path ends in `finish` or `abort`.
+ *
+ * On a stream of its own, `finish` ends the payload by closing the write side. With a
+ * `ChunkStreams` pool, the put borrows an idle stream to its target (or opens one), ends the
+ * payload with an end frame, and gives the stream back after a good answer, so a chunk does not
+ * pay a stream's setup; a stream that failed is reset, never given back.
  */
 export class OutboundPut {
   readonly target: string;
-  readonly #stream: Stream;
-  readonly #reader: FrameReader;
-  readonly #writer: FrameWriter;
+  /** Whether the stream was borrowed from the pool (it may have been reset while idle). */
+  readonly borrowed: boolean;
+  readonly #conn: ChunkStream;
+  readonly #pool: ChunkStreams | undefined;
   /** The answer header frame (read from the start: a refusal can come before we finish). */
   readonly #answer: Promise<Uint8ArrayList | undefined>;
   /** Fires when the answer arrived or reading it failed: writes stop waiting then. */
   readonly #answered = new AbortController();
   #done = false;
 
-  private constructor(target: string, stream: Stream) {
+  private constructor(target: string, conn: ChunkStream, pool: ChunkStreams | undefined, borrowed: boolean) {
     this.target = target;
-    this.#stream = stream;
-    this.#reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    this.#writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    this.borrowed = borrowed;
+    this.#conn = conn;
+    this.#pool = pool;
     const answered = (): void => this.#answered.abort(new DfsError('ERR_STREAM_CLOSED', `${target} answered the put before it was finished`));
-    this.#answer = this.#reader.read();
+    this.#answer = conn.reader.read();
     this.#answer.then(answered, answered);
   }
 
-  /** Opens the stream and sends the header. Fails like DfsPeer.dialProtocol. */
-  static async open(peer: DfsPeer, target: string, header: PutHeader, options: { signal: AbortSignal; timeoutMs?: number }): Promise<OutboundPut> {
+  /** Opens (or, with `pool`, borrows) a stream and sends the header. Fails like DfsPeer.dialProtocol. */
+  static async open(
+    peer: DfsPeer,
+    target: string,
+    header: PutHeader,
+    options: { signal: AbortSignal; timeoutMs?: number; pool?: ChunkStreams; borrow?: boolean },
+  ): Promise<OutboundPut> {
+    const request = encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline });
+    const borrowed = options.borrow === false ? undefined : options.pool?.take(target);
+    if (borrowed) {
+      const put = new OutboundPut(target, borrowed, options.pool, true);
+      try {
+        await put.#send(request, options.signal);
+        return put;
+      } catch (err) {
+        if (options.signal.aborted) throw err;
+        // The node reset the idle stream meanwhile; nothing of this put was sent: a fresh stream.
+      }
+    }
     const stream = await peer.dialProtocol(target, CHUNK_PROTOCOL, {
       signal: options.signal,
       negotiateFully: false,
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     });
-    const put = new OutboundPut(target, stream);
-    await put.#send(encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline }), options.signal);
+    const put = new OutboundPut(target, openChunkStream(stream), options.pool, false);
+    await put.#send(request, options.signal);
     return put;
   }
 
@@ -153,7 +183,7 @@ export class OutboundPut {
 
   async #send(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
     try {
-      await this.#writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
+      await this.#conn.writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
     } catch (err) {
       throw await this.#failure(err, signal);
     }
@@ -163,14 +193,18 @@ export class OutboundPut {
   async finish(signal: AbortSignal): Promise<PutAnswer> {
     try {
       try {
-        await this.#writer.close({ signal: AbortSignal.any([signal, this.#answered.signal]) });
+        const until = { signal: AbortSignal.any([signal, this.#answered.signal]) };
+        if (this.#pool) await this.#conn.writer.write(END_OF_PAYLOAD, until);
+        else await this.#conn.writer.close(until);
       } catch (err) {
         if (!this.#answered.signal.aborted) throw await this.#failure(err, signal);
       }
       const frame = await raceAbort(this.#answer, signal, `waiting for ${this.target} to store the chunk`);
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
       const answer = parseAnswer(decodeJson(frame), putAnswerSchema);
-      this.#release(undefined);
+      this.#done = true;
+      if (this.#pool) this.#pool.give(this.target, this.#conn);
+      else this.#conn.reader.release();
       return answer;
     } catch (err) {
       this.#release(err);
@@ -187,9 +221,9 @@ export class OutboundPut {
     if (this.#done) return;
     this.#done = true;
     this.#answer.catch(() => {});
-    this.#reader.release();
-    if (failure !== undefined && this.#stream.status === 'open') {
-      this.#stream.abort(failure instanceof Error ? failure : new Error(String(failure)));
+    this.#conn.reader.release();
+    if (failure !== undefined && this.#conn.stream.status === 'open') {
+      this.#conn.stream.abort(failure instanceof Error ? failure : new Error(String(failure)));
     }
   }
 
@@ -198,7 +232,7 @@ export class OutboundPut {
    * "stream reset"), else the write error itself; the stream is reset either way.
    */
   async #failure(err: unknown, signal: AbortSignal): Promise<DfsError> {
-    let failure: DfsError = err instanceof DfsError ? err : streamClosedError(this.#stream, err);
+    let failure: DfsError = err instanceof DfsError ? err : streamClosedError(this.#conn.stream, err);
     if (signal.aborted) failure = errorFromAbort(signal, `putting to ${this.target}`);
     else if (this.#answered.signal.aborted) {
       try {
@@ -215,6 +249,9 @@ export class OutboundPut {
     return failure;
   }
 }
+
+/** Ends a put's payload on a stream that stays open for the next put. */
+const END_OF_PAYLOAD = new Uint8Array(0);
 
 /**
  * The bytes of chunk `id` (or of `length` bytes from `offset`) from the node at `addr`. A whole
@@ -297,29 +334,97 @@ async function receiveChunk(header: unknown, reader: FrameReader, o: ReceiveOpti
   return pieces;
 }
 
-/** A get stream kept open between chunks. */
-interface GetStream {
+/** A chunk stream with its frame reader and writer, which stay with it when it is reused. */
+export interface ChunkStream {
   readonly stream: Stream;
   readonly reader: FrameReader;
   readonly writer: FrameWriter;
 }
 
-/** Idle get streams kept per node. */
+export function openChunkStream(stream: Stream): ChunkStream {
+  return {
+    stream,
+    reader: new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
+    writer: new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
+  };
+}
+
+/** Ends a stream that is not kept: our side closed (the node then closes its own), or reset. */
+function endChunkStream(conn: ChunkStream): void {
+  conn.reader.release();
+  conn.writer.close().catch(() => conn.stream.abort(new Error('chunk stream not kept')));
+}
+
+/** Idle streams kept per node. */
 const IDLE_STREAMS_PER_NODE = 4;
+/**
+ * Idle streams older than this are not reused: well under the node's transfer timeout (30 s by
+ * default), after which it resets a quiet stream, so a borrowed stream is not one being reset.
+ */
+const IDLE_MAX_MS = 10_000;
 
 /**
- * Whole-chunk gets over streams kept open between chunks (see the protocol: a get stream may
- * carry further gets), so reading a file does not pay a stream's setup (open, protocol select,
- * close both ways) and a fresh flow-control window for every chunk. A get takes an idle stream to
- * its node or opens one, and gives it back once the answer is read whole; a failed stream is
- * reset, never reused. A reused stream the node has meanwhile closed (it closes quiet streams
- * after its transfer timeout) is replaced by a fresh one, once. `close()` ends the idle streams;
- * call it when done.
+ * Chunk streams kept open between requests, per node, for reuse (the protocol lets a get stream
+ * carry more gets, and a put stream whose payload ended with an end frame more puts). Only a
+ * stream the node still reads, with nothing unread, fresh enough, is kept or handed out.
+ * `close()` ends the idle ones; call it when done.
+ */
+export class ChunkStreams {
+  readonly #idle = new Map<string, Array<{ readonly conn: ChunkStream; readonly sinceMs: number }>>();
+  #closed = false;
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** An idle stream to `addr`, the most recently used first; undefined when none is usable. */
+  take(addr: string): ChunkStream | undefined {
+    const idle = this.#idle.get(addr);
+    const now = performance.now();
+    for (let entry = idle?.pop(); entry !== undefined; entry = idle?.pop()) {
+      if (now - entry.sinceMs <= IDLE_MAX_MS && reusable(entry.conn)) return entry.conn;
+      endChunkStream(entry.conn);
+    }
+    return undefined;
+  }
+
+  /** Takes back a stream whose last exchange completed; ends it if it cannot be kept. */
+  give(addr: string, conn: ChunkStream): void {
+    const idle = this.#idle.get(addr) ?? [];
+    if (this.#closed || idle.length >= IDLE_STREAMS_PER_NODE || !reusable(conn)) {
+      endChunkStream(conn);
+      return;
+    }
+    idle.push({ conn, sinceMs: performance.now() });
+    this.#idle.set(addr, idle);
+  }
+
+  /** Ends every idle stream (gracefully: the node sees the end and closes its side). */
+  close(): void {
+    this.#closed = true;
+    for (const idle of this.#idle.values()) for (const { conn } of idle) endChunkStream(conn);
+    this.#idle.clear();
+  }
+}
+
+/** Whether a stream can carry another request: open both ways, nothing unread. */
+function reusable(conn: ChunkStream): boolean {
+  // A node that closed its side (an older one does after every request) would only cost the
+  // next request a retry; stray bytes would be read as the next answer.
+  return conn.stream.status === 'open' && conn.stream.readStatus === 'readable' && conn.stream.writeStatus === 'writable' && conn.reader.bufferedBytes === 0;
+}
+
+/**
+ * Whole-chunk gets over streams kept open between chunks (see ChunkStreams), so reading a file
+ * does not pay a stream's setup (open, protocol select, close both ways) and a fresh
+ * flow-control window for every chunk. A get takes an idle stream to its node or opens one, and
+ * gives it back once the answer is read whole; a failed stream is reset, never reused. A
+ * borrowed stream that ends before answering (the node reset it meanwhile) is replaced by a
+ * fresh one, once. `close()` ends the idle streams; call it when done.
  */
 export class ChunkGetSession {
   readonly #peer: DfsPeer;
-  readonly #idle = new Map<string, GetStream[]>();
-  #closed = false;
+  readonly #streams = new ChunkStreams();
 
   constructor(peer: DfsPeer) {
     this.#peer = peer;
@@ -328,13 +433,13 @@ export class ChunkGetSession {
   /** Like getChunkPieces for a whole chunk (verified against `id`). */
   async get(addr: string, id: ChunkId, options: Omit<GetChunkOptions, 'offset' | 'length'> = {}): Promise<Uint8Array[]> {
     assertChunkId(id);
-    if (this.#closed) throw new DfsError('ERR_ABORTED', 'the get session is closed');
+    if (this.#streams.closed) throw new DfsError('ERR_ABORTED', 'the get session is closed');
     const blake3 = options.blake3 ?? (await loadBlake3());
     const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
     const request = encodeHeader({ op: 'get', id });
     for (let attempt = 0; ; attempt++) {
-      const reused = attempt === 0 ? this.#idle.get(addr)?.pop() : undefined;
-      const s = reused ?? (await this.#open(addr, signal));
+      const reused = attempt === 0 ? this.#streams.take(addr) : undefined;
+      const s = reused ?? openChunkStream(await this.#peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false }));
       let answered = false;
       try {
         await s.writer.write(request, { signal });
@@ -342,7 +447,7 @@ export class ChunkGetSession {
         if (header === undefined) throw new DfsError('ERR_STREAM_CLOSED', `${addr} closed the get stream without answering`);
         answered = true;
         const pieces = await receiveChunk(decodeJson(header), s.reader, { addr, id, length: undefined, blake3, into: options.into, signal });
-        this.#keep(addr, s);
+        this.#streams.give(addr, s);
         return pieces;
       } catch (err) {
         s.reader.release();
@@ -357,37 +462,7 @@ export class ChunkGetSession {
 
   /** Ends every idle stream (gracefully: the node sees the end and closes its side). */
   close(): void {
-    this.#closed = true;
-    for (const streams of this.#idle.values()) {
-      for (const s of streams) {
-        s.reader.release();
-        s.writer.close().catch(() => s.stream.abort(new Error('get session closed')));
-      }
-    }
-    this.#idle.clear();
-  }
-
-  async #open(addr: string, signal: AbortSignal): Promise<GetStream> {
-    const stream = await this.#peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false });
-    return {
-      stream,
-      reader: new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
-      writer: new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
-    };
-  }
-
-  #keep(addr: string, s: GetStream): void {
-    const idle = this.#idle.get(addr) ?? [];
-    // Only a stream the node still reads from, with nothing unread: a node that closed its side
-    // (an older one does after every get) would only cost the next get a retry.
-    const reusable = s.stream.status === 'open' && s.stream.readStatus === 'readable' && s.reader.bufferedBytes === 0;
-    if (this.#closed || idle.length >= IDLE_STREAMS_PER_NODE || !reusable) {
-      s.reader.release();
-      s.writer.close().catch(() => s.stream.abort(new Error('get stream not kept')));
-      return;
-    }
-    idle.push(s);
-    this.#idle.set(addr, idle);
+    this.#streams.close();
   }
 }
 

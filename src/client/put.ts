@@ -4,7 +4,7 @@ import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { putChunk } from './chunk-client.ts';
+import { ChunkStreams, putChunk } from './chunk-client.ts';
 import type { ReleasingSource } from './file-source.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -61,6 +61,16 @@ const MAX_ATTEMPTS = 4;
  * is told after each chunk which bytes it may reuse.
  */
 export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions): Promise<PutResult> {
+  // Streams to the first node of each pipeline, kept open from one chunk to the next.
+  const streams = new ChunkStreams();
+  try {
+    return await storeFile(source, path, o, streams);
+  } finally {
+    streams.close();
+  }
+}
+
+async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions, streams: ChunkStreams): Promise<PutResult> {
   const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
   const concurrency = o.concurrency ?? 3;
   // Names this upload to the leader: its chunks are kept from GC until it commits.
@@ -85,7 +95,7 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
     const exclude = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces);
+        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, { pool: streams });
         stored.set(chunk.id, r.stored);
         sentBytes += chunk.length;
         o.onProgress?.(chunk.length);

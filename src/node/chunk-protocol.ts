@@ -10,7 +10,9 @@ import type { Infer, Schema } from '../net/index.ts';
  * frame each way is a JSON header validated by a schema below, chunk bytes follow as raw frames.
  *
  * put     → `{op:'put', id, size, pipeline}`, `size` bytes in payload frames (1 byte..1 MiB
- *           each), then the sender closes its write side.
+ *           each), then the end of the payload: the sender closes its write side, or sends an
+ *           empty frame and keeps the stream for further puts (each a header, payload, empty
+ *           frame, after the previous answer). A node stores nothing before that end.
  *           ← `{ok:true, stored:[peer ids]}` once every node of the pipeline has the chunk durably.
  * get     → `{op:'get', id, offset?, length?}` ← `{ok:true, size}` then `size` bytes in payload frames.
  *           A get stream may carry further gets: once it has read an answer whole, the client

@@ -1,7 +1,7 @@
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
-import { OutboundPut } from '../client/chunk-client.ts';
+import { ChunkStreams, OutboundPut } from '../client/chunk-client.ts';
 import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { deadlineSignal, decodeJson, FrameReader, FrameWriter, trySendNow } from '../net/index.ts';
@@ -86,9 +86,10 @@ const HASHER_POOL_MAX = 16;
  * A put is streamed, not stored-then-forwarded: each payload frame is hashed, kept, and sent on
  * to the next pipeline node as it arrives, and the next frame is read only once that node's
  * stream took it, so backpressure runs from the last node back to the client. When the whole
- * payload has arrived and hashes to the id, the downstream write side is closed (the next node
- * stores only after that, so corrupt bytes are never stored anywhere: on a mismatch the
- * downstream stream is reset) and this node stores its copy while the later ones store theirs;
+ * payload has arrived and hashes to the id, the payload's end is sent downstream (an end frame:
+ * streams to the next nodes are kept for later puts, ChunkStreams; the next node stores only
+ * after that end, so corrupt bytes are never stored anywhere: on a mismatch the downstream
+ * stream is reset) and this node stores its copy while the later ones store theirs;
  * the answer waits for both. A downstream failure never costs this node its copy: it still
  * stores, then answers ERR_PIPELINE naming the target that failed.
  *
@@ -123,6 +124,8 @@ export class ChunkService {
   readonly #streams = new Set<Stream>();
   readonly #running = new Set<Promise<void>>();
   readonly #idleHashers: Blake3Hasher[] = [];
+  /** Streams to the next nodes of pipelines, kept open between forwarded puts. */
+  readonly #downstream = new ChunkStreams();
   /** Fires at stop: every wait of every transfer ends then. */
   readonly #stopping = new AbortController();
   #blake3: Blake3 | undefined;
@@ -162,6 +165,7 @@ export class ChunkService {
     }
     this.#state = 'stopped';
     this.#stopping.abort(new DfsError('ERR_ABORTED', 'the chunk service is stopping'));
+    this.#downstream.close();
     try {
       await this.#peer.unhandle(CHUNK_PROTOCOL);
     } catch {
@@ -202,7 +206,7 @@ export class ChunkService {
       onOversizedFrame: (err) => trySendNow(stream, encodeHeader(refusalOf(err))),
     });
     const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    const exchange: Exchange = { stream, reader, writer, remote, answered: false };
+    const exchange: Exchange = { stream, reader, writer, remote, answered: false, putEndedByFrame: false };
     try {
       const frame = await reader.read({ signal: this.#deadline() });
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
@@ -227,9 +231,9 @@ export class ChunkService {
             await this.#answer(exchange, { ok: true, deleted: await this.#delete(request.ids, remote) });
             break;
         }
-        if (request.op !== 'get') break;
+        if (request.op !== 'get' && !(request.op === 'put' && exchange.putEndedByFrame)) break;
         exchange.answered = false; // that exchange is complete: a refusal of the next can be sent
-        const next = await this.#nextGet(exchange);
+        const next = await this.#nextRequest(exchange, request.op);
         if (next === undefined) break;
         request = next;
       }
@@ -256,12 +260,12 @@ export class ChunkService {
   }
 
   /**
-   * The next request on a get stream: undefined when the client closed its side, reset the
-   * stream, or stayed quiet for the transfer timeout (then the stream is reset: a client that
-   * comes back sees it gone and opens another). None of these is a refusal. Anything but a get
-   * is refused.
+   * The next request on a get stream, or on a put stream whose last payload ended with an end
+   * frame: undefined when the client closed its side, reset the stream, or stayed quiet for the
+   * transfer timeout (then the stream is reset: a client that comes back sees it gone and opens
+   * another). None of these is a refusal. A request of another kind is refused.
    */
-  async #nextGet(exchange: Exchange): Promise<GetRequest | undefined> {
+  async #nextRequest(exchange: Exchange, op: 'get' | 'put'): Promise<GetRequest | PutRequest | undefined> {
     let frame: Uint8ArrayList | undefined;
     try {
       frame = await exchange.reader.read({ signal: this.#deadline() });
@@ -271,7 +275,7 @@ export class ChunkService {
     }
     if (frame === undefined) return undefined;
     const request = chunkRequestSchema.parse(decodeJson(frame));
-    if (request.op !== 'get') throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: only gets may follow a get on one stream, got ${request.op}`);
+    if (request.op !== op) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: only ${op}s may follow a ${op} on one stream, got ${request.op}`);
     return request;
   }
 
@@ -317,7 +321,7 @@ export class ChunkService {
       // Connecting to the next node overlaps with the first payload frames arriving.
       if (next !== undefined) {
         const signal = this.#deadline(this.#dialTimeoutMs);
-        opening = OutboundPut.open(this.#peer, next, { id, size, pipeline: pipeline.slice(1) }, { signal, timeoutMs: this.#dialTimeoutMs }).catch(
+        opening = OutboundPut.open(this.#peer, next, { id, size, pipeline: pipeline.slice(1) }, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch(
           (err: unknown) => asDfsError(err),
         );
       }
@@ -326,8 +330,8 @@ export class ChunkService {
       // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
       for (;;) {
         const frame: Uint8ArrayList | undefined = await exchange.reader.read({ signal: this.#deadline() });
-        if (frame === undefined) break;
-        if (frame.byteLength === 0) throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: empty payload frame`);
+        exchange.putEndedByFrame = frame?.byteLength === 0;
+        if (frame === undefined || frame.byteLength === 0) break; // the end: closed, or an end frame
         if (received + frame.byteLength > size) {
           throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: more than the ${size} bytes announced (${received + frame.byteLength} so far)`);
         }
@@ -362,7 +366,7 @@ export class ChunkService {
         if (opened instanceof DfsError) downstreamError = opened;
         else downstream = opened;
       }
-      // Verified: let the later nodes store (closing their stream ends the payload) while we do.
+      // Verified: let the later nodes store (the payload's end reaches them) while we do.
       const acked = downstream
         ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
         .then((answer) => answer, (err: unknown) => asDfsError(err));
@@ -478,6 +482,8 @@ interface Exchange {
   readonly remote: RemotePeer;
   /** The answer header was (being) written: an error now can only reset the stream. */
   answered: boolean;
+  /** The last put's payload ended with an end frame (not by closing): another put may follow. */
+  putEndedByFrame: boolean;
 }
 
 /** ERR_PIPELINE for a failure of `next` or of a node after it (whose address the answer carries). */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
-import { ChunkGetSession, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
+import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
 import { DfsError } from '../../src/errors/index.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer, Stream } from '../../src/net/index.ts';
@@ -100,7 +100,7 @@ async function startHolder(): Promise<{
   addr: string;
   header: Promise<unknown>;
   readPayload(bytes: number): Promise<Uint8Array>;
-  /** Resolves true when the sender closed its write side after the payload. */
+  /** Resolves true when the payload ended: an end frame (the sender keeps the stream for more puts) or the sender closing its side. */
   readEnd(): Promise<boolean>;
   answer(header: object): void;
 }> {
@@ -134,7 +134,8 @@ async function startHolder(): Promise<{
     },
     async readEnd() {
       const reader = await readerReady.promise;
-      return (await reader.read({ signal: AbortSignal.timeout(10_000) })) === undefined;
+      const frame = await reader.read({ signal: AbortSignal.timeout(10_000) });
+      return frame === undefined || frame.byteLength === 0;
     },
     answer: (h) => answerNow.resolve(h),
   };
@@ -349,6 +350,60 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
   });
 });
 
+describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
+  it('puts many chunks through a 3-node pipeline over one stream per hop', async () => {
+    const nodes = [await startNode(), await startNode(), await startNode()];
+    const client = await startPeer();
+    const pool = new ChunkStreams();
+    const chunks = [300 * KiB, 1, 2 * MiB, 0, 64 * KiB].map(makeChunk);
+    for (const c of chunks) {
+      const { stored } = await putChunk(client, nodes.map((n) => n.addr), c.id, c.data, { pool });
+      expect(stored).toEqual(nodes.map((n) => n.peer.peerId));
+    }
+    for (const node of nodes) {
+      for (const c of chunks) expect(sameBytes(await node.store.get(c.id), c.data)).toBe(true);
+      expect(node.service.stats.puts).toBe(chunks.length);
+      expect(node.service.stats.streamsServed).toBe(1);
+    }
+    // A put without a pool still ends its payload by closing its stream.
+    const more = makeChunk(1000);
+    await putChunk(client, [nodes[0]!.addr], more.id, more.data);
+    expect(await nodes[0]!.store.has(more.id)).toBe(true);
+    pool.close();
+  });
+
+  it('after the node reset a quiet put stream, the next put opens a fresh one', async () => {
+    const node = await startNode({ transferTimeoutMs: 300 });
+    const client = await startPeer();
+    const pool = new ChunkStreams();
+    const [a, b] = [makeChunk(5000), makeChunk(7000)];
+    await putChunk(client, [node.addr], a.id, a.data, { pool });
+    await node.service.idle(); // quiet for the transfer timeout: the node reset the stream
+    await putChunk(client, [node.addr], b.id, b.data, { pool });
+    expect(await node.store.has(b.id)).toBe(true);
+    expect(node.service.stats.streamsServed).toBe(2);
+    pool.close();
+  });
+
+  it('refuses a get after a put on the same stream', async () => {
+    const node = await startNode();
+    const client = await startPeer();
+    const c = makeChunk(10);
+    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+    await writer.write(utf8({ op: 'put', id: c.id, size: 10, pipeline: [] }));
+    await writer.write(c.data);
+    await writer.write(new Uint8Array(0));
+    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toEqual({ ok: true, stored: [node.peer.peerId] });
+    await writer.write(utf8({ op: 'get', id: c.id }));
+    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
+    expect(await reader.read()).toBeUndefined();
+    await writer.close();
+    reader.release();
+  });
+});
+
 describe('chunk protocol: has and delete', () => {
   it('answers has for a batch, in order, and the client splits batches over 4096 ids', async () => {
     const node = await startNode();
@@ -407,14 +462,15 @@ describe('chunk protocol: limits and malformed input', () => {
     expect(await node.store.has(id)).toBe(false);
   });
 
-  it('refuses too many, too few or empty payload frames with ERR_PROTOCOL and stores nothing', async () => {
+  it('refuses too many or too few payload bytes with ERR_PROTOCOL and stores nothing', async () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(10);
     const header = utf8({ op: 'put', id, size: 10, pipeline: [] });
     expect(await rawExchange(client, node.addr, [header, data, Uint8Array.of(1, 2, 3, 4, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/more than the 10 bytes/) });
     expect(await rawExchange(client, node.addr, [header, data.subarray(0, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/5 of the 10 bytes/) });
-    expect(await rawExchange(client, node.addr, [header, new Uint8Array(0)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/empty payload frame/) });
+    // An empty frame ends a payload: here after none of the 10 bytes.
+    expect(await rawExchange(client, node.addr, [header, new Uint8Array(0)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/0 of the 10 bytes/) });
     expect(await node.store.has(id)).toBe(false);
     expect(node.service.stats.refusals.ERR_PROTOCOL).toBe(3);
     await putChunk(client, [node.addr], id, data);
