@@ -291,6 +291,15 @@ describe('chunk protocol: put and get', () => {
   });
 });
 
+/** A chunk stream driven frame by frame: `answer()` reads and decodes the next header frame. */
+async function rawChunkStream(client: DfsPeer, addr: string): Promise<{ writer: FrameWriter; reader: FrameReader; answer(): Promise<unknown> }> {
+  const stream = await client.dialProtocol(addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
+  const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+  const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
+  const answer = async (): Promise<unknown> => JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()));
+  return { writer, reader, answer };
+}
+
 describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
   it('carries many gets over one stream per get in flight, and ends the streams at close', async () => {
     const node = await startNode();
@@ -331,22 +340,29 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     session.close();
   });
 
-  it('refuses anything but a get after a get on the same stream', async () => {
+  it('refuses a request of another kind after a get or a put on the same stream, and ends the stream', async () => {
     const node = await startNode();
     const client = await startPeer();
     const c = makeChunk(1000);
+    // get, then has: refused.
+    const first = await rawChunkStream(client, node.addr);
     await node.store.put(c.id, c.data);
-    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
-    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    await writer.write(utf8({ op: 'get', id: c.id }));
-    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toEqual({ ok: true, size: 1000 });
-    expect((await reader.read())!.byteLength).toBe(1000);
-    await writer.write(utf8({ op: 'has', ids: [c.id] }));
-    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
-    expect(await reader.read()).toBeUndefined(); // and the node ended the stream
-    await writer.close();
-    reader.release();
+    await first.writer.write(utf8({ op: 'get', id: c.id }));
+    expect(await first.answer()).toEqual({ ok: true, size: 1000 });
+    expect((await first.reader.read())!.byteLength).toBe(1000);
+    await first.writer.write(utf8({ op: 'has', ids: [c.id] }));
+    // put (ended by an empty frame), then get: refused.
+    const d = makeChunk(10);
+    const second = await rawChunkStream(client, node.addr);
+    for (const frame of [utf8({ op: 'put', id: d.id, size: 10, pipeline: [] }), d.data, new Uint8Array(0)]) await second.writer.write(frame);
+    expect(await second.answer()).toEqual({ ok: true, stored: [node.peer.peerId] });
+    await second.writer.write(utf8({ op: 'get', id: d.id }));
+    for (const { writer, reader, answer } of [first, second]) {
+      expect(await answer()).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
+      expect(await reader.read()).toBeUndefined(); // and the node ended the stream
+      await writer.close();
+      reader.release();
+    }
   });
 });
 
@@ -383,24 +399,6 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     expect(await node.store.has(b.id)).toBe(true);
     expect(node.service.stats.streamsServed).toBe(2);
     pool.close();
-  });
-
-  it('refuses a get after a put on the same stream', async () => {
-    const node = await startNode();
-    const client = await startPeer();
-    const c = makeChunk(10);
-    const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
-    const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    await writer.write(utf8({ op: 'put', id: c.id, size: 10, pipeline: [] }));
-    await writer.write(c.data);
-    await writer.write(new Uint8Array(0));
-    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toEqual({ ok: true, stored: [node.peer.peerId] });
-    await writer.write(utf8({ op: 'get', id: c.id }));
-    expect(JSON.parse(new TextDecoder().decode((await reader.read())!.subarray()))).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
-    expect(await reader.read()).toBeUndefined();
-    await writer.close();
-    reader.release();
   });
 });
 
