@@ -41,5 +41,10 @@ if (SERVER_COMMANDS.has(command)) {
 } else if (command !== 'cluster') {
   setFlagsFromString(CLIENT_RUNTIME_V8_FLAGS);
 }
+// A reader that stopped early (`dfs ls | head`) closes the pipe: the output ends there, the
+// process does not crash. (A get to stdout still reports it: its bytes did not all arrive.)
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 const { main } = await import('./main.ts');
 await main(process.argv.slice(2));

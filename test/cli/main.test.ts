@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -8,6 +9,7 @@ import { EXIT, main, VERSION } from '../../src/cli/index.ts';
 import type { CliIO } from '../../src/cli/index.ts';
 import { chunkBuffer, loadBlake3 } from '../../src/chunker/index.ts';
 import { SeededBytes } from '../support/prng.ts';
+import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
@@ -91,6 +93,18 @@ describe('dfs CLI', () => {
     const badSize = captureIO();
     expect(await main(['chunk', '-', '--avg', 'lots'], badSize)).toBe(EXIT.usage);
     expect(badSize.err()).toMatch(/--avg takes a size/);
+  });
+
+  it('the bin ends quietly when its reader closes the pipe early (dfs ... | head)', async () => {
+    const file = join(await tempDir(), 'data.bin');
+    await writeFile(file, new SeededBytes(testSeed('epipe')).bytes(8 * 1024 * 1024));
+    const child = spawn(process.execPath, [new URL('../../bin/dfs.js', import.meta.url).pathname, 'chunk', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the reader is gone before the first line is written
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(stderr).not.toMatch(/Unhandled|EPIPE/);
+    expect(code).toBe(0);
   });
 
   it('the bin runs on the pinned Node and exits non-zero with one line on error', async () => {
