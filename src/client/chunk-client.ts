@@ -38,6 +38,10 @@ export interface GetChunkOptions extends ChunkCallOptions {
   readonly length?: number;
   /** To verify a whole-chunk get against its id; loaded on first use when absent. */
   readonly blake3?: Blake3;
+}
+
+/** A session get: a whole chunk, optionally copied into a buffer of the caller's. */
+export interface SessionGetOptions extends Omit<GetChunkOptions, 'offset' | 'length'> {
   /**
    * Where to put the bytes: called once with the chunk's size, returns a buffer of at least that
    * many bytes, into which the received frames are copied as they arrive (so the transport's
@@ -135,6 +139,8 @@ export class OutboundPut {
   readonly #answer: Promise<Uint8ArrayList | undefined>;
   /** Fires when the answer arrived or reading it failed: writes stop waiting then. */
   readonly #answered = new AbortController();
+  /** Sending the header (started at open): writes and finish wait for it, and fail with it. */
+  #headerSent: Promise<void> = Promise.resolve();
   #done = false;
 
   private constructor(target: string, conn: ChunkStream, pool: ChunkStreams | undefined, borrowed: boolean) {
@@ -147,37 +153,28 @@ export class OutboundPut {
     this.#answer.then(answered, answered);
   }
 
-  /** Opens (or, with `pool`, borrows) a stream and sends the header. Fails like DfsPeer.dialProtocol. */
+  /**
+   * Opens (or, with `pool`, borrows) a stream and starts sending the header. Fails like
+   * DfsPeer.dialProtocol; a failure to send the header comes from the first `write` or `finish`.
+   */
   static async open(
     peer: DfsPeer,
     target: string,
     header: PutHeader,
     options: { signal: AbortSignal; timeoutMs?: number; pool?: ChunkStreams; borrow?: boolean },
   ): Promise<OutboundPut> {
-    const request = encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline });
     const borrowed = options.borrow === false ? undefined : options.pool?.take(target);
-    if (borrowed) {
-      const put = new OutboundPut(target, borrowed, options.pool, true);
-      try {
-        await put.#send(request, options.signal);
-        return put;
-      } catch (err) {
-        if (options.signal.aborted) throw err;
-        // The node reset the idle stream meanwhile; nothing of this put was sent: a fresh stream.
-      }
-    }
-    const stream = await peer.dialProtocol(target, CHUNK_PROTOCOL, {
-      signal: options.signal,
-      negotiateFully: false,
-      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-    });
-    const put = new OutboundPut(target, openChunkStream(stream), options.pool, false);
-    await put.#send(request, options.signal);
+    // A borrowed stream the node reset meanwhile fails this put: putChunk retries it on a fresh one.
+    const conn = borrowed ?? (await dialChunkStream(peer, target, options.signal, options.timeoutMs));
+    const put = new OutboundPut(target, conn, options.pool, borrowed !== undefined);
+    put.#headerSent = put.#send(encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline }), options.signal);
+    put.#headerSent.catch(() => {}); // observed by the first write or finish
     return put;
   }
 
   /** Sends one payload frame (1 byte to 1 MiB). Rejects with the target's refusal if it answered. */
-  write(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
+  async write(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
+    await this.#headerSent;
     return this.#send(payload, signal);
   }
 
@@ -191,6 +188,7 @@ export class OutboundPut {
 
   /** Ends the payload and waits (bounded by `signal`) for the answer: the ack, or its refusal thrown. */
   async finish(signal: AbortSignal): Promise<PutAnswer> {
+    await this.#headerSent;
     try {
       try {
         const until = { signal: AbortSignal.any([signal, this.#answered.signal]) };
@@ -261,15 +259,6 @@ const END_OF_PAYLOAD = new Uint8Array(0);
  * network error (ERR_PEER_UNREACHABLE, ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL).
  */
 export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array> {
-  const pieces = await getChunkPieces(peer, addr, id, options);
-  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
-}
-
-/**
- * Like getChunk, but the bytes come back as the pieces they arrived in (views of the received
- * buffers, in order), so a caller that hashes or writes them piece by piece never copies them.
- */
-export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array[]> {
   assertChunkId(id);
   const { offset, length } = options;
   for (const [name, value] of [['offset', offset], ['length', length]] as const) {
@@ -282,9 +271,9 @@ export async function getChunkPieces(peer: DfsPeer, addr: string, id: ChunkId, o
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
   const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }) };
   return withStream(peer, addr, request, signal, async (header, reader) => {
-    const pieces = await receiveChunk(header, reader, { addr, id, length, blake3, into: options.into, signal });
+    const pieces = await receiveChunk(header, reader, { addr, id, length, blake3, into: undefined, signal });
     if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the announced chunk`);
-    return pieces;
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   });
 }
 
@@ -341,7 +330,9 @@ export interface ChunkStream {
   readonly writer: FrameWriter;
 }
 
-export function openChunkStream(stream: Stream): ChunkStream {
+/** A new chunk stream to `addr` (the protocol id travels with the first frame). */
+async function dialChunkStream(peer: DfsPeer, addr: string, signal: AbortSignal, timeoutMs?: number): Promise<ChunkStream> {
+  const stream = await peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
   return {
     stream,
     reader: new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES }),
@@ -430,8 +421,11 @@ export class ChunkGetSession {
     this.#peer = peer;
   }
 
-  /** Like getChunkPieces for a whole chunk (verified against `id`). */
-  async get(addr: string, id: ChunkId, options: Omit<GetChunkOptions, 'offset' | 'length'> = {}): Promise<Uint8Array[]> {
+  /**
+   * Like getChunk for a whole chunk (verified against `id`), but the bytes come back as pieces:
+   * one view of the `into` buffer, or the received buffers as they arrived.
+   */
+  async get(addr: string, id: ChunkId, options: SessionGetOptions = {}): Promise<Uint8Array[]> {
     assertChunkId(id);
     if (this.#streams.closed) throw new DfsError('ERR_ABORTED', 'the get session is closed');
     const blake3 = options.blake3 ?? (await loadBlake3());
@@ -439,7 +433,7 @@ export class ChunkGetSession {
     const request = encodeHeader({ op: 'get', id });
     for (let attempt = 0; ; attempt++) {
       const reused = attempt === 0 ? this.#streams.take(addr) : undefined;
-      const s = reused ?? openChunkStream(await this.#peer.dialProtocol(addr, CHUNK_PROTOCOL, { signal, negotiateFully: false }));
+      const s = reused ?? (await dialChunkStream(this.#peer, addr, signal));
       let answered = false;
       try {
         await s.writer.write(request, { signal });
