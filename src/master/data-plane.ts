@@ -114,7 +114,7 @@ export class DataPlane {
 
   /** Live nodes outside `exclude` with room for a chunk of `size` bytes (as their last heartbeat said). */
   nodesWithRoom(size: number, exclude: ReadonlySet<string>): number {
-    return this.liveNodes().filter((n) => !exclude.has(n.id) && (this.#nodes.get(n.id)?.load.freeBytes ?? 0) > size).length;
+    return this.liveNodes().filter((n) => !exclude.has(n.id) && this.#freeBytes(n.id) > size).length;
   }
 
   /**
@@ -138,9 +138,9 @@ export class DataPlane {
       const liveHolders = this.#liveHolders(id, live);
       if (!this.#deleting.has(id) && liveHolders.length >= rf) return { id, existing: true, holders: liveHolders.length };
       const candidates = live
-        .filter((n) => (this.#nodes.get(n.id)?.load.freeBytes ?? 0) > size)
+        .filter((n) => this.#freeBytes(n.id) > size)
         // Most free space first; a random jitter spreads equal nodes.
-        .map((n) => ({ n, score: (this.#nodes.get(n.id)?.load.freeBytes ?? 0) * (0.9 + 0.2 * this.#o.rng()) }))
+        .map((n) => ({ n, score: this.#freeBytes(n.id) * (0.9 + 0.2 * this.#o.rng()) }))
         .sort((a, b) => b.score - a.score)
         .slice(0, rf)
         .map(({ n }) => addrOf(n));
@@ -214,6 +214,11 @@ export class DataPlane {
   deleted(id: string, fromNodes: readonly string[]): void {
     for (const n of fromNodes) this.#removeHolder(id, n);
     this.#deleting.delete(id);
+  }
+
+  /** Free bytes a node reported in its last heartbeat (0 if it never did). */
+  #freeBytes(nodeId: string): number {
+    return this.#nodes.get(nodeId)?.load.freeBytes ?? 0;
   }
 
   #liveHolders(id: string, live: readonly NodeRecord[]): NodeRecord[] {

@@ -161,14 +161,14 @@ export class MetaService {
     const shortAt = placed.findIndex((p) => 'targets' in p && p.targets.length < rf);
     if (shortAt >= 0) {
       // Say which shortage it is: nodes down (or failed by this client), or nodes full.
-      const live = plane.liveNodes().length;
-      const usable = plane.liveNodes().filter((n) => !exclude.has(n.id)).length;
+      const live = plane.liveNodes();
+      const usable = live.filter((n) => !exclude.has(n.id)).length;
       const size = chunks[shortAt]!.size;
       const withRoom = plane.nodesWithRoom(size, exclude);
       if (usable >= rf) {
         throw new DfsError('ERR_NO_SPACE', `only ${withRoom} of ${usable} storage node(s) have room for a ${size}-byte chunk, ${rf} replicas are needed: free space or add nodes`);
       }
-      const failed = live - usable;
+      const failed = live.length - usable;
       throw new DfsError(
         'ERR_UNDER_REPLICATED',
         `${usable} storage node(s) can take data${failed > 0 ? ` (${failed} more failed for this upload)` : ''}, ${rf} replicas are needed: start more nodes or wait for them to rejoin`,

@@ -211,8 +211,9 @@ export class ChunkService {
       const frame = await reader.read({ signal: this.#deadline() });
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
       let request = chunkRequestSchema.parse(decodeJson(frame));
-      // A get stream may carry more gets, one after another (bounded: each is a whole exchange,
-      // and the loop ends when the client closes, goes quiet, or sends anything else).
+      // A get stream may carry more gets, and a put stream whose payload ended with an end frame
+      // more puts, one after another (bounded: each is a whole exchange, and the loop ends when
+      // the client closes, goes quiet, or sends another kind of request).
       for (;;) {
         switch (request.op) {
           case 'put':
