@@ -1,9 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -27,25 +27,58 @@ async function randomFile(path: string, bytes: number): Promise<void> {
   await once(out, 'close');
 }
 
+interface RawFigures {
+  mbPerS: number;
+  /** CPU seconds both ends spent per GiB moved: what one hop of the transport costs. */
+  cpuSPerGiB: number;
+}
+
 /**
  * One raw libp2p stream between two processes: the transport's limit on this machine. Both ends
  * run with `v8Flags`, so the yardstick can be measured with V8's defaults and with the settings
- * dfs's servers run with (src/cli/v8-flags.ts), which move bytes faster.
+ * dfs's servers run with (src/cli/v8-flags.ts), which move bytes faster. Each end reports the
+ * CPU time it spent on the transfer.
  */
-async function rawStreamMBps(bytes: number, v8Flags: readonly string[]): Promise<number> {
+async function rawStream(bytes: number, v8Flags: readonly string[]): Promise<RawFigures> {
   const sink = spawn(process.execPath, [...v8Flags, SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const [line] = (await once(createInterface({ input: sink.stdout! }), 'line')) as [string];
-    const { addr } = JSON.parse(line) as { addr: string };
+    const lines = createInterface({ input: sink.stdout! })[Symbol.asyncIterator]();
+    const { addr } = JSON.parse((await lines.next()).value as string) as { addr: string };
     const { stdout } = await run(process.execPath, [...v8Flags, SOURCE, addr, String(bytes)]);
-    return (JSON.parse(stdout) as { mbPerS: number }).mbPerS;
+    const source = JSON.parse(stdout) as { mbPerS: number; cpuMs: number };
+    const received = JSON.parse((await lines.next()).value as string) as { cpuMs: number };
+    return { mbPerS: source.mbPerS, cpuSPerGiB: (source.cpuMs + received.cpuMs) / 1000 / (bytes / GiB) };
   } finally {
     sink.kill('SIGTERM');
   }
 }
 
+const GiB = 1024 ** 3;
+/** LocalCluster's replication factor (the cluster default). */
+const REPLICATION_FACTOR = 3;
+
+/** CPU seconds (user + system) the processes have used so far; 0 for one that is gone. */
+function cpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // /proc/<pid>/stat: utime and stime are fields 14 and 15; comm (field 2) may hold spaces.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / CLOCK_TICKS_PER_S;
+}
+
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat times (100 on every mainstream build). */
+const CLOCK_TICKS_PER_S = 100;
+
 interface CliFigures {
   ms: number;
+  /** The client's own CPU time. */
+  cpuMs: number;
   peakRssBytes: number;
 }
 
@@ -54,9 +87,17 @@ function rssMB(figures: CliFigures): string {
   return `${(figures.peakRssBytes / 1e6).toFixed(0)} MB (${(figures.peakRssBytes / 2 ** 20).toFixed(0)} MiB)`;
 }
 
-async function dfsJson(cluster: string, ...args: string[]): Promise<CliFigures> {
-  const { stdout } = await run(process.execPath, [BIN, ...args, '--json', '--cluster', cluster], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout) as CliFigures;
+/** Runs a dfs command as a user would; `clusterCpuS` is what the cluster's processes spent meanwhile. */
+async function dfsJson(cluster: LocalCluster, ...args: string[]): Promise<CliFigures & { clusterCpuS: number }> {
+  const pids = Object.values(cluster.pids());
+  const before = cpuSeconds(pids);
+  const { stdout } = await run(process.execPath, [BIN, ...args, '--json', '--cluster', cluster.dir], { maxBuffer: 1 << 20 });
+  return { ...(JSON.parse(stdout) as CliFigures), clusterCpuS: cpuSeconds(pids) - before };
+}
+
+/** CPU seconds per GiB, client and cluster together. */
+function cpuPerGiB(figures: CliFigures & { clusterCpuS: number }, bytes: number): string {
+  return ((figures.cpuMs / 1000 + figures.clusterCpuS) / (bytes / GiB)).toFixed(1);
 }
 
 /**
@@ -74,31 +115,39 @@ export async function runDataBench(): Promise<void> {
   try {
     const file = join(dir, 'file.bin');
     await randomFile(file, bytes);
-    const rawDefault = await rawStreamMBps(bytes, []);
-    const raw = await rawStreamMBps(bytes, SERVER_V8_FLAGS);
+    const rawDefault = await rawStream(bytes, []);
+    const raw = await rawStream(bytes, SERVER_V8_FLAGS);
     await cluster.start();
-    const put = await dfsJson(cluster.dir, 'put', file, '/bench/file.bin');
-    const get = await dfsJson(cluster.dir, 'get', '/bench/file.bin', join(dir, 'back.bin'));
-    const vsRaw = (mbPerS: number) => `${(mbPerS / raw).toFixed(2)}x raw (${(mbPerS / rawDefault).toFixed(2)}x defaults)`;
+    const put = await dfsJson(cluster, 'put', file, '/bench/file.bin');
+    const get = await dfsJson(cluster, 'get', '/bench/file.bin', join(dir, 'back.bin'));
+    const mbPerS = (figures: CliFigures, n: number) => n / 1e6 / (figures.ms / 1000);
+    const vsRaw = (rate: number) => `${(rate / raw.mbPerS).toFixed(2)}x raw (${(rate / rawDefault.mbPerS).toFixed(2)}x defaults)`;
+    // What a put could reach if the transport were its only cost: every byte crosses RF
+    // encrypted hops, each costing what the raw stream's two ends spent, on this many cores.
+    const cores = availableParallelism();
+    const putCeiling = (cores / (REPLICATION_FACTOR * raw.cpuSPerGiB)) * (GiB / 1e6);
     const rows = [
-      ['raw libp2p stream, 2 processes, V8 defaults', rawDefault.toFixed(0), '', '', 'transport limit with node\'s defaults'],
-      ['raw libp2p stream, 2 processes, dfs V8 flags', raw.toFixed(0), `${(raw / rawDefault).toFixed(2)}x defaults`, '', 'the yardstick: same settings as dfs servers'],
-      ['dfs put (RF 3, pipeline)', (bytes / 1e6 / (put.ms / 1000)).toFixed(0), vsRaw(bytes / 1e6 / (put.ms / 1000)), '>= 0.4x', `client peak RSS ${rssMB(put)}`],
-      ['dfs get (verified)', (bytes / 1e6 / (get.ms / 1000)).toFixed(0), vsRaw(bytes / 1e6 / (get.ms / 1000)), '>= 0.8x', `client peak RSS ${rssMB(get)}`],
+      ['raw libp2p stream, 2 processes, V8 defaults', rawDefault.mbPerS.toFixed(0), '', '', rawDefault.cpuSPerGiB.toFixed(1), 'transport limit with node\'s defaults'],
+      ['raw libp2p stream, 2 processes, dfs V8 flags', raw.mbPerS.toFixed(0), `${(raw.mbPerS / rawDefault.mbPerS).toFixed(2)}x defaults`, '', raw.cpuSPerGiB.toFixed(1), 'the yardstick: same settings as dfs servers'],
+      [`ceiling: RF ${REPLICATION_FACTOR} put, transport alone`, putCeiling.toFixed(0), vsRaw(putCeiling), '', (REPLICATION_FACTOR * raw.cpuSPerGiB).toFixed(1), `${cores} cores / (${REPLICATION_FACTOR} hops x the raw stream's CPU); disks, hashes, chunking come on top`],
+      [`dfs put (RF ${REPLICATION_FACTOR}, pipeline)`, mbPerS(put, bytes).toFixed(0), vsRaw(mbPerS(put, bytes)), '>= 0.4x', cpuPerGiB(put, bytes), `client peak RSS ${rssMB(put)}`],
+      ['dfs get (verified)', mbPerS(get, bytes).toFixed(0), vsRaw(mbPerS(get, bytes)), '>= 0.8x', cpuPerGiB(get, bytes), `client peak RSS ${rssMB(get)}`],
     ];
     const rssMib = Number(process.env.DFS_BENCH_RSS_MIB ?? 0);
     if (rssMib > 0) {
       const big = join(dir, 'big.bin');
+      const bigBytes = rssMib * 1024 * 1024;
       await rm(join(dir, 'back.bin'), { force: true });
-      await randomFile(big, rssMib * 1024 * 1024);
-      const bigPut = await dfsJson(cluster.dir, 'put', big, '/bench/big.bin');
-      rows.push([`dfs put of ${rssMib} MiB`, (rssMib * 1.048576 / (bigPut.ms / 1000)).toFixed(0), '', 'RSS <= 150 MB', `client peak RSS ${rssMB(bigPut)}`]);
+      await randomFile(big, bigBytes);
+      const bigPut = await dfsJson(cluster, 'put', big, '/bench/big.bin');
+      rows.push([`dfs put of ${rssMib} MiB`, mbPerS(bigPut, bigBytes).toFixed(0), '', 'RSS <= 150 MB', cpuPerGiB(bigPut, bigBytes), `client peak RSS ${rssMB(bigPut)}`]);
       await rm(big);
-      const bigGet = await dfsJson(cluster.dir, 'get', '/bench/big.bin', join(dir, 'big-back.bin'));
-      rows.push([`dfs get of ${rssMib} MiB`, (rssMib * 1.048576 / (bigGet.ms / 1000)).toFixed(0), '', 'RSS <= 150 MB', `client peak RSS ${rssMB(bigGet)}`]);
+      const bigGet = await dfsJson(cluster, 'get', '/bench/big.bin', join(dir, 'big-back.bin'));
+      rows.push([`dfs get of ${rssMib} MiB`, mbPerS(bigGet, bigBytes).toFixed(0), '', 'RSS <= 150 MB', cpuPerGiB(bigGet, bigBytes), `client peak RSS ${rssMB(bigGet)}`]);
     }
     console.log(`\n## data path: ${mib} MiB random file, 3 masters + 5 nodes + client as separate processes on this machine\n`);
-    process.stdout.write(formatTable(['benchmark', 'MB/s', 'vs (same run)', 'target', 'note'], rows, new Set([1])));
+    process.stdout.write(formatTable(['benchmark', 'MB/s', 'vs (same run)', 'target', 'CPU s/GiB', 'note'], rows, new Set([1, 4])));
+    console.log(`\nCPU s/GiB: user + system seconds per GiB of file, summed over the processes involved (raw: both ends; dfs: the client, every master and every node). ${cores} cores here.`);
   } finally {
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });

@@ -200,8 +200,7 @@ export class LocalCluster {
     await Promise.all(this.nodeNames.map((n) => this.startNode(n)));
     await this.waitForLiveNodes(this.nodeNames.length);
     if (this.#o.detached) {
-      const pids = Object.fromEntries([...this.#procs].map(([name, p]) => [name, p.pid!]));
-      this.#spec = { ...this.spec, pids };
+      this.#spec = { ...this.spec, pids: this.pids() };
       await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
     }
   }
@@ -283,6 +282,11 @@ export class LocalCluster {
 
   isRunning(name: string): boolean {
     return this.#procs.has(name);
+  }
+
+  /** The pid of each process running now, by name (masters and storage nodes). */
+  pids(): Record<string, number> {
+    return Object.fromEntries([...this.#procs].map(([name, p]) => [name, p.pid!]));
   }
 
   /** Stops every master: SIGTERM, then SIGKILL for any still running after `graceMs`. */

@@ -38,7 +38,7 @@ export async function putCommand(local: string, remote: string, options: Cluster
   progress.finish();
   const ms = performance.now() - started;
   if (options.json) {
-    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms), peakRssBytes: peakRssBytes() }) + '\n');
+    io.stdout.write(JSON.stringify({ path, ...r, ms: Math.round(ms), cpuMs: cpuMs(), peakRssBytes: peakRssBytes() }) + '\n');
     return;
   }
   io.stdout.write(`stored ${path}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}; sent ${formatBytes(r.sentBytes)}, ${formatBytes(r.dedupedBytes)} already stored\n`);
@@ -86,7 +86,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
       await once(out, 'close');
       await rename(partial, target);
       const ms = performance.now() - started;
-      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), peakRssBytes: peakRssBytes() }) + '\n');
+      if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), cpuMs: cpuMs(), peakRssBytes: peakRssBytes() }) + '\n');
       else io.stdout.write(`got ${remote} → ${target}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}, verified\n`);
     }
   } catch (err) {
@@ -96,6 +96,12 @@ export async function getCommand(remote: string, local: string, options: Cluster
     }
     throw err;
   }
+}
+
+/** CPU time this process used so far (user + system, every thread), in ms: what a transfer cost the client. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return Math.round((user + system) / 1000);
 }
 
 /**
