@@ -21,6 +21,7 @@ import {
   refusalOf,
 } from './chunk-protocol.ts';
 import type { GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
+import type { PutHeader } from '../client/chunk-client.ts';
 
 export interface ChunkServiceOptions {
   readonly peer: DfsPeer;
@@ -43,6 +44,8 @@ export interface ChunkServiceOptions {
   readonly maxInboundStreams?: number;
   /** Bound on connecting to the next node of a pipeline. Default 5 s (or the transfer timeout if lower). */
   readonly dialTimeoutMs?: number;
+  /** Streams to the next nodes of pipelines, kept between forwarded puts. Default: a new pool. */
+  readonly downstream?: ChunkStreams;
 }
 
 export interface ChunkServiceStats {
@@ -91,7 +94,9 @@ const HASHER_POOL_MAX = 16;
  * after that end, so corrupt bytes are never stored anywhere: on a mismatch the downstream
  * stream is reset) and this node stores its copy while the later ones store theirs;
  * the answer waits for both. A downstream failure never costs this node its copy: it still
- * stores, then answers ERR_PIPELINE naming the target that failed.
+ * stores, then answers ERR_PIPELINE naming the target that failed. A kept stream that the next
+ * node had reset (it does so to quiet streams) is not that node failing: the payload received so
+ * far is sent again on a new stream, once, so a healthy node is never blamed for it.
  *
  * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
  * transfers under way are capped by `maxInflightBytes` (refused with ERR_OVERLOADED before any
@@ -125,7 +130,7 @@ export class ChunkService {
   readonly #running = new Set<Promise<void>>();
   readonly #idleHashers: Blake3Hasher[] = [];
   /** Streams to the next nodes of pipelines, kept open between forwarded puts. */
-  readonly #downstream = new ChunkStreams();
+  readonly #downstream: ChunkStreams;
   /** Fires at stop: every wait of every transfer ends then. */
   readonly #stopping = new AbortController();
   #blake3: Blake3 | undefined;
@@ -146,6 +151,7 @@ export class ChunkService {
     this.#transferTimeoutMs = positive('transferTimeoutMs', options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS);
     this.#maxInboundStreams = positive('maxInboundStreams', options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS);
     this.#dialTimeoutMs = positive('dialTimeoutMs', options.dialTimeoutMs ?? Math.min(DEFAULT_DIAL_TIMEOUT_MS, this.#transferTimeoutMs));
+    this.#downstream = options.downstream ?? new ChunkStreams();
   }
 
   async start(): Promise<void> {
@@ -320,12 +326,8 @@ export class ChunkService {
       // skips its own hash); the last node leaves verification to store.put.
       if (next !== undefined) hasher = await this.#takeHasher();
       // Connecting to the next node overlaps with the first payload frames arriving.
-      if (next !== undefined) {
-        const signal = this.#deadline(this.#dialTimeoutMs);
-        opening = OutboundPut.open(this.#peer, next, { id, size, pipeline: pipeline.slice(1) }, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch(
-          (err: unknown) => asDfsError(err),
-        );
-      }
+      const header = { id, size, pipeline: pipeline.slice(1) };
+      if (next !== undefined) opening = this.#openDownstream(next, header, true);
       const pieces: Uint8Array[] = [];
       let received = 0;
       // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
@@ -353,9 +355,18 @@ export class ChunkService {
             await downstream.write(frame, this.#deadline());
             this.stats.bytesForwarded += frame.byteLength;
           } catch (err) {
-            // Stop forwarding but keep receiving: this node's copy is still wanted.
-            downstreamError = asDfsError(err);
+            const failed = downstream;
             downstream = undefined;
+            // A kept stream the next node reset meanwhile: that node is not at fault, and the
+            // bytes so far are all here, so they go again on a fresh stream (once).
+            if (isResetWhileKept(failed, err) && next !== undefined) {
+              const fresh = await this.#forwardAfresh(next, header, pieces);
+              if (fresh instanceof DfsError) downstreamError = fresh;
+              else downstream = fresh;
+            } else {
+              // Stop forwarding but keep receiving: this node's copy is still wanted.
+              downstreamError = asDfsError(err);
+            }
           }
         }
       }
@@ -368,9 +379,7 @@ export class ChunkService {
         else downstream = opened;
       }
       // Verified: let the later nodes store (the payload's end reaches them) while we do.
-      const acked = downstream
-        ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
-        .then((answer) => answer, (err: unknown) => asDfsError(err));
+      const acked = downstream ? this.#finishDownstream(downstream, next!, header, pieces, pipeline.length) : undefined;
       try {
         // A forwarding node hashed the bytes as they came and checked them above.
         await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined });
@@ -389,10 +398,51 @@ export class ChunkService {
       release();
       if (hasher) this.#returnHasher(hasher);
       // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
+      const failedUpstream = new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`);
       void opening?.then((opened) => {
-        if (!(opened instanceof DfsError)) opened.abort(new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`));
+        if (!(opened instanceof DfsError)) opened.abort(failedUpstream);
       });
+      downstream?.abort(failedUpstream);
     }
+  }
+
+  /** Starts a put to the next node of a pipeline: on a kept stream when `borrow`, else a new one. */
+  #openDownstream(next: string, header: PutHeader, borrow: boolean): Promise<OutboundPut | DfsError> {
+    const signal = this.#deadline(this.#dialTimeoutMs);
+    return OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream, borrow }).catch((err: unknown) =>
+      asDfsError(err),
+    );
+  }
+
+  /** The payload received so far, sent again to `next` on a new stream (after a kept one failed). */
+  async #forwardAfresh(next: string, header: PutHeader, pieces: readonly Uint8Array[]): Promise<OutboundPut | DfsError> {
+    const fresh = await this.#openDownstream(next, header, false);
+    if (fresh instanceof DfsError) return fresh;
+    try {
+      // Parts of received frames: each 1 byte to 1 MiB, so each a valid payload frame.
+      for (const piece of pieces) if (piece.byteLength > 0) await fresh.write(piece, this.#deadline());
+      return fresh;
+    } catch (err) {
+      fresh.abort(err);
+      return asDfsError(err);
+    }
+  }
+
+  /**
+   * Ends the payload downstream and waits for the later nodes' answer (or the error). A kept
+   * stream that turns out reset here (its reset may come only now) gets the whole payload again
+   * on a new stream, as in #put.
+   */
+  async #finishDownstream(downstream: OutboundPut, next: string, header: PutHeader, pieces: readonly Uint8Array[], hops: number): Promise<PutAnswer | DfsError> {
+    const deadline = () => this.#deadline(this.#transferTimeoutMs * hops);
+    try {
+      return await downstream.finish(deadline());
+    } catch (err) {
+      if (!isResetWhileKept(downstream, err)) return asDfsError(err);
+    }
+    const fresh = await this.#forwardAfresh(next, header, pieces);
+    if (fresh instanceof DfsError) return fresh;
+    return fresh.finish(deadline()).catch((err: unknown) => asDfsError(err));
   }
 
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {
@@ -493,6 +543,11 @@ function pipelineError(next: string, err: DfsError): ChunkTargetError {
     return new ChunkTargetError('ERR_PIPELINE', err.message, err.failedTarget, { failedCode: err.failedCode });
   }
   return new ChunkTargetError('ERR_PIPELINE', `pipeline target ${next} failed: ${err.code}: ${err.message}`, next, { failedCode: err.code });
+}
+
+/** Whether a forwarded put failed only because the kept stream it borrowed had been reset. */
+function isResetWhileKept(put: OutboundPut, err: unknown): boolean {
+  return put.borrowed && err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED';
 }
 
 function asDfsError(err: unknown): DfsError {

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
 import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
+import type { ChunkStream } from '../../src/client/chunk-client.ts';
 import { DfsError } from '../../src/errors/index.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer, Stream } from '../../src/net/index.ts';
@@ -64,6 +66,29 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
+
+/**
+ * Keeps one stream and hands it back even after the node reset it: the race in which a reset
+ * arrives just after the stream was borrowed, made certain.
+ */
+class LateStreams extends ChunkStreams {
+  kept: ChunkStream | undefined;
+  override give(_addr: string, conn: ChunkStream): void {
+    this.kept = conn;
+  }
+  override take(): ChunkStream | undefined {
+    const conn = this.kept;
+    this.kept = undefined;
+    return conn;
+  }
+}
+
+/** Waits until the node resets the quiet stream `pool` kept, and this side has seen it. */
+async function keptStreamReset(pool: LateStreams, node: TestNode): Promise<void> {
+  const kept = pool.kept!.stream;
+  await node.service.idle(); // quiet for the node's transfer timeout: it reset the stream
+  if (kept.status === 'open') await once(kept, 'close');
+}
 
 const utf8 = (value: unknown): Uint8Array => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
 
@@ -399,6 +424,31 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     expect(await node.store.has(b.id)).toBe(true);
     expect(node.service.stats.streamsServed).toBe(2);
     pool.close();
+  });
+  it('forwards again on a fresh stream when the kept stream to the next node was reset meanwhile', async () => {
+    const pool = new LateStreams();
+    const last = await startNode({ transferTimeoutMs: 300 });
+    const first = await startNode({ downstream: pool });
+    const client = await startPeer();
+    const [a, b] = [makeChunk(5000), makeChunk(3 * MiB)];
+    await putChunk(client, [first.addr, last.addr], a.id, a.data);
+    await keptStreamReset(pool, last);
+    const { stored } = await putChunk(client, [first.addr, last.addr], b.id, b.data);
+    expect(stored).toEqual([first.peer.peerId, last.peer.peerId]);
+    expect(sameBytes(await last.store.get(b.id), b.data)).toBe(true);
+    expect(last.service.stats.streamsServed).toBe(2);
+  });
+
+  it('a client put on a kept stream the node reset meanwhile goes again on a fresh stream', async () => {
+    const node = await startNode({ transferTimeoutMs: 300 });
+    const client = await startPeer();
+    const pool = new LateStreams();
+    const [a, b] = [makeChunk(5000), makeChunk(2 * MiB)];
+    await putChunk(client, [node.addr], a.id, a.data, { pool });
+    await keptStreamReset(pool, node);
+    await putChunk(client, [node.addr], b.id, b.data, { pool });
+    expect(sameBytes(await node.store.get(b.id), b.data)).toBe(true);
+    expect(node.service.stats.streamsServed).toBe(2);
   });
 });
 
