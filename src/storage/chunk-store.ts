@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { assertChunkId, type Blake3, type ChunkId, CHUNKER_LIMITS, isChunkId } from '../chunker/index.ts';
 import { DfsError, fromSystemError } from '../errors/index.ts';
+import { ChunkFileWriter } from './chunk-file-writer.ts';
 import { StoreLayout } from './layout.ts';
 import { CHUNK_KEY_PREFIX, type ChunkRecord, chunkKey, decodeRecord, encodeRecord, STATE_KEY } from './index-record.ts';
 
@@ -18,6 +19,8 @@ export interface ChunkStoreOptions {
    */
   readonly reserveBytes?: number;
   readonly clock?: () => number;
+  /** Write chunk files with O_DIRECT where the filesystem allows it (ChunkFileWriter). Default true. */
+  readonly directIo?: boolean;
 }
 
 export interface PutResult {
@@ -53,7 +56,8 @@ type Db = ClassicLevel<string, Uint8Array>;
 /**
  * A node's durable chunk store: payload files plus a LevelDB index.
  *
- * Durability: a chunk is acknowledged only after its bytes were written to a temp file, fsynced,
+ * Durability: a chunk is acknowledged only after its bytes were written to a temp file (directly,
+ * bypassing the page cache, where the filesystem allows: ChunkFileWriter), fsynced,
  * renamed to their final name and the directory fsynced (Kubo's flatfs), so no half-written
  * chunk ever has a final name. The index is a cache of the files: it is written without sync,
  * and after any unclean stop `open` reconciles it with the files (the clean-shutdown mark tells
@@ -68,6 +72,7 @@ export class ChunkStore {
   readonly #maxChunkBytes: number;
   readonly #reserveBytes: number;
   readonly #clock: () => number;
+  readonly #writer: ChunkFileWriter;
   /** The last mutation (put or delete) queued per chunk id: they run one at a time per id. */
   readonly #idLocks = new Map<ChunkId, Promise<unknown>>();
   readonly #knownShards = new Set<string>();
@@ -95,8 +100,14 @@ export class ChunkStore {
     this.#maxChunkBytes = init.options.maxChunkBytes ?? CHUNKER_LIMITS.maxSizeCeiling;
     this.#reserveBytes = init.options.reserveBytes ?? 16 * 1024 * 1024;
     this.#clock = init.options.clock ?? Date.now;
+    this.#writer = new ChunkFileWriter({ directIo: init.options.directIo ?? true });
     this.#chunks = init.chunks;
     this.#bytes = init.bytes;
+  }
+
+  /** Whether chunk files are written with direct I/O (see ChunkFileWriter). */
+  get directWrites(): boolean {
+    return this.#writer.direct;
   }
 
   /** Calls `listener` after every chunk that becomes stored or stops being stored (reports). */
@@ -175,7 +186,7 @@ export class ChunkStore {
     const finalPath = this.layout.chunkPath(id);
     try {
       // The shard directory is made (and its parent fsynced) while the payload is written.
-      const [shardDir] = await allSettledOrThrow([this.#ensureShard(id), writeDurably(tmpPath, pieces)]);
+      const [shardDir] = await allSettledOrThrow([this.#ensureShard(id), this.#writer.write(tmpPath, pieces, size)]);
       await rename(tmpPath, finalPath);
       await fsyncDir(shardDir);
     } catch (err) {
@@ -373,16 +384,6 @@ async function allSettledOrThrow<T extends readonly unknown[]>(promises: { [K in
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
-}
-
-async function writeDurably(path: string, pieces: readonly Uint8Array[]): Promise<void> {
-  const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
-  try {
-    if (pieces.length > 0) await fh.writev(pieces as Uint8Array[]);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {
