@@ -63,7 +63,8 @@ function cpuSeconds(pids: readonly number[]): number {
   for (const pid of pids) {
     try {
       // /proc/<pid>/stat: utime and stime are fields 14 and 15; comm (field 2) may hold spaces.
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
     } catch {
       // exited
@@ -147,7 +148,7 @@ export async function runDataBench(): Promise<void> {
     }
     console.log(`\n## data path: ${mib} MiB random file, 3 masters + 5 nodes + client as separate processes on this machine\n`);
     process.stdout.write(formatTable(['benchmark', 'MB/s', 'vs (same run)', 'target', 'CPU s/GiB', 'note'], rows, new Set([1, 4])));
-    console.log(`\nCPU s/GiB: user + system seconds per GiB of file, summed over the processes involved (raw: both ends; dfs: the client, every master and every node). ${cores} cores here.`);
+    console.log(`\nCPU s/GiB: user + system seconds per GiB of file, summed over the processes involved (raw: both ends, during the transfer; dfs: the whole client command, start-up included, and every master and node meanwhile). ${cores} cores here.`);
   } finally {
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });

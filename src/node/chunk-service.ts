@@ -320,6 +320,8 @@ export class ChunkService {
     let opening: Promise<OutboundPut | DfsError> | undefined;
     let downstream: OutboundPut | undefined;
     let downstreamError: DfsError | undefined;
+    // Fires when this put fails here: a downstream finish still under way must not send again.
+    const giveUp = new AbortController();
     try {
       // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
       // moment the payload ends and later nodes can store while this one does (store.put then
@@ -360,7 +362,8 @@ export class ChunkService {
             // A kept stream the next node reset meanwhile: that node is not at fault, and the
             // bytes so far are all here, so they go again on a fresh stream (once).
             if (isResetWhileKept(failed, err) && next !== undefined) {
-              const fresh = await this.#forwardAfresh(next, header, pieces);
+              // Bounded well inside the wait of the node upstream, which is not being read meanwhile.
+              const fresh = await this.#forwardAfresh(next, header, pieces, this.#deadline(this.#transferTimeoutMs / 2));
               if (fresh instanceof DfsError) downstreamError = fresh;
               else downstream = fresh;
             } else {
@@ -379,11 +382,12 @@ export class ChunkService {
         else downstream = opened;
       }
       // Verified: let the later nodes store (the payload's end reaches them) while we do.
-      const acked = downstream ? this.#finishDownstream(downstream, next!, header, pieces, pipeline.length) : undefined;
+      const acked = downstream ? this.#finishDownstream(downstream, next!, header, pieces, pipeline.length, giveUp.signal) : undefined;
       try {
         // A forwarding node hashed the bytes as they came and checked them above.
         await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined });
       } catch (err) {
+        giveUp.abort(err);
         downstream?.abort(err);
         throw err;
       }
@@ -399,6 +403,7 @@ export class ChunkService {
       if (hasher) this.#returnHasher(hasher);
       // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
       const failedUpstream = new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`);
+      giveUp.abort(failedUpstream); // no-op after a settled finish; otherwise stops any resend
       void opening?.then((opened) => {
         if (!(opened instanceof DfsError)) opened.abort(failedUpstream);
       });
@@ -407,20 +412,28 @@ export class ChunkService {
   }
 
   /** Starts a put to the next node of a pipeline: on a kept stream when `borrow`, else a new one. */
-  #openDownstream(next: string, header: PutHeader, borrow: boolean): Promise<OutboundPut | DfsError> {
-    const signal = this.#deadline(this.#dialTimeoutMs);
+  #openDownstream(next: string, header: PutHeader, borrow: boolean, within?: AbortSignal): Promise<OutboundPut | DfsError> {
+    const dial = this.#deadline(this.#dialTimeoutMs);
+    const signal = within ? AbortSignal.any([dial, within]) : dial;
     return OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream, borrow }).catch((err: unknown) =>
       asDfsError(err),
     );
   }
 
-  /** The payload received so far, sent again to `next` on a new stream (after a kept one failed). */
-  async #forwardAfresh(next: string, header: PutHeader, pieces: readonly Uint8Array[]): Promise<OutboundPut | DfsError> {
-    const fresh = await this.#openDownstream(next, header, false);
+  /**
+   * The payload received so far, sent again to `next` on a new stream (after a kept one turned
+   * out reset), all of it within `within`: the node upstream is waiting meanwhile.
+   */
+  async #forwardAfresh(next: string, header: PutHeader, pieces: readonly Uint8Array[], within: AbortSignal): Promise<OutboundPut | DfsError> {
+    const fresh = await this.#openDownstream(next, header, false, within);
     if (fresh instanceof DfsError) return fresh;
     try {
       // Parts of received frames: each 1 byte to 1 MiB, so each a valid payload frame.
-      for (const piece of pieces) if (piece.byteLength > 0) await fresh.write(piece, this.#deadline());
+      for (const piece of pieces) {
+        if (piece.byteLength === 0) continue;
+        await fresh.write(piece, AbortSignal.any([within, this.#deadline()]));
+        this.stats.bytesForwarded += piece.byteLength;
+      }
       return fresh;
     } catch (err) {
       fresh.abort(err);
@@ -429,20 +442,30 @@ export class ChunkService {
   }
 
   /**
-   * Ends the payload downstream and waits for the later nodes' answer (or the error). A kept
-   * stream that turns out reset here (its reset may come only now) gets the whole payload again
-   * on a new stream, as in #put.
+   * Ends the payload downstream and waits for the later nodes' answer (or the error), all within
+   * one deadline. A kept stream that turns out reset only now gets the whole payload again on a
+   * new stream, as in #put, unless `cancel` fired: this node gave up on the put (its own store
+   * failed), and then nothing is sent again and the new stream, if any, is reset, so no later
+   * node stores a chunk this put will not acknowledge.
    */
-  async #finishDownstream(downstream: OutboundPut, next: string, header: PutHeader, pieces: readonly Uint8Array[], hops: number): Promise<PutAnswer | DfsError> {
-    const deadline = () => this.#deadline(this.#transferTimeoutMs * hops);
+  async #finishDownstream(
+    downstream: OutboundPut,
+    next: string,
+    header: PutHeader,
+    pieces: readonly Uint8Array[],
+    hops: number,
+    cancel: AbortSignal,
+  ): Promise<PutAnswer | DfsError> {
+    const signal = AbortSignal.any([this.#deadline(this.#transferTimeoutMs * hops), cancel]);
     try {
-      return await downstream.finish(deadline());
+      return await downstream.finish(signal);
     } catch (err) {
-      if (!isResetWhileKept(downstream, err)) return asDfsError(err);
+      if (cancel.aborted || !isResetWhileKept(downstream, err)) return asDfsError(err);
     }
-    const fresh = await this.#forwardAfresh(next, header, pieces);
+    const fresh = await this.#forwardAfresh(next, header, pieces, signal);
     if (fresh instanceof DfsError) return fresh;
-    return fresh.finish(deadline()).catch((err: unknown) => asDfsError(err));
+    // finish() resets its stream when `signal` (and so `cancel`) fires while it waits.
+    return fresh.finish(signal).catch((err: unknown) => asDfsError(err));
   }
 
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {

@@ -78,7 +78,7 @@ export class ChunkFileWriter {
         this.#idle.push(slot);
       }
     }
-    await this.#writeBuffered(path, pieces);
+    await this.#writeBuffered(path, pieces, size);
   }
 
   /** False when the filesystem refused direct I/O (then `path` does not exist and never will be tried so again). */
@@ -95,6 +95,10 @@ export class ChunkFileWriter {
       fh = await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_DIRECT, 0o644);
     } catch (err) {
       if (!isEinval(err)) throw err;
+      // Linux may create the file before it checks for O_DIRECT support: leave the path free.
+      await unlink(path).catch((unlinkError: NodeJS.ErrnoException) => {
+        if (unlinkError.code !== 'ENOENT') throw unlinkError;
+      });
       this.#direct = false;
       return false;
     }
@@ -123,10 +127,21 @@ export class ChunkFileWriter {
     return !refused;
   }
 
-  async #writeBuffered(path: string, pieces: readonly Uint8Array[]): Promise<void> {
+  async #writeBuffered(path: string, pieces: readonly Uint8Array[], size: number): Promise<void> {
     const fh = await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
     try {
-      if (pieces.length > 0) await fh.writev(pieces as Uint8Array[]);
+      let done = pieces.length > 0 ? (await fh.writev(pieces as Uint8Array[], 0)).bytesWritten : 0;
+      // A writev that stopped short (libuv reports the bytes written, not the error that stopped
+      // it: a full disk, a file-size limit) goes on piece by piece, which surfaces that error.
+      for (let at = 0, i = 0; done < size && i < pieces.length; at += pieces[i]!.byteLength, i++) {
+        const piece = pieces[i]!;
+        for (let from = Math.max(0, done - at); from < piece.byteLength; ) {
+          const { bytesWritten } = await fh.write(piece, from, piece.byteLength - from, at + from);
+          if (bytesWritten <= 0) throw new DfsError('ERR_IO', `write of ${path} stopped after ${at + from} of ${size} bytes`);
+          from += bytesWritten;
+          done = at + from;
+        }
+      }
       await fh.sync();
     } finally {
       await fh.close();

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
 import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
 import type { ChunkStream } from '../../src/client/chunk-client.ts';
-import { DfsError } from '../../src/errors/index.ts';
+import { DfsError, isDfsError } from '../../src/errors/index.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer, Stream } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/node/chunk-protocol.ts';
@@ -437,6 +437,45 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     expect(stored).toEqual([first.peer.peerId, last.peer.peerId]);
     expect(sameBytes(await last.store.get(b.id), b.data)).toBe(true);
     expect(last.service.stats.streamsServed).toBe(2);
+  });
+
+  it('sends again when the reset of the kept stream shows only at the end of the payload', async () => {
+    // A zero-byte chunk has no payload frames: the reset surfaces when the end is sent.
+    const pool = new LateStreams();
+    const last = await startNode({ transferTimeoutMs: 300 });
+    const first = await startNode({ downstream: pool });
+    const client = await startPeer();
+    const [a, empty] = [makeChunk(5000), makeChunk(0)];
+    await putChunk(client, [first.addr, last.addr], a.id, a.data);
+    await keptStreamReset(pool, last);
+    const { stored } = await putChunk(client, [first.addr, last.addr], empty.id, empty.data);
+    expect(stored).toEqual([first.peer.peerId, last.peer.peerId]);
+    expect(await last.store.has(empty.id)).toBe(true);
+  });
+
+  it('when its own store fails, a forwarding node does not let the next node store the chunk', async () => {
+    const pool = new LateStreams();
+    const last = await startNode();
+    const first = await startNode({ downstream: pool });
+    const client = await startPeer();
+    const [a, b] = [makeChunk(5000), makeChunk(300 * KiB)];
+    await putChunk(client, [first.addr, last.addr], a.id, a.data); // the stream to the last node is kept
+    // The first node's disk fails for chunk b (a real store, one fault injected).
+    const put = first.store.put.bind(first.store);
+    first.store.put = async (id, data, options) => {
+      if (id === b.id) throw new DfsError('ERR_IO', 'injected: the disk failed');
+      return put(id, data, options);
+    };
+    const err = await rejection(putChunk(client, [first.addr, last.addr], b.id, b.data));
+    expect(isDfsError(err, 'ERR_IO')).toBe(true);
+    // Then a put straight to the last node, over a connection still to be made: it arrives after
+    // any stream the first node opened to the last one before it answered.
+    const c = makeChunk(1000);
+    await putChunk(client, [last.addr], c.id, c.data);
+    await last.service.idle();
+    expect(last.service.stats.streamsServed).toBe(2); // a's, then c's: no second try of b
+    expect(await last.store.has(b.id)).toBe(false);
+    expect(await first.store.has(b.id)).toBe(false);
   });
 
   it('a client put on a kept stream the node reset meanwhile goes again on a fresh stream', async () => {

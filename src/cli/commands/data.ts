@@ -98,7 +98,7 @@ export async function getCommand(remote: string, local: string, options: Cluster
   }
 }
 
-/** CPU time this process used so far (user + system, every thread), in ms: what a transfer cost the client. */
+/** CPU time this process used so far (user + system, every thread, start-up included), in ms: what the command cost the client. */
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();
   return Math.round((user + system) / 1000);
