@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadBlake3 } from '../src/chunker/index.ts';
 import { ChunkStore } from '../src/storage/index.ts';
+import { ChunkFileWriter } from '../src/storage/chunk-file-writer.ts';
 import { benchBytes, type BenchRow, mbPerS, pool, printRows, timed } from './harness.ts';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -23,7 +24,8 @@ function dropCaches(): boolean {
 
 /**
  * ChunkStore put/get with 1 MiB chunks beside the plain thing on the same disk in the same run:
- * write+fsync of one file per chunk, and readFile of those files.
+ * write+fsync of one file per chunk (through the page cache, and with O_DIRECT as the store
+ * writes: ChunkFileWriter alone), and readFile of those files.
  */
 export async function runStoreBench(): Promise<void> {
   const bytes = benchBytes();
@@ -38,7 +40,8 @@ export async function runStoreBench(): Promise<void> {
     for (const concurrency of [1, 8]) {
       // Plain and store alternate for three rounds and each keeps its best: the disk of a shared
       // machine drifts by tens of percent from second to second.
-      const best = { plainPut: Infinity, storePut: Infinity, plainGet: Infinity, storeGet: Infinity };
+      const best = { plainPut: Infinity, directPut: Infinity, storePut: Infinity, plainGet: Infinity, storeGet: Infinity };
+      const writer = new ChunkFileWriter({ slots: concurrency });
       for (let round = 0; round < 3; round++) {
         const plainDir = join(root, `plain-${concurrency}-${round}`);
         await mkdir(plainDir);
@@ -48,6 +51,10 @@ export async function runStoreBench(): Promise<void> {
           await fh.sync();
           await fh.close();
         })));
+        const directDir = join(root, `direct-${concurrency}-${round}`);
+        await mkdir(directDir);
+        best.directPut = Math.min(best.directPut, await timed(() => pool(n, concurrency, (i) => writer.write(join(directDir, String(i)), [chunks[i]!], CHUNK_BYTES))));
+        await rm(directDir, { recursive: true });
         const store = await ChunkStore.open({ dir: join(root, `store-${concurrency}-${round}`), blake3 });
         best.storePut = Math.min(best.storePut, await timed(() => pool(n, concurrency, (i) => store.put(ids[i]!, chunks[i]!))));
         cold = dropCaches();
@@ -59,10 +66,12 @@ export async function runStoreBench(): Promise<void> {
         await rm(plainDir, { recursive: true });
       }
       const plainW = `plain write+fsync, ${concurrency} in flight`;
+      const directW = `plain ${writer.direct ? 'O_DIRECT ' : ''}write+fsync, ${concurrency} in flight`;
       const plainR = `plain read, ${concurrency} in flight`;
       rows.push(
         { name: plainW, mbPerS: mbPerS(bytes, best.plainPut), note: 'yardstick: a file per chunk' },
-        { name: `ChunkStore.put, ${concurrency} in flight`, mbPerS: mbPerS(bytes, best.storePut), vs: plainW, target: '>= 0.8x', note: 'verify + temp/fsync/rename/dirsync + index' },
+        { name: directW, mbPerS: mbPerS(bytes, best.directPut), vs: plainW, note: 'yardstick: how the store writes a file (ChunkFileWriter)' },
+        { name: `ChunkStore.put, ${concurrency} in flight`, mbPerS: mbPerS(bytes, best.storePut), vs: directW, target: '>= 0.8x', note: 'verify + temp/fsync/rename/dirsync + index' },
         { name: plainR, mbPerS: mbPerS(bytes, best.plainGet), note: 'yardstick' },
         { name: `ChunkStore.get, ${concurrency} in flight`, mbPerS: mbPerS(bytes, best.storeGet), vs: plainR, note: 'read + BLAKE3 verify' },
       );

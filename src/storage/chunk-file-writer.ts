@@ -16,7 +16,7 @@ export interface ChunkFileWriterOptions {
   readonly directIo?: boolean;
   /** Largest chunk written directly (larger ones go through the page cache). Default 8 MiB. */
   readonly slotBytes?: number;
-  /** Direct writes at once (more wait for nobody: they go through the page cache). Default 4. */
+  /** Direct writes at once (more wait for nobody: they go through the page cache). Default 8. */
   readonly slots?: number;
   /** Opens files; the filesystem's (tests pass one that refuses O_DIRECT). */
   readonly open?: (path: string, flags: number, mode: number) => Promise<FileHandle>;
@@ -49,7 +49,7 @@ export class ChunkFileWriter {
   constructor(options: ChunkFileWriterOptions = {}) {
     this.#open = options.open ?? openFile;
     this.#slotBytes = roundUp(options.slotBytes ?? 8 * MiB, WASM_PAGE_BYTES);
-    const slots = options.slots ?? 4;
+    const slots = options.slots ?? 8;
     if (!Number.isSafeInteger(slots) || slots < 1) throw new DfsError('ERR_INVALID_ARGUMENT', `slots must be a positive integer, got ${slots}`);
     this.#direct = (options.directIo ?? true) && fsc.O_DIRECT !== undefined;
     if (this.#direct) {
