@@ -81,7 +81,7 @@ export class ChunkFileWriter {
     await this.#writeBuffered(path, pieces, size);
   }
 
-  /** False when the filesystem refused direct I/O (then `path` does not exist and never will be tried so again). */
+  /** False when the filesystem refused direct I/O: then `path` does not exist, and later writes go through the page cache. */
   async #writeDirect(path: string, pieces: readonly Uint8Array[], size: number, slot: Uint8Array): Promise<boolean> {
     let at = 0;
     for (const piece of pieces) {
