@@ -30,8 +30,8 @@ export interface ChunkFileWriterOptions {
  * page cache only adds work: a copy into freshly allocated cache pages, then their writeback.
  * Measured here (a VM whose freed memory goes back to its host, so every new cache page also
  * faults on the host): a storage node receiving puts spent 1.6-3.8 s of system CPU per GiB with
- * buffered writes and 0.9-1.1 s with direct ones, and a 512 MiB RF 3 put on the local cluster
- * took 7.7-8.2 s instead of 9.8-11.2 s.
+ * buffered writes and 0.9-1.1 s with direct ones, and 512 MiB RF 3 puts on the local cluster
+ * took 7.1-8.5 s (14 puts) instead of 8.9-11.2 s (9 puts).
  *
  * The bytes are copied into a page-aligned staging slot (WebAssembly memory starts on a page
  * boundary, and slots sit at multiples of 4 KiB), padded with zeros to a multiple of 4 KiB,
