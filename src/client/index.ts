@@ -6,4 +6,5 @@ export type { PutOptions, PutResult } from './put.ts';
 export { getFile } from './get.ts';
 export type { GetOptions, ByteSink } from './get.ts';
 export { PooledFileReads } from './file-source.ts';
+export { FileSink } from './file-sink.ts';
 export type { ReleasingSource } from './file-source.ts';

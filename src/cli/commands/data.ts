@@ -1,9 +1,9 @@
-import { createWriteStream, readFileSync } from 'node:fs';
-import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { getFile, PooledFileReads, putFile } from '../../client/index.ts';
+import { FileSink, getFile, PooledFileReads, putFile } from '../../client/index.ts';
+import type { ByteSink } from '../../client/index.ts';
 import { loadBlake3 } from '../../chunker/index.ts';
 import { DfsError, fromSystemError } from '../../errors/index.ts';
 import { type ClusterOption, withClusterClient } from '../client-context.ts';
@@ -50,27 +50,12 @@ export async function getCommand(remote: string, local: string, options: Cluster
   let target = local;
   if (!toStdout && (await stat(local).then((s) => s.isDirectory(), () => false))) target = join(local, basename(remote));
   const partial = `${target}.dfs-partial-${process.pid}`;
-  const out: Writable = toStdout ? process.stdout : createWriteStream(partial, { flags: 'wx' });
-  // A failed write (a full disk, a closed pipe) reaches its callback below, as the first error
-  // the stream met; without a listener the stream's 'error' event would also end the process.
-  let outError: Error | undefined;
-  out.on('error', (err) => void (outError ??= err));
-  if (!toStdout) {
-    await once(out, 'open').catch((err: unknown) => {
-      throw fromSystemError(err, `cannot create ${target}`);
-    });
-  }
-  const sink = {
-    // Resolves once the bytes are written (getFile reuses their buffer right after). Corked, a
-    // chunk's pieces leave as one writev instead of a write each.
-    write: (pieces: readonly Uint8Array[]) =>
-      new Promise<void>((resolve, reject) => {
-        if (pieces.length === 0) return resolve();
-        out.cork();
-        pieces.forEach((piece, i) => out.write(piece, i < pieces.length - 1 ? undefined : (err) => (err ? reject(fromSystemError(outError ?? err, `cannot write ${toStdout ? 'stdout' : partial}`)) : resolve())));
-        out.uncork();
-      }),
-  };
+  const file = toStdout
+    ? undefined
+    : await FileSink.create(partial).catch((err: unknown) => {
+        throw fromSystemError(err, `cannot create ${target}`);
+      });
+  const sink = file ? fileSink(file) : stdoutSink();
   const started = performance.now();
   const collect = youngGarbageCollector();
   let progress: ProgressBar | undefined;
@@ -81,21 +66,51 @@ export async function getCommand(remote: string, local: string, options: Cluster
       return getFile(remote, sink, { peer, meta, blake3: await loadBlake3(), onProgress: (n) => { progress?.advance(n); collect(n); } });
     });
     progress?.finish();
-    if (!toStdout) {
-      out.end();
-      await once(out, 'close');
+    if (file) {
+      await file.finish().catch((err: unknown) => {
+        throw fromSystemError(err, `cannot write ${partial}`);
+      });
       await rename(partial, target);
       const ms = performance.now() - started;
       if (options.json) io.stdout.write(JSON.stringify({ path: remote, local: target, size: r.size, chunks: r.chunks, ms: Math.round(ms), cpuMs: cpuMs(), peakRssBytes: peakRssBytes() }) + '\n');
       else io.stdout.write(`got ${remote} → ${target}: ${formatBytes(r.size)} in ${r.chunks} chunks at ${rate(r.size, ms)}, verified\n`);
     }
   } catch (err) {
-    if (!toStdout) {
-      out.destroy();
+    if (file) {
+      await file.abort();
       await unlink(partial).catch(() => {});
     }
     throw err;
   }
+}
+
+/** getFile's sink for a local file: resolves once the bytes are staged or written. */
+function fileSink(file: FileSink): ByteSink {
+  return {
+    write: (pieces) =>
+      file.write(pieces).catch((err: unknown) => {
+        throw fromSystemError(err, `cannot write ${file.path}`);
+      }),
+  };
+}
+
+/** getFile's sink for stdout: resolves once the bytes are written (getFile reuses their buffer right after). */
+function stdoutSink(): ByteSink {
+  const out: Writable = process.stdout;
+  // A failed write (a closed pipe) reaches its callback below, as the first error the stream
+  // met; without a listener the stream's 'error' event would also end the process.
+  let outError: Error | undefined;
+  out.on('error', (err) => void (outError ??= err));
+  return {
+    // Corked, a chunk's pieces leave as one writev instead of a write each.
+    write: (pieces) =>
+      new Promise<void>((resolve, reject) => {
+        if (pieces.length === 0) return resolve();
+        out.cork();
+        pieces.forEach((piece, i) => out.write(piece, i < pieces.length - 1 ? undefined : (err) => (err ? reject(fromSystemError(outError ?? err, 'cannot write stdout')) : resolve())));
+        out.uncork();
+      }),
+  };
 }
 
 /** CPU time this process used so far (user + system, every thread, start-up included), in ms: what the command cost the client. */
