@@ -1,4 +1,4 @@
-import { closeSync, constants as fsc, openSync } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,51 +7,20 @@ import { FileSink } from '../../src/client/file-sink.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
+import { acceptsDirectIo, einval, unevenPieces, withMethod } from '../support/direct-io.ts';
 
 const tempDir = useTempDirs();
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const STAGE = MiB; // FileSink's stage size
 
-/** Whether `dir`'s filesystem lets a file be opened with O_DIRECT. */
-function acceptsDirectIo(dir: string): boolean {
-  try {
-    closeSync(openSync(join(dir, 'probe'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_DIRECT, 0o644));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `size` seeded bytes and the same bytes cut into uneven pieces (1 byte to 300 KiB). */
-function cut(rng: SeededBytes, size: number): { bytes: Uint8Array; parts: Uint8Array[] } {
-  const bytes = rng.bytes(size);
-  const parts: Uint8Array[] = [];
-  for (let at = 0; at < size; ) {
-    const n = Math.min(size - at, 1 + (rng.nextU32() % (300 * KiB)));
-    parts.push(bytes.subarray(at, at + n));
-    at += n;
-  }
-  return { bytes, parts };
-}
+const cut = (rng: SeededBytes, size: number) => unevenPieces(rng, size, 300 * KiB);
 
 /** Writes `parts` through `sink`, a few per call, as getFile hands a chunk's pieces over. */
 async function writeAll(sink: FileSink, parts: readonly Uint8Array[]): Promise<void> {
   for (let i = 0; i < parts.length; i += 3) await sink.write(parts.slice(i, i + 3));
 }
-
-/** `fh` with one method replaced (the rest still act on the real file). */
-function withMethod<K extends keyof FileHandle>(fh: FileHandle, name: K, replacement: FileHandle[K]): FileHandle {
-  return new Proxy(fh, {
-    get(target, key) {
-      if (key === name) return replacement;
-      const value: unknown = Reflect.get(target, key);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
-
-const einval = () => Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
 
 describe('FileSink', () => {
   it('writes every size byte-exact, without the alignment padding, directly where the filesystem allows', async () => {

@@ -1,4 +1,4 @@
-import { constants as fsc, openSync, closeSync } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,43 +7,14 @@ import { ChunkFileWriter } from '../../src/storage/chunk-file-writer.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
+import { acceptsDirectIo, einval, unevenPieces, withMethod } from '../support/direct-io.ts';
 
 const tempDir = useTempDirs();
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Whether `dir`'s filesystem lets a file be opened with O_DIRECT (what the writer relies on). */
-function acceptsDirectIo(dir: string): boolean {
-  try {
-    closeSync(openSync(join(dir, 'probe'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_DIRECT, 0o644));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** `fh` with one method replaced (the rest still act on the real file). */
-function withMethod<K extends keyof FileHandle>(fh: FileHandle, name: K, replacement: FileHandle[K]): FileHandle {
-  return new Proxy(fh, {
-    get(target, key) {
-      if (key === name) return replacement;
-      const value: unknown = Reflect.get(target, key);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
-
 /** Bytes cut into uneven pieces, as a node receives them. */
-function pieces(rng: SeededBytes, size: number): { bytes: Uint8Array; parts: Uint8Array[] } {
-  const bytes = rng.bytes(size);
-  const parts: Uint8Array[] = [];
-  for (let at = 0; at < size; ) {
-    const n = Math.min(size - at, 1 + (rng.nextU32() % (200 * KiB)));
-    parts.push(bytes.subarray(at, at + n));
-    at += n;
-  }
-  return { bytes, parts };
-}
+const pieces = (rng: SeededBytes, size: number) => unevenPieces(rng, size, 200 * KiB);
 
 describe('ChunkFileWriter', () => {
   it('writes every size byte-exact, without the alignment padding, directly where the filesystem allows', async () => {
@@ -92,7 +63,7 @@ describe('ChunkFileWriter', () => {
       open: async (path, flags, mode) => {
         if (flags & fsc.O_DIRECT) {
           refused.push(flags);
-          throw Object.assign(new Error('EINVAL: invalid argument, open'), { code: 'EINVAL' });
+          throw einval();
         }
         return open(path, flags, mode);
       },
@@ -113,7 +84,7 @@ describe('ChunkFileWriter', () => {
       open: async (path, flags, mode) => {
         if (flags & fsc.O_DIRECT) {
           await (await open(path, flags & ~fsc.O_DIRECT, mode)).close(); // created, then refused
-          throw Object.assign(new Error('EINVAL: invalid argument, open'), { code: 'EINVAL' });
+          throw einval();
         }
         return open(path, flags, mode);
       },
@@ -130,7 +101,7 @@ describe('ChunkFileWriter', () => {
         const fh = await open(path, flags & ~fsc.O_DIRECT, mode);
         if (!(flags & fsc.O_DIRECT)) return fh;
         return withMethod(fh, 'write', async () => {
-          throw Object.assign(new Error('EINVAL: invalid argument, write'), { code: 'EINVAL' });
+          throw einval();
         });
       },
     });
