@@ -85,21 +85,15 @@ export async function putChunk(
   const size = pieces.reduce((n, p) => n + p.byteLength, 0);
   if (size > CHUNK_MAX_BYTES) throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${CHUNK_MAX_BYTES}`);
   const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
-  const header = { id, size, pipeline: pipeline.slice(1) };
-  for (let attempt = 0; ; attempt++) {
-    let put: OutboundPut | undefined;
-    try {
-      put = await OutboundPut.open(peer, target, header, { signal, ...(options.pool ? { pool: options.pool, borrow: attempt === 0 } : {}) });
-      for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
-      const answer = await put.finish(signal);
-      return { stored: answer.stored };
-    } catch (err) {
-      put?.abort(err);
-      // A borrowed stream the node reset meanwhile (nothing stored: it never saw the end):
-      // once more on a fresh stream, rather than blame a healthy node.
-      if (put?.borrowed && !signal.aborted && err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED') continue;
-      throw blameTarget(err, target);
-    }
+  let put: OutboundPut | undefined;
+  try {
+    put = await OutboundPut.open(peer, target, { id, size, pipeline: pipeline.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
+    for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
+    const answer = await put.finish(signal);
+    return { stored: answer.stored };
+  } catch (err) {
+    put?.abort(err);
+    throw blameTarget(err, target);
   }
 }
 
@@ -127,69 +121,70 @@ export interface PutHeader {
  * On a stream of its own, `finish` ends the payload by closing the write side. With a
  * `ChunkStreams` pool, the put borrows an idle stream to its target (or opens one), ends the
  * payload with an end frame, and gives the stream back after a good answer, so a chunk does not
- * pay a stream's setup; a stream that failed is reset, never given back.
+ * pay a stream's setup; a stream that failed is reset, never given back. A borrowed stream may
+ * have been reset by the target while idle (it resets quiet streams), which is no failure of the
+ * target: when a write or the finish fails only because the stream was closed, before any
+ * answer, the put opens a new stream and sends the header and every frame written so far again
+ * (kept, not copied, until then), once. Not after `abort`: an aborted put never sends again.
  */
 export class OutboundPut {
   readonly target: string;
-  /** Whether the stream was borrowed from the pool (it may have been reset while idle). */
-  readonly borrowed: boolean;
-  readonly #conn: ChunkStream;
+  readonly #peer: DfsPeer;
+  readonly #header: Uint8Array;
   readonly #pool: ChunkStreams | undefined;
+  readonly #dialTimeoutMs: number | undefined;
+  #conn: ChunkStream;
+  /** Payload frames written on a borrowed stream, for a resend on a new one; undefined once none can happen. */
+  #written: Array<Uint8Array | Uint8ArrayList> | undefined;
   /** The answer header frame (read from the start: a refusal can come before we finish). */
-  readonly #answer: Promise<Uint8ArrayList | undefined>;
+  #answer!: Promise<Uint8ArrayList | undefined>;
   /** Fires when the answer arrived or reading it failed: writes stop waiting then. */
-  readonly #answered = new AbortController();
-  /** Sending the header (started at open): writes and finish wait for it, and fail with it. */
-  #headerSent: Promise<void> = Promise.resolve();
+  #answered!: AbortController;
+  /** Sending the header (started with the stream): writes and finish wait for it, and fail with it. */
+  #headerSent!: Promise<void>;
   #done = false;
 
-  private constructor(target: string, conn: ChunkStream, pool: ChunkStreams | undefined, borrowed: boolean) {
+  private constructor(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions, conn: ChunkStream, borrowed: boolean) {
     this.target = target;
-    this.borrowed = borrowed;
+    this.#peer = peer;
+    this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline });
+    this.#pool = options.pool;
+    this.#dialTimeoutMs = options.timeoutMs;
+    this.#written = borrowed ? [] : undefined;
     this.#conn = conn;
-    this.#pool = pool;
-    const answered = (): void => this.#answered.abort(new DfsError('ERR_STREAM_CLOSED', `${target} answered the put before it was finished`));
-    this.#answer = conn.reader.read();
-    this.#answer.then(answered, answered);
+    this.#start(options.signal);
   }
 
   /**
    * Opens (or, with `pool`, borrows) a stream and starts sending the header. Fails like
    * DfsPeer.dialProtocol; a failure to send the header comes from the first `write` or `finish`.
    */
-  static async open(
-    peer: DfsPeer,
-    target: string,
-    header: PutHeader,
-    options: { signal: AbortSignal; timeoutMs?: number; pool?: ChunkStreams; borrow?: boolean },
-  ): Promise<OutboundPut> {
-    const borrowed = options.borrow === false ? undefined : options.pool?.take(target);
-    // A borrowed stream the node reset meanwhile fails this put: putChunk retries it on a fresh one.
+  static async open(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions): Promise<OutboundPut> {
+    const borrowed = options.pool?.take(target);
     const conn = borrowed ?? (await dialChunkStream(peer, target, options.signal, options.timeoutMs));
-    const put = new OutboundPut(target, conn, options.pool, borrowed !== undefined);
-    put.#headerSent = put.#send(encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline }), options.signal);
-    put.#headerSent.catch(() => {}); // observed by the first write or finish
-    return put;
+    return new OutboundPut(peer, target, header, options, conn, borrowed !== undefined);
+  }
+
+  /** Starts reading the answer and sending the header on the current stream. */
+  #start(signal: AbortSignal): void {
+    const answered = new AbortController();
+    const onAnswer = (): void => answered.abort(new DfsError('ERR_STREAM_CLOSED', `${this.target} answered the put before it was finished`));
+    this.#answered = answered;
+    this.#answer = this.#conn.reader.read();
+    this.#answer.then(onAnswer, onAnswer);
+    this.#headerSent = this.#send(this.#header, signal);
+    this.#headerSent.catch(() => {}); // observed by the first write or finish
   }
 
   /** Sends one payload frame (1 byte to 1 MiB). Rejects with the target's refusal if it answered. */
   async write(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
-    await this.#headerSent;
-    return this.#send(payload, signal);
-  }
-
-  async #send(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
-    try {
-      await this.#conn.writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
-    } catch (err) {
-      throw await this.#failure(err, signal);
-    }
+    await this.#onStream(() => this.#send(payload, signal), signal);
+    this.#written?.push(payload);
   }
 
   /** Ends the payload and waits (bounded by `signal`) for the answer: the ack, or its refusal thrown. */
   async finish(signal: AbortSignal): Promise<PutAnswer> {
-    await this.#headerSent;
-    try {
+    const frame = await this.#onStream(async () => {
       try {
         const until = { signal: AbortSignal.any([signal, this.#answered.signal]) };
         if (this.#pool) await this.#conn.writer.write(END_OF_PAYLOAD, until);
@@ -197,7 +192,9 @@ export class OutboundPut {
       } catch (err) {
         if (!this.#answered.signal.aborted) throw await this.#failure(err, signal);
       }
-      const frame = await raceAbort(this.#answer, signal, `waiting for ${this.target} to store the chunk`);
+      return raceAbort(this.#answer, signal, `waiting for ${this.target} to store the chunk`);
+    }, signal);
+    try {
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
       const answer = parseAnswer(decodeJson(frame), putAnswerSchema);
       this.#done = true;
@@ -215,6 +212,54 @@ export class OutboundPut {
     this.#release(reason ?? new DfsError('ERR_ABORTED', 'put aborted'));
   }
 
+  /**
+   * Runs `op` (after the header went); when it fails only because a borrowed stream had been
+   * reset, runs it once more on a new stream carrying the header and the frames written so far.
+   * Any other failure resets the stream and is thrown.
+   */
+  async #onStream<T>(op: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    try {
+      await this.#headerSent;
+      return await op();
+    } catch (err) {
+      const failure = err instanceof DfsError ? err : streamClosedError(this.#conn.stream, err);
+      const resend = this.#written !== undefined && !this.#done && !signal.aborted && failure.code === 'ERR_STREAM_CLOSED';
+      if (!resend) {
+        this.#release(failure);
+        throw failure;
+      }
+    }
+    const written = this.#written!;
+    this.#written = undefined; // once
+    const reset = this.#conn;
+    reset.reader.release();
+    if (reset.stream.status === 'open') reset.stream.abort(new DfsError('ERR_STREAM_CLOSED', `resending the put to ${this.target}`));
+    try {
+      const conn = await dialChunkStream(this.#peer, this.target, signal, this.#dialTimeoutMs);
+      if (this.#done) {
+        // Aborted while the new stream was opening: it goes too.
+        conn.stream.abort(new DfsError('ERR_ABORTED', `put to ${this.target} aborted`));
+        throw new DfsError('ERR_ABORTED', `put to ${this.target} aborted`);
+      }
+      this.#conn = conn;
+      this.#start(signal);
+      await this.#headerSent;
+      for (const frame of written) await this.#send(frame, signal);
+      return await op();
+    } catch (err) {
+      this.#release(err);
+      throw err;
+    }
+  }
+
+  async #send(payload: Uint8Array | Uint8ArrayList, signal: AbortSignal): Promise<void> {
+    try {
+      await this.#conn.writer.write(payload, { signal: AbortSignal.any([signal, this.#answered.signal]) });
+    } catch (err) {
+      throw await this.#failure(err, signal);
+    }
+  }
+
   #release(failure: unknown): void {
     if (this.#done) return;
     this.#done = true;
@@ -227,25 +272,32 @@ export class OutboundPut {
 
   /**
    * The error for a failed write: the target's refusal when it answered (it says more than
-   * "stream reset"), else the write error itself; the stream is reset either way.
+   * "stream reset"), else the write error itself.
    */
   async #failure(err: unknown, signal: AbortSignal): Promise<DfsError> {
-    let failure: DfsError = err instanceof DfsError ? err : streamClosedError(this.#conn.stream, err);
-    if (signal.aborted) failure = errorFromAbort(signal, `putting to ${this.target}`);
-    else if (this.#answered.signal.aborted) {
-      try {
-        const frame = await this.#answer;
-        if (frame !== undefined) {
-          parseAnswer(decodeJson(frame), putAnswerSchema);
-          failure = new DfsError('ERR_PROTOCOL', `${this.target} acknowledged a put before its payload was complete`);
-        }
-      } catch (answerError) {
-        if (answerError instanceof DfsError && answerError.code !== 'ERR_STREAM_CLOSED') failure = answerError;
+    if (signal.aborted) return errorFromAbort(signal, `putting to ${this.target}`);
+    const failure: DfsError = err instanceof DfsError ? err : streamClosedError(this.#conn.stream, err);
+    if (!this.#answered.signal.aborted) return failure;
+    try {
+      const frame = await this.#answer;
+      if (frame !== undefined) {
+        parseAnswer(decodeJson(frame), putAnswerSchema);
+        return new DfsError('ERR_PROTOCOL', `${this.target} acknowledged a put before its payload was complete`);
       }
+    } catch (answerError) {
+      if (answerError instanceof DfsError && answerError.code !== 'ERR_STREAM_CLOSED') return answerError;
     }
-    this.#release(failure);
     return failure;
   }
+}
+
+export interface OutboundPutOptions {
+  /** Bounds opening the stream (and sending the header). */
+  readonly signal: AbortSignal;
+  /** Bound on dialing the target. */
+  readonly timeoutMs?: number;
+  /** Streams kept between puts: borrow one, give it back after a good answer. */
+  readonly pool?: ChunkStreams;
 }
 
 /** Ends a put's payload on a stream that stays open for the next put. */

@@ -21,7 +21,6 @@ import {
   refusalOf,
 } from './chunk-protocol.ts';
 import type { GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
-import type { PutHeader } from '../client/chunk-client.ts';
 
 export interface ChunkServiceOptions {
   readonly peer: DfsPeer;
@@ -95,8 +94,8 @@ const HASHER_POOL_MAX = 16;
  * stream is reset) and this node stores its copy while the later ones store theirs;
  * the answer waits for both. A downstream failure never costs this node its copy: it still
  * stores, then answers ERR_PIPELINE naming the target that failed. A kept stream that the next
- * node had reset (it does so to quiet streams) is not that node failing: the payload received so
- * far is sent again on a new stream, once, so a healthy node is never blamed for it.
+ * node had reset (it does so to quiet streams) is not that node failing: OutboundPut sends the
+ * payload so far again on a new stream, once, so a healthy node is never blamed for it.
  *
  * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
  * transfers under way are capped by `maxInflightBytes` (refused with ERR_OVERLOADED before any
@@ -320,16 +319,19 @@ export class ChunkService {
     let opening: Promise<OutboundPut | DfsError> | undefined;
     let downstream: OutboundPut | undefined;
     let downstreamError: DfsError | undefined;
-    // Fires when this put fails here: a downstream finish still under way must not send again.
-    const giveUp = new AbortController();
     try {
       // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
       // moment the payload ends and later nodes can store while this one does (store.put then
       // skips its own hash); the last node leaves verification to store.put.
       if (next !== undefined) hasher = await this.#takeHasher();
       // Connecting to the next node overlaps with the first payload frames arriving.
-      const header = { id, size, pipeline: pipeline.slice(1) };
-      if (next !== undefined) opening = this.#openDownstream(next, header, true);
+      if (next !== undefined) {
+        const signal = this.#deadline(this.#dialTimeoutMs);
+        const header = { id, size, pipeline: pipeline.slice(1) };
+        opening = OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
+          asDfsError(err),
+        );
+      }
       const pieces: Uint8Array[] = [];
       let received = 0;
       // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
@@ -357,19 +359,9 @@ export class ChunkService {
             await downstream.write(frame, this.#deadline());
             this.stats.bytesForwarded += frame.byteLength;
           } catch (err) {
-            const failed = downstream;
+            // Stop forwarding but keep receiving: this node's copy is still wanted.
+            downstreamError = asDfsError(err);
             downstream = undefined;
-            // A kept stream the next node reset meanwhile: that node is not at fault, and the
-            // bytes so far are all here, so they go again on a fresh stream (once).
-            if (isResetWhileKept(failed, err) && next !== undefined) {
-              // Bounded well inside the wait of the node upstream, which is not being read meanwhile.
-              const fresh = await this.#forwardAfresh(next, header, pieces, this.#deadline(this.#transferTimeoutMs / 2));
-              if (fresh instanceof DfsError) downstreamError = fresh;
-              else downstream = fresh;
-            } else {
-              // Stop forwarding but keep receiving: this node's copy is still wanted.
-              downstreamError = asDfsError(err);
-            }
           }
         }
       }
@@ -382,13 +374,14 @@ export class ChunkService {
         else downstream = opened;
       }
       // Verified: let the later nodes store (the payload's end reaches them) while we do.
-      const acked = downstream ? this.#finishDownstream(downstream, next!, header, pieces, pipeline.length, giveUp.signal) : undefined;
+      const acked = downstream
+        ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
+        .then((answer) => answer, (err: unknown) => asDfsError(err));
       try {
         // A forwarding node hashed the bytes as they came and checked them above.
         await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined });
       } catch (err) {
-        giveUp.abort(err);
-        downstream?.abort(err);
+        downstream?.abort(err); // an aborted put never sends again: the later nodes store nothing
         throw err;
       }
       const answer = acked ? await acked : undefined;
@@ -402,70 +395,10 @@ export class ChunkService {
       release();
       if (hasher) this.#returnHasher(hasher);
       // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
-      const failedUpstream = new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`);
-      giveUp.abort(failedUpstream); // no-op after a settled finish; otherwise stops any resend
       void opening?.then((opened) => {
-        if (!(opened instanceof DfsError)) opened.abort(failedUpstream);
+        if (!(opened instanceof DfsError)) opened.abort(new DfsError('ERR_ABORTED', `put of chunk ${id} failed upstream`));
       });
-      downstream?.abort(failedUpstream);
     }
-  }
-
-  /** Starts a put to the next node of a pipeline: on a kept stream when `borrow`, else a new one. */
-  #openDownstream(next: string, header: PutHeader, borrow: boolean, within?: AbortSignal): Promise<OutboundPut | DfsError> {
-    const dial = this.#deadline(this.#dialTimeoutMs);
-    const signal = within ? AbortSignal.any([dial, within]) : dial;
-    return OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream, borrow }).catch((err: unknown) =>
-      asDfsError(err),
-    );
-  }
-
-  /**
-   * The payload received so far, sent again to `next` on a new stream (after a kept one turned
-   * out reset), all of it within `within`: the node upstream is waiting meanwhile.
-   */
-  async #forwardAfresh(next: string, header: PutHeader, pieces: readonly Uint8Array[], within: AbortSignal): Promise<OutboundPut | DfsError> {
-    const fresh = await this.#openDownstream(next, header, false, within);
-    if (fresh instanceof DfsError) return fresh;
-    try {
-      // Parts of received frames: each 1 byte to 1 MiB, so each a valid payload frame.
-      for (const piece of pieces) {
-        if (piece.byteLength === 0) continue;
-        await fresh.write(piece, AbortSignal.any([within, this.#deadline()]));
-        this.stats.bytesForwarded += piece.byteLength;
-      }
-      return fresh;
-    } catch (err) {
-      fresh.abort(err);
-      return asDfsError(err);
-    }
-  }
-
-  /**
-   * Ends the payload downstream and waits for the later nodes' answer (or the error), all within
-   * one deadline. A kept stream that turns out reset only now gets the whole payload again on a
-   * new stream, as in #put, unless `cancel` fired: this node gave up on the put (its own store
-   * failed), and then nothing is sent again and the new stream, if any, is reset, so no later
-   * node stores a chunk this put will not acknowledge.
-   */
-  async #finishDownstream(
-    downstream: OutboundPut,
-    next: string,
-    header: PutHeader,
-    pieces: readonly Uint8Array[],
-    hops: number,
-    cancel: AbortSignal,
-  ): Promise<PutAnswer | DfsError> {
-    const signal = AbortSignal.any([this.#deadline(this.#transferTimeoutMs * hops), cancel]);
-    try {
-      return await downstream.finish(signal);
-    } catch (err) {
-      if (cancel.aborted || !isResetWhileKept(downstream, err)) return asDfsError(err);
-    }
-    const fresh = await this.#forwardAfresh(next, header, pieces, signal);
-    if (fresh instanceof DfsError) return fresh;
-    // finish() resets its stream when `signal` (and so `cancel`) fires while it waits.
-    return fresh.finish(signal).catch((err: unknown) => asDfsError(err));
   }
 
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {
@@ -566,11 +499,6 @@ function pipelineError(next: string, err: DfsError): ChunkTargetError {
     return new ChunkTargetError('ERR_PIPELINE', err.message, err.failedTarget, { failedCode: err.failedCode });
   }
   return new ChunkTargetError('ERR_PIPELINE', `pipeline target ${next} failed: ${err.code}: ${err.message}`, next, { failedCode: err.code });
-}
-
-/** Whether a forwarded put failed only because the kept stream it borrowed had been reset. */
-function isResetWhileKept(put: OutboundPut, err: unknown): boolean {
-  return put.borrowed && err instanceof DfsError && err.code === 'ERR_STREAM_CLOSED';
 }
 
 function asDfsError(err: unknown): DfsError {
