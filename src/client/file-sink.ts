@@ -1,16 +1,10 @@
 import { constants as fsc } from 'node:fs';
 import { open as openFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { DfsError } from '../errors/index.ts';
+import { ALIGN_BYTES, alignedBuffers, isEinval, roundUp, writeFully } from '../diskio/index.ts';
 
-/** Direct I/O wants buffers, offsets and lengths aligned to the device's block; 4 KiB covers the common ones. */
-const ALIGN_BYTES = 4096;
-const WASM_PAGE_BYTES = 64 * 1024;
 /** Bytes staged per direct write; two stages, so one fills while the other is written. */
 const STAGE_BYTES = 1024 * 1024;
-
-// The one part of the WebAssembly global used here (the project's type libraries omit it).
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer } };
 
 type Open = (path: string, flags: number, mode: number) => Promise<FileHandle>;
 
@@ -54,7 +48,7 @@ export class FileSink {
   static async create(path: string, options: { directIo?: boolean; open?: Open } = {}): Promise<FileSink> {
     const open = options.open ?? openFile;
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
-    const stages = (options.directIo ?? true) && fsc.O_DIRECT !== undefined ? alignedStages() : undefined;
+    const stages = (options.directIo ?? true) && fsc.O_DIRECT !== undefined ? alignedBuffers(2, STAGE_BYTES) : undefined;
     if (stages) {
       try {
         return new FileSink(path, await open(path, flags | fsc.O_DIRECT, 0o644), stages, open);
@@ -116,7 +110,7 @@ export class FileSink {
     const stage = this.#current;
     this.#stages[stage]!.fill(0, this.#filled, length);
     const offset = this.#offset;
-    this.#inflight = { done: writeAll(this.#fh, this.#stages[stage]!, length, offset), stage, offset, length };
+    this.#inflight = { done: writeFully(this.#fh, this.#stages[stage]!, length, offset), stage, offset, length };
     this.#offset += this.#filled;
     this.#current = 1 - stage;
     this.#filled = 0;
@@ -155,34 +149,7 @@ export class FileSink {
 
   async #writeBuffered(bytes: Uint8Array): Promise<void> {
     if (bytes.byteLength === 0) return;
-    await writeAll(this.#fh, bytes, bytes.byteLength, this.#offset);
+    await writeFully(this.#fh, bytes, bytes.byteLength, this.#offset);
     this.#offset += bytes.byteLength;
   }
-}
-
-/** Writes `length` bytes of `bytes` at `position`, going on after short writes. */
-async function writeAll(fh: FileHandle, bytes: Uint8Array, length: number, position: number): Promise<void> {
-  for (let done = 0; done < length; ) {
-    const { bytesWritten } = await fh.write(bytes, done, length - done, position + done);
-    if (bytesWritten <= 0) throw new DfsError('ERR_IO', `a write stopped after ${done} of ${length} bytes`);
-    done += bytesWritten;
-  }
-}
-
-/** Two page-aligned stages, or undefined where there is no WebAssembly memory (--jitless). */
-function alignedStages(): Uint8Array[] | undefined {
-  try {
-    const memory = new WebAssembly.Memory({ initial: (2 * STAGE_BYTES) / WASM_PAGE_BYTES });
-    return [new Uint8Array(memory.buffer, 0, STAGE_BYTES), new Uint8Array(memory.buffer, STAGE_BYTES, STAGE_BYTES)];
-  } catch {
-    return undefined;
-  }
-}
-
-function roundUp(n: number, multiple: number): number {
-  return Math.ceil(n / multiple) * multiple;
-}
-
-function isEinval(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'EINVAL';
 }

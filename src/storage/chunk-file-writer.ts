@@ -2,14 +2,9 @@ import { constants as fsc } from 'node:fs';
 import { open as openFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { DfsError } from '../errors/index.ts';
+import { ALIGN_BYTES, alignedBuffers, isEinval, roundUp, writeFully } from '../diskio/index.ts';
 
-/** Direct I/O wants buffers, offsets and lengths aligned to the device's block; 4 KiB covers the common ones. */
-const ALIGN_BYTES = 4096;
-const WASM_PAGE_BYTES = 64 * 1024;
 const MiB = 1024 * 1024;
-
-// The one part of the WebAssembly global used here (the project's type libraries omit it).
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer } };
 
 export interface ChunkFileWriterOptions {
   /** Write with O_DIRECT where the filesystem allows it. Default true. */
@@ -48,19 +43,12 @@ export class ChunkFileWriter {
 
   constructor(options: ChunkFileWriterOptions = {}) {
     this.#open = options.open ?? openFile;
-    this.#slotBytes = roundUp(options.slotBytes ?? 8 * MiB, WASM_PAGE_BYTES);
-    const slots = options.slots ?? 8;
-    if (!Number.isSafeInteger(slots) || slots < 1) throw new DfsError('ERR_INVALID_ARGUMENT', `slots must be a positive integer, got ${slots}`);
-    this.#direct = (options.directIo ?? true) && fsc.O_DIRECT !== undefined;
-    if (this.#direct) {
-      try {
-        // Reserved, not resident: a slot's pages are touched only as far as chunks written in it reach.
-        const memory = new WebAssembly.Memory({ initial: (slots * this.#slotBytes) / WASM_PAGE_BYTES });
-        for (let i = 0; i < slots; i++) this.#idle.push(new Uint8Array(memory.buffer, i * this.#slotBytes, this.#slotBytes));
-      } catch {
-        this.#direct = false; // no WebAssembly memory here (--jitless and the like): no aligned buffers
-      }
-    }
+    this.#slotBytes = options.slotBytes ?? 8 * MiB;
+    const slotCount = options.slots ?? 8;
+    if (!Number.isSafeInteger(slotCount) || slotCount < 1) throw new DfsError('ERR_INVALID_ARGUMENT', `slots must be a positive integer, got ${slotCount}`);
+    const slots = (options.directIo ?? true) && fsc.O_DIRECT !== undefined ? alignedBuffers(slotCount, this.#slotBytes) : undefined;
+    this.#direct = slots !== undefined;
+    this.#idle.push(...(slots ?? []));
   }
 
   /** Whether writes still go direct (false when turned off, or once the filesystem refused). */
@@ -104,14 +92,8 @@ export class ChunkFileWriter {
     }
     let refused = false;
     try {
-      // Each write moves whole blocks; a short one is followed by the rest, block-aligned still.
-      for (let done = 0; done < padded; ) {
-        const { bytesWritten } = await fh.write(slot, done, padded - done, done);
-        if (bytesWritten <= 0 || bytesWritten % ALIGN_BYTES !== 0) {
-          throw new DfsError('ERR_IO', `direct write of ${path} stopped after ${done + bytesWritten} of ${padded} bytes`);
-        }
-        done += bytesWritten;
-      }
+      // A short write is followed by the rest (a misaligned rest is refused: EINVAL, below).
+      await writeFully(fh, slot, padded, 0);
       await fh.truncate(size);
       await fh.sync();
     } catch (err) {
@@ -130,29 +112,16 @@ export class ChunkFileWriter {
   async #writeBuffered(path: string, pieces: readonly Uint8Array[], size: number): Promise<void> {
     const fh = await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
     try {
-      let done = pieces.length > 0 ? (await fh.writev(pieces as Uint8Array[], 0)).bytesWritten : 0;
+      const done = pieces.length > 0 ? (await fh.writev(pieces as Uint8Array[], 0)).bytesWritten : 0;
       // A writev that stopped short (libuv reports the bytes written, not the error that stopped
       // it: a full disk, a file-size limit) goes on piece by piece, which surfaces that error.
-      for (let at = 0, i = 0; done < size && i < pieces.length; at += pieces[i]!.byteLength, i++) {
-        const piece = pieces[i]!;
-        for (let from = Math.max(0, done - at); from < piece.byteLength; ) {
-          const { bytesWritten } = await fh.write(piece, from, piece.byteLength - from, at + from);
-          if (bytesWritten <= 0) throw new DfsError('ERR_IO', `write of ${path} stopped after ${at + from} of ${size} bytes`);
-          from += bytesWritten;
-          done = at + from;
-        }
+      for (let i = 0, at = 0; i < pieces.length && done < size; at += pieces[i]!.byteLength, i++) {
+        const from = Math.max(0, done - at);
+        if (from < pieces[i]!.byteLength) await writeFully(fh, pieces[i]!.subarray(from), pieces[i]!.byteLength - from, at + from);
       }
       await fh.sync();
     } finally {
       await fh.close();
     }
   }
-}
-
-function roundUp(n: number, multiple: number): number {
-  return Math.ceil(n / multiple) * multiple;
-}
-
-function isEinval(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'EINVAL';
 }
