@@ -35,7 +35,7 @@ export class FileSink {
   /** File offset of the current stage (direct), or of the next byte (buffered). */
   #offset = 0;
   /** The direct write under way, and what it writes (to redo it buffered after an EINVAL). */
-  #inflight: { done: Promise<unknown>; stage: number; offset: number; length: number } | undefined;
+  #inflight: { done: Promise<unknown>; stage: number; offset: number } | undefined;
 
   private constructor(path: string, fh: FileHandle, stages: Uint8Array[] | undefined, open: Open) {
     this.path = path;
@@ -106,11 +106,11 @@ export class FileSink {
   /** Starts writing the current stage (its first `length` bytes, zero-padded) and moves to the other. */
   async #writeStage(length: number): Promise<void> {
     await this.#settle(); // one write in flight, and the other stage free to fill
-    if (!this.#stages) return this.#writeBuffered(new Uint8Array(0)); // refused: #settle rewrote it all
+    if (!this.#stages) return; // refused: #settle wrote both stages through the page cache
     const stage = this.#current;
     this.#stages[stage]!.fill(0, this.#filled, length);
     const offset = this.#offset;
-    this.#inflight = { done: writeFully(this.#fh, this.#stages[stage]!, length, offset), stage, offset, length };
+    this.#inflight = { done: writeFully(this.#fh, this.#stages[stage]!, length, offset), stage, offset };
     this.#offset += this.#filled;
     this.#current = 1 - stage;
     this.#filled = 0;
@@ -135,9 +135,9 @@ export class FileSink {
    */
   async #toBuffered(refusedStage: number, offset: number): Promise<void> {
     const stages = this.#stages!;
-    const refusedBytes = this.#current === refusedStage ? 0 : this.#offset - offset; // the refused stage's payload
+    // The stage being filled is always the other one; the refused one's payload ends where it starts.
+    const refused = stages[refusedStage]!.subarray(0, this.#offset - offset);
     const pending = stages[this.#current]!.subarray(0, this.#filled);
-    const refused = stages[refusedStage]!.subarray(0, refusedBytes);
     this.#stages = undefined;
     await this.#fh.close();
     this.#fh = await this.#open(this.path, fsc.O_WRONLY, 0o644);
