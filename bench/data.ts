@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { formatTable } from '../src/cli/format.ts';
 import { LocalCluster } from '../src/cluster/index.ts';
 import { SERVER_V8_FLAGS } from '../src/cli/v8-flags.ts';
+import { DEFAULT_REPLICATION_FACTOR } from '../src/meta/index.ts';
 
 const BIN = new URL('../bin/dfs.js', import.meta.url).pathname;
 const SINK = new URL('./support/raw-sink.ts', import.meta.url).pathname;
@@ -54,8 +55,8 @@ async function rawStream(bytes: number, v8Flags: readonly string[]): Promise<Raw
 }
 
 const GiB = 1024 ** 3;
-/** LocalCluster's replication factor (the cluster default). */
-const REPLICATION_FACTOR = 3;
+/** LocalCluster's replication factor: a new cluster's default. */
+const REPLICATION_FACTOR = DEFAULT_REPLICATION_FACTOR;
 
 /** CPU seconds (user + system) the processes have used so far; 0 for one that is gone. */
 function cpuSeconds(pids: readonly number[]): number {

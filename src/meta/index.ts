@@ -1,5 +1,5 @@
 /** The metadata state machine the masters replicate: namespace, manifests, nodes, sessions. */
-export { MetaState } from './state.ts';
+export { DEFAULT_REPLICATION_FACTOR, MetaState } from './state.ts';
 export type { Entry, DirEntry, FileEntry, NodeRecord, ClusterSettings, ListedEntry, SnapshotRecord, MetaStateOptions } from './state.ts';
 export type { MetaCommand, MetaEnvelope, ApplyResult, NodeState } from './commands.ts';
 export { NODE_STATES } from './commands.ts';

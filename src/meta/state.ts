@@ -69,6 +69,9 @@ const MAX_NODE_ADDRS = 32;
  * Expected refusals (ERR_EXISTS, ERR_NOT_FOUND, ...) are results, not exceptions; a command is
  * validated whole before anything changes, so a refused command leaves no trace.
  */
+/** Replicas per chunk in a new cluster. */
+export const DEFAULT_REPLICATION_FACTOR = 3;
+
 export class MetaState {
   readonly #entries = new Map<string, Entry>();
   /** Sorted child names per directory, for paged listing. */
@@ -83,7 +86,7 @@ export class MetaState {
 
   constructor(options: MetaStateOptions = {}) {
     this.#maxSessions = options.maxSessions ?? 10_000;
-    this.#settings = options.settings ?? { replicationFactor: 3 };
+    this.#settings = options.settings ?? { replicationFactor: DEFAULT_REPLICATION_FACTOR };
     this.#entries.set(ROOT, { kind: 'dir', owner: 'root', mtimeMs: 0 });
     this.#children.set(ROOT, []);
   }
