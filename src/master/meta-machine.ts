@@ -9,9 +9,25 @@ export function encodeEnvelope(envelope: MetaEnvelope): Uint8Array {
   return encoder.encode(JSON.stringify(envelope));
 }
 
+/** How often snapshot() lets the event loop run: every this many records. */
+const RECORDS_PER_TURN = 2_000;
+
+/** One event-loop turn (timers and I/O run), the production `pause`. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export interface MetaMachineOptions {
+  /** Lets other work run during a long snapshot; the simulator passes its own. */
+  readonly pause?: () => Promise<void>;
+}
+
 /** The metadata state machine as the Raft driver sees it: bytes in, results out. */
 export class MetaMachine implements ReplicatedStateMachine {
   #state = new MetaState();
+  readonly #pause: () => Promise<void>;
+
+  constructor(options: MetaMachineOptions = {}) {
+    this.#pause = options.pause ?? nextTurn;
+  }
 
   get state(): MetaState {
     return this.#state;
@@ -28,10 +44,17 @@ export class MetaMachine implements ReplicatedStateMachine {
     return this.#state.apply(index, envelope);
   }
 
-  /** The state as newline-delimited JSON records (see MetaState.snapshotRecords). */
-  snapshot(): Uint8Array {
+  /**
+   * The state as newline-delimited JSON records (see MetaState.snapshotRecords), serialised a
+   * slice at a time so a large state does not stall the event loop: the driver applies nothing
+   * meanwhile, so the records come from one state.
+   */
+  async snapshot(): Promise<Uint8Array> {
     const lines: string[] = [];
-    for (const r of this.#state.snapshotRecords()) lines.push(JSON.stringify(r));
+    for (const r of this.#state.snapshotRecords()) {
+      lines.push(JSON.stringify(r));
+      if (lines.length % RECORDS_PER_TURN === 0) await this.#pause();
+    }
     return encoder.encode(lines.join('\n'));
   }
 

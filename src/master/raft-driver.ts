@@ -1,13 +1,32 @@
-import { randomBytes } from 'node:crypto';
+import { type Clock, randomHex, type Rng, systemClock, systemRng, type TimerHandle } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { type Configuration, type Message, RaftNode, type RaftOptions, type Ready, type Snapshot, type SoftState } from '../raft/index.ts';
-import type { RaftStore } from './raft-store.ts';
+import { type Logger, silentLogger } from '../log/index.ts';
+import { type Configuration, type Message, type PersistedState, RaftNode, type RaftOptions, type Ready, type Snapshot, type SoftState } from '../raft/index.ts';
 
 /** The application the driver replicates: deterministic apply, snapshot and restore. */
 export interface ReplicatedStateMachine {
   apply(index: number, data: Uint8Array): unknown;
-  snapshot(): Uint8Array;
+  /**
+   * The state as bytes. May take many event-loop turns (it should yield now and then): the driver
+   * applies nothing while it runs, so the state it serialises does not move underneath it.
+   */
+  snapshot(): Promise<Uint8Array>;
   restore(data: Uint8Array): Promise<void>;
+}
+
+/**
+ * Where the driver keeps the Raft log, hard state and snapshot (classic-level in production,
+ * a simulated disk that loses un-synced writes in the simulator). Operations may be called
+ * concurrently; the store runs them in call order.
+ */
+export interface RaftLogStore {
+  /** Everything persisted, for RaftNode.restart; undefined when nothing ever was. */
+  load(): Promise<PersistedState | undefined>;
+  /** Step 1 of a Ready (snapshot, entries, hard state), durable when the promise resolves. */
+  persistReady(rd: Pick<Ready, 'snapshot' | 'entries' | 'hardState'>): Promise<void>;
+  /** A snapshot the application took; entries it covers may go. Ignored if an newer one is stored. */
+  saveSnapshot(snapshot: Snapshot): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** How Raft messages leave and arrive; the driver checks nothing about peers itself. */
@@ -18,7 +37,7 @@ export interface RaftTransport {
 
 export interface RaftDriverOptions {
   readonly id: string;
-  readonly store: RaftStore;
+  readonly store: RaftLogStore;
   readonly transport: RaftTransport;
   readonly machine: ReplicatedStateMachine;
   /** The founding configuration, used only when the store is empty. */
@@ -28,23 +47,35 @@ export interface RaftDriverOptions {
   readonly heartbeatTicks?: number;
   /** Take a snapshot (and compact the log) after this many applied entries. */
   readonly snapshotEveryEntries?: number;
+  /**
+   * A leader compacts only up to what its followers have matched, unless one is more than this
+   * many entries behind the applied index (it will need a snapshot anyway). Default 5,000.
+   */
+  readonly catchUpEntries?: number;
   /** How long a proposal or a linearizable read may wait before ERR_TIMEOUT. */
   readonly requestTimeoutMs?: number;
-  readonly rng?: () => number;
+  readonly rng?: Rng;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /**
+   * Called once when persistence failed: the driver has stopped and reports itself a follower.
+   * A master process exits from here (its durable state is unknown).
+   */
+  readonly onFailure?: (err: Error) => void;
 }
 
 interface PendingProposal {
   readonly term: number;
   readonly resolve: (result: unknown) => void;
   readonly reject: (err: DfsError) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: TimerHandle;
 }
 
 interface PendingRead {
   index: number | null;
   readonly resolve: () => void;
   readonly reject: (err: DfsError) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: TimerHandle;
 }
 
 /** Inputs that arrive while a Ready is being persisted wait here (the core allows none then). */
@@ -55,25 +86,40 @@ const MAX_QUEUED_INPUTS = 50_000;
  * with fsync → send → apply → serve reads → advance), proposals and linearizable reads as
  * promises, and periodic snapshots. Single-threaded: every call into the core happens from here.
  * Inputs arriving while a Ready is persisted queue up and run right after advance(), so the next
- * Ready carries them all: fsyncs are group commits.
+ * Ready carries them all: fsyncs are group commits. Time, randomness, storage, network and logs
+ * are injected, so the simulator runs this very code.
+ *
+ * Contract on failure: if persisting anything fails, the driver stops at once — it reports
+ * itself a follower with no known leader, answers nothing, sends nothing — and calls onFailure.
  */
 export class RaftDriver {
   readonly id: string;
   readonly #node: RaftNode;
-  readonly #store: RaftStore;
+  readonly #store: RaftLogStore;
   readonly #transport: RaftTransport;
   readonly #machine: ReplicatedStateMachine;
+  readonly #clock: Clock;
+  readonly #rng: Rng;
+  readonly #log: Logger;
+  readonly #onFailure: ((err: Error) => void) | undefined;
   readonly #snapshotEveryEntries: number;
+  readonly #catchUpEntries: number;
   readonly #requestTimeoutMs: number;
   readonly #proposals = new Map<number, PendingProposal>();
   readonly #reads = new Map<string, PendingRead>();
   readonly #queue: Array<() => void> = [];
   #inReady = false;
-  #draining = false;
+  #draining: Promise<void> | undefined;
   #applied = 0;
   #snapshotIndex = 0;
+  /** A snapshot job (serialise, compact, save) under way. */
+  #snapshotting: Promise<void> | undefined;
+  /** The state is being serialised: committed entries wait in #deferred until it is done. */
+  #applyHeld = false;
+  #serialising: Promise<unknown> | undefined;
+  #deferred: Ready['committedEntries'][number][] = [];
   #soft: SoftState = { role: 'follower', leaderId: null };
-  #ticker: NodeJS.Timeout | undefined;
+  #ticker: TimerHandle | undefined;
   #stopped = false;
   #failure: Error | undefined;
   readonly #listeners = new Set<() => void>();
@@ -84,7 +130,12 @@ export class RaftDriver {
     this.#store = options.store;
     this.#transport = options.transport;
     this.#machine = options.machine;
+    this.#clock = options.clock ?? systemClock;
+    this.#rng = options.rng ?? systemRng;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'raft' });
+    this.#onFailure = options.onFailure;
     this.#snapshotEveryEntries = options.snapshotEveryEntries ?? 10_000;
+    this.#catchUpEntries = options.catchUpEntries ?? 5_000;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.#applied = applied;
     this.#snapshotIndex = applied;
@@ -95,7 +146,7 @@ export class RaftDriver {
       id: options.id,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
-      rng: options.rng ?? (() => randomBytes(4).readUInt32BE(0) / 2 ** 32),
+      rng: options.rng ?? systemRng,
       preVote: true,
       checkQuorum: true,
     };
@@ -115,17 +166,25 @@ export class RaftDriver {
     }
     const driver = new RaftDriver(options, node, applied);
     options.transport.onMessage((m) => driver.#input(() => driver.#node.step(m)));
-    driver.#ticker = setInterval(() => driver.#input(() => driver.#node.tick()), options.tickMs ?? 50);
+    const clock = options.clock ?? systemClock;
+    driver.#ticker = clock.setInterval(() => driver.#input(() => driver.#node.tick()), options.tickMs ?? 50);
+    driver.#log.info({ id: options.id, restarted: persisted !== undefined, applied }, 'raft driver started');
     driver.#kick();
     return driver;
   }
 
+  /** The role this master acts in: never 'leader' once stopped or failed. */
   get role(): SoftState['role'] {
-    return this.#soft.role;
+    return this.#halted ? 'follower' : this.#soft.role;
   }
 
   get leaderId(): string | null {
-    return this.#soft.leaderId;
+    return this.#halted ? null : this.#soft.leaderId;
+  }
+
+  /** The current term (as the core knows it). */
+  get term(): number {
+    return this.#node.status().term;
   }
 
   /** On the leader: each follower's replication progress (match index), else null. */
@@ -143,7 +202,9 @@ export class RaftDriver {
   }
 
   status(): ReturnType<RaftNode['status']> & { applied: number; snapshotIndex: number; pendingProposals: number } {
-    return { ...this.#node.status(), applied: this.#applied, snapshotIndex: this.#snapshotIndex, pendingProposals: this.#proposals.size };
+    const s = this.#node.status();
+    const halted = this.#halted ? { role: 'follower' as const, leaderId: null } : {};
+    return { ...s, ...halted, applied: this.#applied, snapshotIndex: this.#snapshotIndex, pendingProposals: this.#proposals.size };
   }
 
   /**
@@ -157,7 +218,7 @@ export class RaftDriver {
       this.#input(() => {
         const r = this.#node.propose(data);
         if (!r.ok) return reject(this.#refusal(r.reason, 'leaderHint' in r ? r.leaderHint : null));
-        const timer = setTimeout(() => {
+        const timer = this.#clock.setTimeout(() => {
           this.#proposals.delete(r.index);
           reject(new DfsError('ERR_TIMEOUT', `entry ${r.index} was not committed within ${this.#requestTimeoutMs} ms (no quorum?)`));
         }, this.#requestTimeoutMs);
@@ -166,23 +227,36 @@ export class RaftDriver {
     });
   }
 
-  /** Resolves once a linearizable read may run: this leader is confirmed and has applied enough. */
+  /**
+   * Resolves once a linearizable read may run: this leader is confirmed and has applied enough.
+   * A leader fresh in its term has committed nothing of it yet: the barrier waits for that (its
+   * no-op entry) instead of refusing.
+   */
   readBarrier(): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#input(() => {
-        const context = randomBytes(8).toString('hex');
+      const deadline = this.#clock.now() + this.#requestTimeoutMs;
+      const attempt = (): void => {
+        const context = randomHex(this.#rng);
         const r = this.#node.readIndex(context);
+        if (!r.ok && r.reason === 'no_commit_in_term' && this.#clock.now() < deadline) {
+          const off = this.onChange(() => {
+            off();
+            this.#input(attempt, reject);
+          });
+          return;
+        }
         if (!r.ok) return reject(this.#refusal(r.reason, 'leaderHint' in r ? r.leaderHint : null));
-        const timer = setTimeout(() => {
+        const timer = this.#clock.setTimeout(() => {
           this.#reads.delete(context);
           reject(new DfsError('ERR_TIMEOUT', `read not confirmed by a quorum within ${this.#requestTimeoutMs} ms`));
-        }, this.#requestTimeoutMs);
+        }, Math.max(1, deadline - this.#clock.now()));
         this.#reads.set(context, { index: null, resolve, reject, timer });
-      }, reject);
+      };
+      this.#input(attempt, reject);
     });
   }
 
-  /** Calls `listener` after every processed Ready (role, commit or applied index may have moved). */
+  /** Calls `listener` after every processed Ready and when the driver stops or fails. */
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -192,13 +266,13 @@ export class RaftDriver {
   until(predicate: () => boolean, timeoutMs: number): Promise<void> {
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         off();
         reject(new DfsError('ERR_TIMEOUT', `condition not reached within ${timeoutMs} ms`));
       }, timeoutMs);
       const off = this.onChange(() => {
         if (predicate()) {
-          clearTimeout(timer);
+          timer.cancel();
           off();
           resolve();
         }
@@ -213,21 +287,37 @@ export class RaftDriver {
 
   /** Stops ticking and answering. Not a clean shutdown of the store: that is close(). */
   stop(): void {
+    if (this.#stopped) return;
     this.#stopped = true;
-    clearInterval(this.#ticker);
+    this.#ticker?.cancel();
     this.#failAll(new DfsError('ERR_NOT_LEADER', 'this master is shutting down'));
+    this.#notify();
   }
 
   async close(): Promise<void> {
     this.stop();
-    while (this.#draining) await new Promise((r) => setImmediate(r));
+    await this.#draining;
+    await this.#snapshotting;
     await this.#store.close();
+  }
+
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
+  /** Resolves once the Ready loop has nothing under way (what it had is persisted, or failed). */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  get #halted(): boolean {
+    return this.#stopped || this.#failure !== undefined;
   }
 
   // ---- the loop ----
 
   #input(fn: () => void, onError?: (err: DfsError) => void): void {
-    if (this.#stopped || this.#failure) {
+    if (this.#halted) {
       onError?.(new DfsError('ERR_NOT_LEADER', 'this master is not running'));
       return;
     }
@@ -244,21 +334,23 @@ export class RaftDriver {
   }
 
   #kick(): void {
-    if (this.#draining || this.#stopped) return;
-    this.#draining = true;
-    queueMicrotask(() => {
-      this.#drain()
-        .catch((err: unknown) => this.#crash(err))
-        .finally(() => {
-          this.#draining = false;
-          // Input that arrived after the loop's last check must not wait for the next tick.
-          if (!this.#stopped && !this.#failure && this.#node.hasReady()) this.#kick();
-        });
-    });
+    if (this.#draining || this.#halted) return;
+    this.#draining = (async () => {
+      await Promise.resolve(); // a microtask later: inputs of this turn join the same Ready
+      try {
+        await this.#drain();
+      } catch (err) {
+        this.#crash(err);
+      } finally {
+        this.#draining = undefined;
+      }
+      // Input that arrived after the loop's last check must not wait for the next tick.
+      if (!this.#halted && this.#node.hasReady()) this.#kick();
+    })();
   }
 
   async #drain(): Promise<void> {
-    for (let rounds = 0; !this.#stopped && this.#node.hasReady(); rounds++) {
+    for (let rounds = 0; !this.#halted && this.#node.hasReady(); rounds++) {
       if (rounds > 1_000_000) throw new Error('raft driver: ready loop does not settle');
       const rd = this.#node.ready();
       this.#inReady = true;
@@ -269,7 +361,7 @@ export class RaftDriver {
         this.#inReady = false;
       }
       for (const fn of this.#queue.splice(0)) fn();
-      await this.#maybeSnapshot();
+      this.#maybeSnapshot();
     }
   }
 
@@ -286,6 +378,7 @@ export class RaftDriver {
     persisting.catch(() => {}); // awaited below; not unhandled while we apply
     this.#applyCommitted(early);
     await persisting;
+    if (this.#halted) return; // stopped meanwhile: nothing of this Ready leaves
     if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
     this.#applyCommitted(late);
     for (const m of rd.messages) this.#transport.send(m);
@@ -295,17 +388,21 @@ export class RaftDriver {
     }
     this.#serveReads();
     this.#onSoftState(rd.softState);
-    for (const listener of this.#listeners) listener();
+    this.#notify();
   }
 
   #applyCommitted(entries: Ready['committedEntries']): void {
+    if (this.#applyHeld) {
+      this.#deferred.push(...entries); // the state is being serialised: it must not move
+      return;
+    }
     for (const e of entries) {
       const result = e.type === 'normal' && e.data.length > 0 ? this.#machine.apply(e.index, e.data) : undefined;
       this.#applied = e.index;
       const pending = this.#proposals.get(e.index);
       if (pending) {
         this.#proposals.delete(e.index);
-        clearTimeout(pending.timer);
+        pending.timer.cancel();
         if (pending.term === e.term) pending.resolve(result);
         else pending.reject(new DfsError('ERR_NOT_LEADER', 'leadership changed before the request committed; retry'));
       }
@@ -313,54 +410,103 @@ export class RaftDriver {
   }
 
   async #installSnapshot(snapshot: Snapshot): Promise<void> {
+    // Our own serialisation finishes first (what it deferred is applied), then the state goes.
+    while (this.#applyHeld) await this.#serialising?.catch(() => {});
     await this.#machine.restore(snapshot.data);
     this.#applied = snapshot.metadata.index;
     this.#snapshotIndex = snapshot.metadata.index;
+    this.#log.info({ index: snapshot.metadata.index, term: snapshot.metadata.term, bytes: snapshot.data.length }, 'installed a snapshot from the leader');
   }
 
   #serveReads(): void {
     for (const [context, read] of this.#reads) {
       if (read.index !== null && read.index <= this.#applied) {
         this.#reads.delete(context);
-        clearTimeout(read.timer);
+        read.timer.cancel();
         read.resolve();
       }
     }
   }
 
   #onSoftState(soft: SoftState): void {
-    const wasLeader = this.#soft.role === 'leader';
+    const before = this.#soft;
     this.#soft = soft;
-    if (wasLeader && soft.role !== 'leader') {
+    if (before.role !== soft.role || before.leaderId !== soft.leaderId) {
+      this.#log.info({ role: soft.role, leaderId: soft.leaderId, term: this.term, was: before.role }, soft.role === 'leader' ? 'became leader' : 'role changed');
+    }
+    if (before.role === 'leader' && soft.role !== 'leader') {
       this.#failAll(new DfsError('ERR_NOT_LEADER', 'this master lost leadership; retry at the new leader'));
     }
   }
 
-  async #maybeSnapshot(): Promise<void> {
+  /**
+   * Takes a snapshot in the background once enough entries were applied past the last one. A
+   * leader waits while a follower that can still catch up from the log has not matched the
+   * applied index (so it needs no snapshot), unless that follower is hopelessly behind.
+   */
+  #maybeSnapshot(): void {
+    if (this.#snapshotting || this.#halted) return;
     if (this.#applied - this.#snapshotIndex < this.#snapshotEveryEntries) return;
-    const r = this.#node.compact(this.#applied, this.#machine.snapshot());
-    if (!r.ok) return;
-    this.#inReady = true; // hold inputs: the snapshot must be durable before more state changes
-    try {
-      await this.#store.saveSnapshot(r.snapshot);
-    } finally {
-      this.#inReady = false;
+    if (this.#followerNeedsLog()) return;
+    this.#snapshotting = this.#takeSnapshot(this.#applied)
+      .catch((err: unknown) => this.#crash(err))
+      .finally(() => {
+        this.#snapshotting = undefined;
+      });
+  }
+
+  #followerNeedsLog(): boolean {
+    const s = this.#node.status();
+    if (s.role !== 'leader') return false;
+    const floor = this.#applied - this.#catchUpEntries;
+    for (const id of [...s.config.voters, ...s.config.learners]) {
+      if (id === this.id) continue;
+      const match = this.#node.progressOf(id)?.match ?? 0;
+      if (match < this.#applied && match >= Math.max(floor, this.#snapshotIndex)) return true;
     }
-    this.#snapshotIndex = r.snapshot.metadata.index;
-    for (const fn of this.#queue.splice(0)) fn();
+    return false;
+  }
+
+  async #takeSnapshot(index: number): Promise<void> {
+    const startedMs = this.#clock.now();
+    let data: Uint8Array;
+    this.#applyHeld = true;
+    try {
+      this.#serialising = this.#machine.snapshot();
+      data = (await this.#serialising) as Uint8Array;
+    } finally {
+      this.#serialising = undefined;
+      // Whatever waited is applied now, in order, before anything newer.
+      this.#applyHeld = false;
+      this.#applyCommitted(this.#deferred.splice(0));
+      this.#serveReads();
+    }
+    if (this.#halted) return;
+    // compact() may not run between ready() and advance(): it goes in as an input.
+    const compacted = await new Promise<ReturnType<RaftNode['compact']> | null>((resolve) => {
+      this.#input(() => resolve(this.#node.compact(index, data)), () => resolve(null));
+    });
+    if (compacted === null || !compacted.ok) return; // stopped, or a snapshot from the leader got further
+    await this.#store.saveSnapshot(compacted.snapshot);
+    this.#snapshotIndex = Math.max(this.#snapshotIndex, index);
+    this.#log.info({ index, bytes: data.length, ms: this.#clock.now() - startedMs }, 'took a snapshot');
   }
 
   #failAll(err: DfsError): void {
     for (const [index, p] of this.#proposals) {
-      clearTimeout(p.timer);
+      p.timer.cancel();
       p.reject(err);
       this.#proposals.delete(index);
     }
     for (const [context, r] of this.#reads) {
-      clearTimeout(r.timer);
+      r.timer.cancel();
       r.reject(err);
       this.#reads.delete(context);
     }
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   #refusal(reason: string, leaderHint: string | null): DfsError {
@@ -373,16 +519,16 @@ export class RaftDriver {
   }
 
   /**
-   * A failed fsync (disk full, I/O error) leaves the durable state unknown: stop this master
-   * rather than risk acknowledging something that is not on disk. The others carry on.
+   * A failed fsync (disk full, I/O error) leaves the durable state unknown: this master stops at
+   * once — no more messages, answers or leader-only work — rather than act on state that may not
+   * be on disk. The others carry on; onFailure lets the process exit.
    */
   #crash(err: unknown): void {
+    if (this.#failure) return;
     this.#failure = err instanceof Error ? err : new Error(String(err));
+    this.#log.fatal({ err: this.#failure.message, term: this.term, wasRole: this.#soft.role }, 'persistence failed: this master stops');
     this.stop();
-    console.error(`raft driver ${this.id} stopped: ${this.#failure.message}`);
-  }
-
-  get failure(): Error | undefined {
-    return this.#failure;
+    this.#notify();
+    this.#onFailure?.(this.#failure);
   }
 }

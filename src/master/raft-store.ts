@@ -1,6 +1,7 @@
 import { ClassicLevel } from 'classic-level';
 import { DfsError } from '../errors/index.ts';
 import type { Entry, HardState, PersistedState, Ready, Snapshot } from '../raft/index.ts';
+import type { RaftLogStore } from './raft-driver.ts';
 
 type Db = ClassicLevel<string, Uint8Array>;
 type BatchOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
@@ -37,12 +38,15 @@ function decodeEntry(index: number, raw: Uint8Array): Entry {
  * is one atomic batch written with sync: what a Ready asks to persist is durable before its
  * messages leave. The core keeps the log tail in memory; this store is read once, at start.
  */
-export class RaftStore {
+export class RaftStore implements RaftLogStore {
   readonly #db: Db;
   /** Persisted entry indexes are exactly [#first, #last]; empty when #last < #first. */
   #first = 1;
   #last = 0;
   #hardState: HardState = { term: 0, vote: null, commit: 0 };
+  #snapshotIndex = 0;
+  /** Writes run one after another, in call order (a compaction may overlap the Ready loop). */
+  #serial: Promise<unknown> = Promise.resolve();
 
   private constructor(db: Db) {
     this.#db = db;
@@ -67,6 +71,7 @@ export class RaftStore {
     if (snapMeta) {
       const data = (await this.#db.get(SNAPSHOT_DATA_KEY)) ?? new Uint8Array(0);
       snapshot = { metadata: JSON.parse(decoder.decode(snapMeta)), data };
+      this.#snapshotIndex = snapshot.metadata.index;
     }
     const entries: Entry[] = [];
     for await (const [key, value] of this.#db.iterator({ gte: ENTRY_PREFIX, lt: `${ENTRY_PREFIX}\xff` })) {
@@ -86,7 +91,22 @@ export class RaftStore {
   }
 
   /** Persists step 1 of a Ready (snapshot, entries, hard state) as one synced batch. */
-  async persistReady(rd: Pick<Ready, 'snapshot' | 'entries' | 'hardState'>): Promise<void> {
+  persistReady(rd: Pick<Ready, 'snapshot' | 'entries' | 'hardState'>): Promise<void> {
+    return this.#inTurn(() => this.#persistReady(rd));
+  }
+
+  /** Persists a snapshot the application took (compaction) and drops the entries it covers. */
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    return this.#inTurn(() => this.#saveSnapshot(snapshot));
+  }
+
+  #inTurn<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(op, op);
+    this.#serial = run.catch(() => {});
+    return run;
+  }
+
+  async #persistReady(rd: Pick<Ready, 'snapshot' | 'entries' | 'hardState'>): Promise<void> {
     const ops: BatchOp[] = [];
     let first = this.#first;
     let last = this.#last;
@@ -114,16 +134,18 @@ export class RaftStore {
     const mustSync = rd.snapshot !== null || rd.entries.length > 0 || (rd.hardState !== null && (rd.hardState.term !== previous.term || rd.hardState.vote !== previous.vote));
     await this.#write(ops, mustSync);
     if (rd.hardState) this.#hardState = rd.hardState;
+    if (rd.snapshot) this.#snapshotIndex = rd.snapshot.metadata.index;
     this.#first = first;
     this.#last = last;
   }
 
-  /** Persists a snapshot the application took (compaction) and drops the entries it covers. */
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+  async #saveSnapshot(snapshot: Snapshot): Promise<void> {
+    if (snapshot.metadata.index <= this.#snapshotIndex) return; // one from the leader is newer
     const upTo = Math.min(snapshot.metadata.index, this.#last);
     const ops: BatchOp[] = snapshotOps(snapshot);
     for (let i = this.#first; i <= upTo; i++) ops.push({ type: 'del', key: entryKey(i) });
     await this.#write(ops);
+    this.#snapshotIndex = snapshot.metadata.index;
     this.#first = Math.max(this.#first, snapshot.metadata.index + 1);
     if (this.#last < this.#first) this.#last = this.#first - 1;
   }
@@ -133,6 +155,7 @@ export class RaftStore {
   }
 
   async close(): Promise<void> {
+    await this.#serial;
     await this.#db.close();
   }
 
