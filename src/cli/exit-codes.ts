@@ -49,6 +49,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_CHUNK_TOO_LARGE':
     case 'ERR_IO':
     case 'ERR_STORE_CLOSED':
+    case 'ERR_RAFT_STATE_MISSING':
       return EXIT.failure;
   }
 }

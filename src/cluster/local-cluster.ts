@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { DfsError } from '../errors/index.ts';
+import { markMasterNew } from '../master/index.ts';
 import { createPeer, loadOrCreateIdentity } from '../net/index.ts';
 import { MetaClient, type MetaClientOptions } from '../client/index.ts';
 
@@ -168,7 +169,7 @@ export class LocalCluster {
     for (let i = 1; i <= count; i++) {
       const name = `m${i}`;
       const dir = join(this.dir, 'masters', name);
-      await mkdir(dir, { recursive: true });
+      await markMasterNew(dir); // a new master: its first start bootstraps the Raft group
       const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(dir)).toString();
       const port = await freePort();
       masters.push({ name, dir, port, peerId, addr: `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}` });

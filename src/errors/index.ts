@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ERR_PIPELINE: 'a later node of a replication pipeline failed',
   ERR_FORBIDDEN: 'the peer is not allowed to do that',
   ERR_UNDER_REPLICATED: 'not enough storage nodes to place every replica',
+  ERR_RAFT_STATE_MISSING: 'a master that has run before lost its Raft state; it must not vote',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

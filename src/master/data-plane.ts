@@ -19,7 +19,35 @@ interface NodeSoftState {
   reportInProgress: Set<string> | undefined;
 }
 
-export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[] };
+/** Where one chunk goes: nowhere (enough live copies exist), or a pipeline put under `fence`. */
+export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[]; readonly fence: number };
+
+/**
+ * Fences order a leader's chunk puts against its chunk deletes, across leaders too: term × 2³²
+ * plus a counter, so every fence a later leader issues is above every fence of an earlier one.
+ * A node refuses to delete a chunk for fence E once it has accepted a put of it with fence
+ * P > E: a delete decided before a chunk was promised to an upload never lands after it.
+ */
+export class FenceClock {
+  readonly #base: number;
+  #counter = 0;
+
+  constructor(term: number) {
+    if (!Number.isSafeInteger(term * 2 ** 32 + 2 ** 32)) throw new Error(`term ${term} is too large for fences`);
+    this.#base = term * 2 ** 32;
+  }
+
+  /** A fence above every fence issued so far. */
+  next(): number {
+    this.#counter = Math.min(this.#counter + 1, 2 ** 32 - 1);
+    return this.#base + this.#counter;
+  }
+
+  /** Above every fence issued so far, issued to nobody: what a node that restarted starts from. */
+  peek(): number {
+    return this.#base + this.#counter + 1;
+  }
+}
 
 export interface DataPlaneOptions {
   readonly now: () => number;
@@ -28,6 +56,8 @@ export interface DataPlaneOptions {
   readonly nodes: () => readonly NodeRecord[];
   readonly replicationFactor: () => number;
   readonly refCount: (chunkId: string) => number;
+  /** The leader's term: fences are issued from it. */
+  readonly term: number;
   /** A node is placeable while its last heartbeat is younger than this. Default 3 s. */
   readonly suspectAfterMs?: number;
   /** Unreferenced chunks are collected once untouched for this long. Default 10 min. */
@@ -46,8 +76,12 @@ export class DataPlane {
   readonly #holders = new Map<string, Set<string>>();
   /** When a chunk was last placed, located or first seen: the GC's grace counts from here. */
   readonly #touchedMs = new Map<string, number>();
-  /** Chunks being deleted by GC: never placed as existing nor committed until stored anew. */
-  readonly #deleting = new Set<string>();
+  /**
+   * Chunks being deleted by GC: never placed as existing nor committed until the delete has
+   * settled; `settled` resolves then (a commit naming one waits for it, then looks again).
+   */
+  readonly #deleting = new Map<string, { settled: Promise<void>; resolve: () => void }>();
+  readonly fences: FenceClock;
   /**
    * Uploads under way: every chunk a put has been placed (stored or found existing) is kept from
    * GC while its upload is alive — renewed by each placement, ended by its commit, expired after
@@ -59,6 +93,7 @@ export class DataPlane {
   constructor(options: DataPlaneOptions) {
     this.#o = options;
     this.#startedMs = options.now();
+    this.fences = new FenceClock(options.term);
   }
 
   // ---- node reports ----
@@ -124,6 +159,7 @@ export class DataPlane {
    * needed → the chunk is missing from the answer's targets (the caller fails clearly).
    */
   place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string): Placement[] {
+    // Also the chunks answered "existing" go into the upload: all are promised to it.
     const rf = this.#o.replicationFactor();
     const live = this.liveNodes().filter((n) => !exclude.has(n.id));
     const now = this.#o.now();
@@ -133,6 +169,7 @@ export class DataPlane {
       for (const c of chunks) upload.chunks.add(c.id);
       this.#uploads.set(uploadId, upload);
     }
+    const fence = this.fences.next();
     return chunks.map(({ id, size }) => {
       this.#touchedMs.set(id, now);
       const liveHolders = this.#liveHolders(id, live);
@@ -144,7 +181,7 @@ export class DataPlane {
         .sort((a, b) => b.score - a.score)
         .slice(0, rf)
         .map(({ n }) => addrOf(n));
-      return { id, targets: candidates };
+      return { id, targets: candidates, fence };
     });
   }
 
@@ -180,6 +217,14 @@ export class DataPlane {
     this.#uploads.delete(uploadId);
   }
 
+  /** Whether an upload still alive was promised this chunk (placed it, or was told it exists). */
+  promised(chunkId: string): boolean {
+    const now = this.#o.now();
+    const graceMs = this.#o.gcGraceMs ?? 600_000;
+    for (const u of this.#uploads.values()) if (now - u.lastActiveMs < graceMs && u.chunks.has(chunkId)) return true;
+    return false;
+  }
+
   // ---- garbage collection ----
 
   /**
@@ -207,13 +252,27 @@ export class DataPlane {
   }
 
   markDeleting(id: string): void {
-    this.#deleting.add(id);
+    if (this.#deleting.has(id)) return;
+    let resolve!: () => void;
+    const settled = new Promise<void>((r) => (resolve = r));
+    this.#deleting.set(id, { settled, resolve });
   }
 
-  /** A GC delete finished on every holder (or gave up): the chunk is gone or will be re-reported. */
+  /**
+   * A GC delete settled: `fromNodes` confirmed the chunk gone (a node that refused, or did not
+   * answer, still holds it or will say so in its reports). A decided delete that was called
+   * off before it was sent settles with no nodes.
+   */
   deleted(id: string, fromNodes: readonly string[]): void {
     for (const n of fromNodes) this.#removeHolder(id, n);
+    const d = this.#deleting.get(id);
     this.#deleting.delete(id);
+    d?.resolve();
+  }
+
+  /** Resolves once no delete of these chunks is under way. */
+  async deletesSettled(ids: Iterable<string>): Promise<void> {
+    for (const id of ids) await this.#deleting.get(id)?.settled;
   }
 
   /** Free bytes a node reported in its last heartbeat (0 if it never did). */

@@ -1,11 +1,16 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { deleteChunks } from '../client/chunk-client.ts';
+import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
-import { MetaMachine } from './meta-machine.ts';
+import { type Logger, silentLogger } from '../log/index.ts';
+import { createPeer, type DfsPeer, IDENTITY_FILE_NAME, peerIdInAddr } from '../net/index.ts';
+import { addrOf } from './data-plane.ts';
 import { GarbageCollector } from './garbage-collector.ts';
+import { LeaderTaskHost } from './leader-tasks.ts';
+import { MetaMachine } from './meta-machine.ts';
 import { MetaService } from './meta-service.ts';
-import { RaftDriver } from './raft-driver.ts';
+import { type RaftLogStore, RaftDriver } from './raft-driver.ts';
 import { RaftStore } from './raft-store.ts';
 import { Libp2pRaftTransport } from './raft-transport.ts';
 
@@ -24,6 +29,13 @@ export interface MasterOptions {
   /** Unreferenced chunks are deleted from nodes once untouched this long. Default 10 min. */
   readonly gcGraceMs?: number;
   readonly gcIntervalMs?: number;
+  readonly clock?: Clock;
+  readonly rng?: Rng;
+  readonly logger?: Logger;
+  /** Opens the Raft log (tests wrap the real store to inject disk faults). */
+  readonly openRaftStore?: (dir: string) => Promise<RaftLogStore>;
+  /** Persistence failed and the master stopped acting (a process exits from here). */
+  readonly onFailure?: (err: Error) => void;
 }
 
 export interface Master {
@@ -33,8 +45,15 @@ export interface Master {
   readonly driver: RaftDriver;
   readonly service: MetaService;
   readonly gc: GarbageCollector;
+  readonly leaderTasks: LeaderTaskHost;
   stop(): Promise<void>;
 }
+
+/**
+ * Written by `dfs master init`: this master has never run, so an empty Raft log means "new",
+ * and it may bootstrap as a founding voter. Removed once its Raft state is on disk.
+ */
+export const BOOTSTRAP_MARKER = 'bootstrap-pending';
 
 /** The peer id at the end of a multiaddr (/.../p2p/<id>); ERR_INVALID_ARGUMENT without one. */
 export function peerIdOf(addr: string): string {
@@ -43,55 +62,114 @@ export function peerIdOf(addr: string): string {
   return id;
 }
 
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Marks a master directory as new (see BOOTSTRAP_MARKER); `dfs master init` calls it. */
+export async function markMasterNew(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, BOOTSTRAP_MARKER), 'this master has not run yet: it bootstraps as a founding voter on its first start\n', { mode: 0o600 });
+}
+
 /**
  * Starts a master: its libp2p peer (identity in `dir`), its Raft log (`dir/raft`), Raft over
- * /dfs/raft/1.0.0 to the other masters, and the metadata service on /dfs/meta/1.0.0. The Raft
- * ids are the masters' peer ids, so a message's sender is whoever Noise authenticated.
+ * /dfs/raft/1.0.0 to the other masters, the metadata service on /dfs/meta/1.0.0, and the
+ * leader-only tasks (GC) under a host tied to confirmed leadership.
  */
 export async function startMaster(options: MasterOptions): Promise<Master> {
-  await mkdir(options.dir, { recursive: true });
+  const logger = (options.logger ?? silentLogger).child({ master: options.name });
+  const clock = options.clock ?? systemClock;
+  const rng = options.rng ?? systemRng;
+  // A directory with no identity yet is a new master, as is one `dfs master init` marked. The
+  // mark stays until the Raft state is on disk, so a crash before that is still "new".
+  if (!(await exists(join(options.dir, IDENTITY_FILE_NAME)))) await markMasterNew(options.dir);
+  const isNew = await exists(join(options.dir, BOOTSTRAP_MARKER));
   const peerAddrs = new Map<string, string>();
   for (const addr of options.peers) peerAddrs.set(peerIdOf(addr), addr);
   const peer: DfsPeer = await createPeer({ dataDir: options.dir, listen: [...options.listen], ...(options.psk ? { psk: options.psk } : {}) });
+  let store: RaftLogStore | undefined;
   try {
     if (peerAddrs.has(peer.peerId)) throw new DfsError('ERR_INVALID_ARGUMENT', `--peers lists this master itself (${peer.peerId})`);
+    store = await (options.openRaftStore ?? RaftStore.open)(join(options.dir, 'raft'));
+    const hasState = (await store.load()) !== undefined;
+    if (!hasState && !isNew) throw stateMissing(options.dir, peer.peerId);
     const selfAddr = peer.listenAddrs[0];
     const masterAddrs = new Map(peerAddrs);
     if (selfAddr) masterAddrs.set(peer.peerId, selfAddr);
     const transport = new Libp2pRaftTransport(peer, peerAddrs);
     await transport.start();
     const machine = new MetaMachine();
+    let failed: ((err: Error) => void) | undefined;
     const driver = await RaftDriver.start({
       id: peer.peerId,
-      store: await RaftStore.open(join(options.dir, 'raft')),
+      store,
       transport,
       machine,
       bootstrap: { voters: [peer.peerId, ...peerAddrs.keys()].sort(), learners: [] },
       tickMs: options.tickMs ?? 50,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: 1,
+      clock,
+      rng,
+      logger,
+      onFailure: (err) => failed?.(err),
       ...(options.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: options.snapshotEveryEntries } : {}),
     });
-    const service = new MetaService({ name: options.name, peer, driver, machine, masterAddrs, dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) } });
-    await service.start();
-    const gc = new GarbageCollector({ peer, service, machine, intervalMs: options.gcIntervalMs ?? Math.min(5_000, Math.max(100, (options.gcGraceMs ?? 600_000) / 4)) });
-    gc.start();
-    return {
+    await driver.idle(); // the first Ready (the founding configuration) is persisted, or failed
+    if (driver.failure) throw driver.failure;
+    await rm(join(options.dir, BOOTSTRAP_MARKER), { force: true });
+    const service = new MetaService({
       name: options.name,
-      peerId: peer.peerId,
-      addrs: peer.listenAddrs,
+      peer,
       driver,
-      service,
-      gc,
-      async stop() {
-        gc.stop();
+      machine,
+      masterAddrs,
+      clock,
+      rng,
+      logger,
+      dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) },
+    });
+    await service.start();
+    const gc = new GarbageCollector({
+      plane: () => service.dataPlane,
+      refCount: (id) => machine.state.refCount(id),
+      node: (id) => machine.state.node(id),
+      deleteOnNode: (node, ids, fence) => deleteChunks(peer, addrOf(node), ids, fence),
+      intervalMs: options.gcIntervalMs ?? Math.min(5_000, Math.max(100, (options.gcGraceMs ?? 600_000) / 4)),
+      logger,
+    });
+    const leaderTasks = new LeaderTaskHost({ driver, tasks: [gc], clock, logger });
+    leaderTasks.start();
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        await leaderTasks.stop();
         await transport.stop();
         await driver.close();
         await peer.stop();
-      },
+      })());
+    failed = (err) => {
+      void leaderTasks.stop();
+      options.onFailure?.(err);
     };
+    if (driver.failure) failed(driver.failure);
+    return { name: options.name, peerId: peer.peerId, addrs: peer.listenAddrs, driver, service, gc, leaderTasks, stop };
   } catch (err) {
+    await store?.close().catch(() => {});
     await peer.stop().catch(() => {});
     throw err;
   }
+}
+
+function stateMissing(dir: string, peerId: string): DfsError {
+  return new DfsError(
+    'ERR_RAFT_STATE_MISSING',
+    `master ${peerId} has run before (its identity is in ${dir}) but its Raft log ${join(dir, 'raft')} is empty. ` +
+      'Starting it as a voter could vote twice in one term. If its disk was lost, remove it from the cluster and add it back as a new member ' +
+      '(a fresh --dir and `dfs master init`); if the Raft directory was moved, put it back.',
+  );
 }

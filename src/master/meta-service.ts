@@ -1,5 +1,7 @@
 import { loadBlake3 } from '../chunker/index.ts';
+import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
+import { type Logger, silentLogger } from '../log/index.ts';
 import { type DfsPeer, serveMuxRpc } from '../net/index.ts';
 import {
   type ApplyResult,
@@ -27,7 +29,9 @@ export interface MetaServiceOptions {
   readonly machine: MetaMachine;
   /** Every master's peer id → address, to turn a leader id into somewhere a client can go. */
   readonly masterAddrs: ReadonlyMap<string, string>;
-  readonly now?: () => number;
+  readonly clock?: Clock;
+  readonly rng?: Rng;
+  readonly logger?: Logger;
   readonly dataPlane?: DataPlaneSettings;
 }
 
@@ -38,13 +42,17 @@ export interface MetaServiceOptions {
  */
 export class MetaService {
   readonly #o: MetaServiceOptions;
+  readonly #clock: Clock;
+  readonly #log: Logger;
   readonly #startedAt: number;
   /** The leader's soft state about data; made anew each time this master becomes leader. */
   #dataPlane: DataPlane | undefined;
 
   constructor(options: MetaServiceOptions) {
     this.#o = options;
-    this.#startedAt = (options.now ?? Date.now)();
+    this.#clock = options.clock ?? systemClock;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'meta' });
+    this.#startedAt = this.#clock.now();
   }
 
   /** The data plane while this master leads, else undefined. */
@@ -54,20 +62,24 @@ export class MetaService {
 
   #followLeadership(): void {
     const leading = this.#o.driver.role === 'leader';
+    // A plane belongs to one term: its fences are issued from it.
+    if (this.#dataPlane && (!leading || this.#dataPlaneTerm !== this.#o.driver.term)) this.#dataPlane = undefined;
     if (leading && !this.#dataPlane) {
       const state = () => this.#o.machine.state;
+      this.#dataPlaneTerm = this.#o.driver.term;
       this.#dataPlane = new DataPlane({
-        now: this.#o.now ?? Date.now,
-        rng: Math.random,
+        now: () => this.#clock.now(),
+        rng: this.#o.rng ?? systemRng,
+        term: this.#dataPlaneTerm,
         nodes: () => state().nodes(),
         replicationFactor: () => state().settings.replicationFactor,
         refCount: (id) => state().refCount(id),
         ...this.#o.dataPlane,
       });
-    } else if (!leading) {
-      this.#dataPlane = undefined;
     }
   }
+
+  #dataPlaneTerm = 0;
 
   async start(): Promise<void> {
     this.#o.driver.onChange(() => this.#followLeadership());
@@ -98,7 +110,8 @@ export class MetaService {
           const plane = this.#leaderPlane();
           const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
           const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
-          return { ok: true, value: { registered, fullReportWanted } };
+          // `fence`: a node that restarted refuses deletes decided before now (see FenceClock).
+          return { ok: true, value: { registered, fullReportWanted, fence: plane.fences.peek() } };
         }
         case 'report':
           this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
@@ -112,8 +125,11 @@ export class MetaService {
           return { ok: true, value: {} };
       }
     } catch (err) {
-      if (isDfsError(err)) return this.#refusal(err);
-      throw err;
+      if (!isDfsError(err)) throw err;
+      // Not-leader answers are routine (clients follow the hint); anything else is worth a line.
+      const level = err.code === 'ERR_NOT_LEADER' ? 'debug' : 'info';
+      this.#log[level]({ request: request.type, code: err.code, reason: err.message }, 'refused a request');
+      return this.#refusal(err);
     }
   }
 
@@ -142,7 +158,7 @@ export class MetaService {
       ...(s.role === 'leader' ? { followerLag } : {}),
       ...(this.#dataPlane ? { liveNodes: this.#dataPlane.liveNodes().length } : {}),
       counts: { entries: counts.entries, files: counts.files, nodes: counts.nodes },
-      uptimeMs: (this.#o.now ?? Date.now)() - this.#startedAt,
+      uptimeMs: this.#clock.now() - this.#startedAt,
       raft: { electionsStarted: d.stats.electionsStarted, becameLeader: d.stats.becameLeader, snapshotsSent: d.stats.snapshotsSent, snapshotsRestored: d.stats.snapshotsRestored },
       ...(withHash ? { stateHash: this.#o.machine.state.stateHash(await loadBlake3()) } : {}),
     };
@@ -184,6 +200,9 @@ export class MetaService {
    */
   async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: StoredAck[] | undefined, uploadId: string | undefined): Promise<void> {
     const plane = this.#leaderPlane();
+    // A chunk GC is deleting may have been put again meanwhile: wait for the delete to settle
+    // (nodes keep a chunk put under a later fence), then count what is left.
+    await plane.deletesSettled(new Map(cmd.manifest.chunks).keys());
     if (stored && stored.length > 0) {
       const acks = stored.map(({ id, nodes }): [string, string[]] => [id, nodes]);
       if (uploadId !== undefined && plane.uploadAlive(uploadId)) plane.recordStored(acks);
@@ -220,15 +239,26 @@ export class MetaService {
   async #write(request: Extract<MetaRequest, { type: 'write' }>): Promise<MetaResponse> {
     if (this.#o.driver.role !== 'leader') return this.#refusal(new DfsError('ERR_NOT_LEADER', 'not the leader'));
     const cmd = this.#stamp(request.cmd, request.user ?? 'anonymous');
-    if (cmd.op === 'commitFile') await this.#checkCommit(cmd, request.stored, request.uploadId);
+    if (cmd.op === 'commitFile') {
+      // A retry of a commit that already applied (its answer lost in a leader change) gets the
+      // first answer, before any check that could only fail now (the new leader may not know
+      // the chunks' holders yet). The barrier applies everything committed before it first.
+      await this.#o.driver.readBarrier();
+      const first = this.#o.machine.state.resultOf(request.clientId, request.seq);
+      if (first) return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
+      await this.#checkCommit(cmd, request.stored, request.uploadId);
+    }
     const result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;
     if (result.ok && request.uploadId !== undefined) this.#dataPlane?.endUpload(request.uploadId);
+    if (cmd.op === 'registerNode' || cmd.op === 'setNodeState') {
+      this.#log.info({ op: cmd.op, nodeId: cmd.nodeId, ...(cmd.op === 'setNodeState' ? { state: cmd.state } : { addrs: cmd.addrs }), ok: result.ok }, 'node state change');
+    }
     return result.ok ? { ok: true, value: result.value } : { ok: false, code: result.code, message: result.message };
   }
 
   /** The full command as the log records it: what the client asked plus owner and time. */
   #stamp(cmd: WriteCommand, user: string): MetaCommand {
-    const nowMs = (this.#o.now ?? Date.now)();
+    const nowMs = this.#clock.now();
     switch (cmd.op) {
       case 'mkdir':
         return { op: 'mkdir', path: cmd.path, parents: cmd.parents, owner: user, nowMs };

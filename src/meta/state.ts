@@ -116,6 +116,15 @@ export class MetaState {
     return result;
   }
 
+  /**
+   * The result a request (clientId, seq) got when it applied, if it is the client's last one:
+   * what a retry must be answered with. Read-only (does not refresh the session's age).
+   */
+  resultOf(clientId: string, seq: number): ApplyResult | undefined {
+    const session = this.#sessions.get(clientId);
+    return session && session.seq === seq ? session.result : undefined;
+  }
+
   #remember(clientId: string, session: Session): void {
     this.#sessions.delete(clientId);
     this.#sessions.set(clientId, session);

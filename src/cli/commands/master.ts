@@ -1,7 +1,10 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { DfsError } from '../../errors/index.ts';
-import { startMaster } from '../../master/index.ts';
-import { loadOrCreateIdentity } from '../../net/index.ts';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLogger } from '../../log/index.ts';
+import { markMasterNew, startMaster } from '../../master/index.ts';
+import { IDENTITY_FILE_NAME, loadOrCreateIdentity } from '../../net/index.ts';
 import type { CliIO } from '../io.ts';
 import { parseBytes } from '../format.ts';
 import { startStorageNode } from '../../node/index.ts';
@@ -19,6 +22,8 @@ export interface MasterStartOptions {
 /** `dfs master init --dir D`: creates the master's identity and prints its peer id. */
 export async function masterInitCommand(options: { dir?: string }, io: CliIO): Promise<void> {
   if (!options.dir) throw new DfsError('ERR_USAGE', 'dfs master init needs --dir DIR');
+  const hasIdentity = await access(join(options.dir, IDENTITY_FILE_NAME)).then(() => true, () => false);
+  if (!hasIdentity) await markMasterNew(options.dir); // a new master: it may bootstrap as a founding voter
   const peerId = peerIdFromPrivateKey(await loadOrCreateIdentity(options.dir)).toString();
   io.stdout.write(`${peerId}\n`);
 }
@@ -31,8 +36,18 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
   if (!options.dir) throw new DfsError('ERR_USAGE', 'dfs master start needs --dir DIR');
   if (!options.listen) throw new DfsError('ERR_USAGE', 'dfs master start needs --listen MULTIADDR (e.g. /ip4/127.0.0.1/tcp/7001)');
   const peers = options.peers ? String(options.peers).split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const name = options.name ?? 'master';
+  const logger = createLogger({ name: `dfs-master-${name}` });
+  let failure: Error | undefined;
+  let wake: () => void = () => {};
   const master = await startMaster({
-    name: options.name ?? 'master',
+    name,
+    logger,
+    // Persistence failed: the driver already stopped acting; this process exits (non-zero).
+    onFailure: (err) => {
+      failure = err;
+      wake();
+    },
     dir: options.dir,
     listen: String(options.listen).split(','),
     peers,
@@ -43,10 +58,13 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
   io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs }) + '\n');
   io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}\n`);
   await new Promise<void>((resolve) => {
+    wake = resolve;
+    if (failure) resolve();
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  await master.stop();
+  await master.stop().catch(() => {});
+  if (failure) throw new DfsError('ERR_IO', `master ${name} stopped: its Raft log could not be persisted (${failure.message}); fix the disk, then start it again`);
 }
 
 export interface NodeStartOptions {
