@@ -50,10 +50,10 @@ export async function runChunkBench(): Promise<void> {
     const rawMs = await bestOf(3, () => sendRaw(client, single.addr, chunks));
     const rawPerChunkMs = await bestOf(3, () => pool(n, IN_FLIGHT, (i) => sendRaw(client, single.addr, [chunks[i]!])));
     const directMs = await timed(() => pool(n, IN_FLIGHT, (i) => directStore.put(ids[i]!, chunks[i]!)));
-    const singleMs = await timed(() => pool(n, IN_FLIGHT, (i) => putChunk(client, [single.addr], ids[i]!, chunks[i]!)));
+    const singleMs = await timed(() => pool(n, IN_FLIGHT, (i) => putChunk(client, [single.addr], ids[i]!, chunks[i]!, i + 1)));
     const pipelineMs = await timed(() =>
       pool(n, IN_FLIGHT, async (i) => {
-        const { stored } = await putChunk(client, pipeline.map((p) => p.addr), ids[i]!, chunks[i]!);
+        const { stored } = await putChunk(client, pipeline.map((p) => p.addr), ids[i]!, chunks[i]!, i + 1);
         if (stored.length !== 3) throw new Error(`chunk ${ids[i]} stored on ${stored.length} nodes`);
       }),
     );

@@ -1,7 +1,7 @@
 import { type Blake3, type Chunk, CHUNKER_ID, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS } from '../chunker/index.ts';
 import { randomBytes } from 'node:crypto';
 import { DfsError, isDfsError } from '../errors/index.ts';
-import type { Manifest } from '../meta/index.ts';
+import { type Manifest, parsePlacements } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { ChunkStreams, putChunk } from './chunk-client.ts';
@@ -38,7 +38,6 @@ export interface PutResult {
   readonly blake3: string;
 }
 
-type Placement = { id: string; existing: true } | { id: string; targets: string[] };
 
 /** A chunk to upload: its bytes copied into a pooled buffer, given back once the upload ends. */
 interface Upload {
@@ -91,11 +90,13 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   // Idle buffers kept: two of the largest chunk (the rest of a window's buffers are in use).
   const pool = new BufferPool(2 * params.maxSize);
 
-  const upload = async (chunk: Upload, targets: string[]): Promise<void> => {
+  // `fence`: the leader's, from the placement; nodes record it so no GC delete decided before
+  // the placement can remove what this put stores (see FenceClock).
+  const upload = async (chunk: Upload, targets: string[], fence: number): Promise<void> => {
     const exclude = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, { pool: streams });
+        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, fence, { pool: streams });
         stored.set(chunk.id, r.stored);
         sentBytes += chunk.length;
         o.onProgress?.(chunk.length);
@@ -105,12 +106,13 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
         const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
         const failedId = peerIdInAddr(failed);
         if (failedId) exclude.add(failedId);
-        const [again] = (await o.meta.leaderRequest({ type: 'place', chunks: [{ id: chunk.id, size: chunk.length }], exclude: [...exclude], uploadId })) as Placement[];
+        const [again] = parsePlacements(await o.meta.leaderRequest({ type: 'place', chunks: [{ id: chunk.id, size: chunk.length }], exclude: [...exclude], uploadId }));
         if (!again || !('targets' in again)) {
           if (again && 'existing' in again) return; // someone else stored it meanwhile
           throw err;
         }
-        targets = again.targets;
+        targets = [...again.targets];
+        fence = again.fence;
       }
     }
   };
@@ -119,7 +121,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
     const fresh = batch;
     batch = [];
     if (fresh.length === 0) return;
-    const placements = (await o.meta.leaderRequest({ type: 'place', chunks: fresh.map((c) => ({ id: c.id, size: c.length })), uploadId })) as Placement[];
+    const placements = parsePlacements(await o.meta.leaderRequest({ type: 'place', chunks: fresh.map((c) => ({ id: c.id, size: c.length })), uploadId }));
     for (const [i, chunk] of fresh.entries()) {
       const p = placements[i];
       if (!p || p.id !== chunk.id) throw new DfsError('ERR_PROTOCOL', 'placement answer does not match the request');
@@ -131,7 +133,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
       }
       while (inflight.size >= concurrency) await Promise.race(inflight);
       if (failure) throw failure;
-      const task: Promise<void> = upload(chunk, [...p.targets])
+      const task: Promise<void> = upload(chunk, [...p.targets], p.fence)
         // Reused only after a success: the node's answer means every byte left. After a failure,
         // frames queued under the reset stream may still point into the buffer: it is dropped.
         .then(() => pool.give(chunk.buffer))

@@ -1,4 +1,4 @@
-import type { NodeRecord } from '../meta/index.ts';
+import type { NodeRecord, Placement } from '../meta/index.ts';
 
 /** What a storage node says about itself with every heartbeat. */
 export interface NodeLoad {
@@ -19,8 +19,7 @@ interface NodeSoftState {
   reportInProgress: Set<string> | undefined;
 }
 
-/** Where one chunk goes: nowhere (enough live copies exist), or a pipeline put under `fence`. */
-export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[]; readonly fence: number };
+export type { Placement } from '../meta/index.ts';
 
 /**
  * Fences order a leader's chunk puts against its chunk deletes, across leaders too: term × 2³²

@@ -1,3 +1,4 @@
+import { DfsError } from '../errors/index.ts';
 import { type Infer, schema } from '../net/index.ts';
 import { NODE_STATES } from './commands.ts';
 
@@ -79,6 +80,27 @@ export const metaRequestSchema = schema.taggedUnion('type', {
   }),
 });
 export type MetaRequest = Infer<typeof metaRequestSchema>;
+
+/** One chunk of a `place` answer: enough live copies exist, or a pipeline to put it through under `fence`. */
+export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[]; readonly fence: number };
+
+const placementWire = schema.object({
+  id: chunkId,
+  existing: schema.optional(schema.literal(true)),
+  holders: schema.optional(schema.integer({ min: 0 })),
+  targets: schema.optional(schema.array(schema.string({ maxLength: 1024 }), { maxLength: 16 })),
+  fence: schema.optional(schema.integer({ min: 0 })),
+});
+const placementsWire = schema.array(placementWire, { maxLength: 1024 });
+
+/** A `place` answer's value, checked: every entry is one kind or the other, whole. */
+export function parsePlacements(value: unknown): Placement[] {
+  return placementsWire.parse(value).map((p, i) => {
+    if (p.existing === true && p.holders !== undefined) return { id: p.id, existing: true, holders: p.holders };
+    if (p.targets !== undefined && p.fence !== undefined) return { id: p.id, targets: p.targets, fence: p.fence };
+    throw new DfsError('ERR_PROTOCOL', `placement ${i} is neither "existing" with holders nor targets with a fence`);
+  });
+}
 
 export const metaResponseSchema = schema.object({
   ok: schema.boolean(),
