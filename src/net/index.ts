@@ -7,7 +7,7 @@ export { createPeer, DfsPeer } from './peer.ts';
 export { peerIdInAddr } from './addr.ts';
 export type { DialOptions, HandleOptions, PeerOptions, RemotePeer, StreamHandler } from './peer.ts';
 export { IDENTITY_FILE_NAME, loadOrCreateIdentity } from './identity.ts';
-export { formatSwarmKey, SWARM_KEY_BYTES, swarmKeyFromSecret } from './swarm-key.ts';
+export { createSwarmKeyFile, formatSwarmKey, noisePrologue, readSwarmKeyFile, SWARM_KEY_BYTES, swarmKeyFromSecret } from './swarm-key.ts';
 export {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_READ_HIGH_WATER_BYTES,

@@ -12,7 +12,7 @@ import { createLibp2p } from 'libp2p';
 import { DfsError } from '../errors/index.ts';
 import { deadlineSignal, errorFromAbort } from './deadline.ts';
 import { loadOrCreateIdentity } from './identity.ts';
-import { swarmKeyFromSecret } from './swarm-key.ts';
+import { noisePrologue, swarmKeyFromSecret } from './swarm-key.ts';
 
 export interface PeerOptions {
   /** Directory holding the persistent identity (created on first start). */
@@ -28,6 +28,13 @@ export interface PeerOptions {
    * Either 32 raw bytes or a libp2p swarm key file (/key/swarm/psk/1.0.0/ ...).
    */
   readonly psk?: Uint8Array;
+  /**
+   * How the secret is checked. 'handshake' (default): it is bound into every Noise handshake
+   * (the prologue), so a peer without it fails the handshake before it learns our identity or
+   * speaks any protocol, and the bytes are encrypted once. 'pnet': libp2p's private network,
+   * which also encrypts every byte a second time (XSalsa20) before Noise.
+   */
+  readonly secretMode?: 'handshake' | 'pnet';
   /** Connections kept before libp2p prunes the least valuable. Default 1000. */
   readonly maxConnections?: number;
   /** Bound on opening a connection when the caller gives no timeout. Default 10 s. */
@@ -106,7 +113,9 @@ export class DfsPeer {
     const bootstrapList = [...(options.bootstrap ?? [])];
     for (const addr of [...listen, ...bootstrapList]) parseMultiaddr(addr);
     const dialTimeoutMs = options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-    const psk = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
+    const swarmKey = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
+    const pnet = swarmKey !== undefined && options.secretMode === 'pnet';
+    const prologueBytes = swarmKey !== undefined && !pnet ? noisePrologue(swarmKey) : undefined;
     let node: Libp2p;
     try {
       node = await createLibp2p({
@@ -114,13 +123,13 @@ export class DfsPeer {
         nodeInfo: { name: 'dfs' },
         addresses: { listen },
         transports: [tcp()],
-        connectionEncrypters: [noise({ crypto: noiseCrypto })],
+        connectionEncrypters: [noise({ crypto: noiseCrypto, ...(prologueBytes ? { prologueBytes } : {}) })],
         streamMuxers: [
           yamux({
             streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES, maxReadBufferLength: MAX_STREAM_READ_BUFFER_BYTES },
           }),
         ],
-        ...(psk ? { connectionProtector: preSharedKey({ psk }) } : {}),
+        ...(pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
         peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 0, tagName: BOOTSTRAP_TAG })] : [],
         connectionManager: {
           maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,

@@ -8,23 +8,24 @@ const PING = '/dfs/test-ping/1.0.0';
 const pong = schema.object({ pong: schema.literal(true) });
 
 describe('private network (cluster secret)', () => {
-  it('lets peers with the key talk and keeps out peers without it or with another key', async () => {
+  it.each(['handshake', 'pnet'] as const)('lets peers with the key talk and keeps out peers without it or with another key (%s)', async (secretMode) => {
     const secret = randomBytes(32);
-    const member = await startPeer({ psk: secret });
+    const member = await startPeer({ psk: secret, secretMode });
     await serveRpc(member, PING, schema.object({}), () => ({ pong: true }));
 
     // The same secret given as a swarm key file works too.
-    const colleague = await startPeer({ listen: [], psk: formatSwarmKey(secret) });
+    const colleague = await startPeer({ listen: [], psk: formatSwarmKey(secret), secretMode });
     expect(await callRpc(colleague, addrOf(member), PING, {}, pong, { timeoutMs: 5000 })).toEqual({ pong: true });
 
     for (const psk of [undefined, randomBytes(32)]) {
-      const stranger = await startPeer({ listen: [], ...(psk ? { psk } : {}) });
+      const stranger = await startPeer({ listen: [], secretMode, ...(psk ? { psk } : {}) });
       const start = performance.now();
       // Without the key the handshake bytes are garbage to the member: the dial fails or stalls.
       const err = await callRpc(stranger, addrOf(member), PING, {}, pong, { timeoutMs: 1000 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DfsError);
       expect(['ERR_PEER_UNREACHABLE', 'ERR_TIMEOUT']).toContain((err as DfsError).code);
       expect(performance.now() - start).toBeLessThan(1500);
+      expect(member.connectedPeers()).not.toContain(stranger.peerId);
     }
     // The member is unharmed and still serves its own.
     expect(await callRpc(colleague, addrOf(member), PING, {}, pong, { timeoutMs: 5000 })).toEqual({ pong: true });
