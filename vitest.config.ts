@@ -8,5 +8,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // An unhandled rejection or uncaught exception fails the run (vitest's default, kept on
+    // purpose: a stray timeout rejection is how `dfs status` crashed on a stopped master).
+    // Vitest only reports one while its own listener is the only one: code that tests import
+    // must not add process 'unhandledRejection'/'uncaughtException' listeners (cli/entry.ts,
+    // the one place that does, is the bin's and never imported by tests).
+    dangerouslyIgnoreUnhandledErrors: false,
   },
 });

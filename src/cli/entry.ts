@@ -22,11 +22,33 @@
  * `cluster` (which only starts other processes) keeps V8's defaults.
  */
 import { setFlagsFromString } from 'node:v8';
+import { EXIT } from './exit-codes.ts';
+import { internalErrorText } from './internal-error.ts';
 import { CLIENT_RUNTIME_V8_FLAGS, SERVER_V8_FLAGS } from './v8-flags.ts';
 
 const SERVER_COMMANDS: ReadonlySet<string> = new Set(['master', 'node']);
 
 const command = process.argv[2] ?? '';
+
+// A rejection nobody handled, or an exception nobody caught, is a bug somewhere in dfs: the
+// process ends at once, as Node's default would, but with one line (and the internal exit code)
+// instead of a stack trace. Servers also log the stack: their stderr is their log. Installed
+// only here, in the process adapter, never in code tests import: vitest fails a run on such a
+// rejection only while no other 'unhandledRejection' listener exists.
+let failing = false;
+const internalFailure = (what: string) => (err: unknown) => {
+  if (!failing) {
+    failing = true;
+    try {
+      process.stderr.write(internalErrorText(err, { what, showStack: Boolean(process.env.DFS_DEBUG) || SERVER_COMMANDS.has(command) }));
+    } catch {
+      // stderr is gone too: the exit code is all that is left to say it
+    }
+  }
+  process.exit(EXIT.bug);
+};
+process.on('unhandledRejection', internalFailure('unhandled rejection'));
+process.on('uncaughtException', internalFailure('uncaught exception'));
 if (SERVER_COMMANDS.has(command)) {
   // `start` may come after options (`dfs node --dir d start`).
   const starting = process.argv.slice(3).includes('start');

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { cac } from 'cac';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { EXIT, exitCodeOf } from './exit-codes.ts';
+import { internalErrorText } from './internal-error.ts';
 import { type CliIO, processIO, STDIO_ARG } from './io.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -127,9 +128,7 @@ function reportError(err: unknown, io: CliIO): number {
     io.stderr.write(`dfs: ${err.message}; see dfs --help [ERR_USAGE]\n`);
     return EXIT.usage;
   }
-  const message = err instanceof Error ? err.message : String(err);
-  io.stderr.write(`dfs: unexpected error: ${message} (a bug: please report it; DFS_DEBUG=1 shows the stack)\n`);
-  if (io.env.DFS_DEBUG) io.stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
+  io.stderr.write(internalErrorText(err, { showStack: Boolean(io.env.DFS_DEBUG) }));
   return EXIT.bug;
 }
 

@@ -26,6 +26,16 @@ export interface MetaClientOptions {
   readonly user?: string;
 }
 
+/** One master's answer to a status request, or why there was none. */
+export interface MasterStatusEntry {
+  readonly addr: string;
+  readonly status?: MasterStatus;
+  /** Why `status` is missing: ERR_TIMEOUT (up but not answering), ERR_PEER_UNREACHABLE, ... */
+  readonly code?: ErrorCode;
+  /** `code` and its message, one line. */
+  readonly error?: string;
+}
+
 /**
  * Codes after which the same request is tried at another master (or again). Not ERR_PROTOCOL or
  * ERR_INTERNAL: a request a master refuses as malformed, or that trips a bug, fails the same way
@@ -104,15 +114,21 @@ export class MetaClient {
     return (await this.#read(request, options.stale)) as { entries: ListedEntry[]; next?: string };
   }
 
-  /** Every master's status, or the error that kept it from answering, in the order given. */
-  async statusAll(options: { withHash?: boolean } = {}): Promise<Array<{ addr: string; status?: MasterStatus; error?: string }>> {
+  /**
+   * Every master's status, or the error that kept it from answering (`code`: ERR_TIMEOUT for one
+   * that accepts connections but does not answer, such as a stopped process), in the order given.
+   * One attempt each, all at once: bounded by `attemptTimeoutMs` whatever the masters do.
+   */
+  async statusAll(options: { withHash?: boolean } = {}): Promise<MasterStatusEntry[]> {
     return Promise.all(
-      this.#o.masters.map(async (addr) => {
+      this.#o.masters.map(async (addr): Promise<MasterStatusEntry> => {
         try {
           const r = await this.#call(addr, { type: 'status', ...(options.withHash ? { withHash: true } : {}) }, this.#o.attemptTimeoutMs ?? 3_000);
+          if (!r.ok) throw new DfsError((r.code ?? 'ERR_PROTOCOL') as ErrorCode, r.message ?? 'refused by the master');
           return { addr, status: r.value as MasterStatus };
         } catch (err) {
-          return { addr, error: isDfsError(err) ? `${err.code}: ${err.message}` : String(err) };
+          if (isDfsError(err)) return { addr, code: err.code, error: `${err.code}: ${err.message}` };
+          return { addr, code: 'ERR_INTERNAL', error: String(err) };
         }
       }),
     );

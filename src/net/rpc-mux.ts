@@ -107,6 +107,14 @@ export class RpcChannel {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
     });
+    // The answer can settle before it is awaited: its timer, or the stream failing, while the
+    // connection or the write below is still under way (a master that accepts connections but
+    // never answers, e.g. a stopped process). So its outcome is taken as a value from the start
+    // and thrown where it is awaited: that rejection is never unhandled, and never lost.
+    const outcome = answer.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
     try {
       const { writer } = await this.#connection(timeoutMs);
       await writer.write(payload, { signal: deadlineSignal(timeoutMs) });
@@ -116,10 +124,11 @@ export class RpcChannel {
         clearTimeout(pending.timer);
         this.#pending.delete(id);
       }
-      answer.catch(() => {});
       throw err;
     }
-    return parseResponse(await answer, responseSchema);
+    const settled = await outcome;
+    if (!settled.ok) throw settled.error;
+    return parseResponse(settled.value, responseSchema);
   }
 
   close(): void {

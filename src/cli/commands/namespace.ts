@@ -59,7 +59,11 @@ export async function lsCommand(path: string | undefined, options: ClusterOption
   });
 }
 
-/** `dfs status`: every master's role, term, indexes and lag; exit code 1 without a leader. */
+/**
+ * `dfs status`: every master's role, term, indexes and lag; exit code 1 without a leader. A
+ * master that does not answer (down, or stopped and timing out) is a row of its own, ROLE
+ * "unreachable" and the reason under ERROR; with --json, an entry with `code` and `error`.
+ */
 export async function statusCommand(options: ClusterOption & Json, io: CliIO): Promise<void> {
   const all = await withMetaClient(options, io, (c) => c.statusAll());
   if (options.json) {
@@ -67,7 +71,8 @@ export async function statusCommand(options: ClusterOption & Json, io: CliIO): P
   } else {
     const leader = all.find((a) => a.status?.role === 'leader')?.status;
     const rows = all.map(({ addr, status, error }) => {
-      if (!status) return ['?', 'down', '-', '-', '-', '-', error ?? '', addr];
+      // The address has its own column: the reason names it "the master" (--json keeps it whole).
+      if (!status) return ['?', 'unreachable', '-', '-', '-', '-', (error ?? 'no answer').split(addr).join('the master').replace(/\s+/g, ' '), addr];
       const lag = leader?.followerLag?.[status.peerId];
       return [status.name, status.role, String(status.term), String(status.commitIndex), String(status.appliedIndex), status.role === 'leader' ? '0' : lag === undefined ? '?' : String(lag), '', addr];
     });
