@@ -21,6 +21,9 @@ interface NodeSoftState {
 
 export type { Placement } from '../meta/index.ts';
 
+/** Bound on chunks waiting to be verified on one node (a flood of bad-replica reports). */
+const MAX_VERIFY_REQUESTS_PER_NODE = 4096;
+
 /**
  * Fences order a leader's chunk puts against its chunk deletes, across leaders too: term × 2³²
  * plus a counter, so every fence a later leader issues is above every fence of an earlier one.
@@ -88,6 +91,8 @@ export class DataPlane {
    */
   readonly #uploads = new Map<string, { lastActiveMs: number; chunks: Set<string> }>();
   readonly #startedMs: number;
+  /** Chunks clients found bad, per node, to be verified by that node. */
+  readonly #verify = new Map<string, Set<string>>();
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
@@ -127,9 +132,21 @@ export class DataPlane {
     for (const [id, nodes] of stored) for (const n of nodes) this.#addHolder(id, n);
   }
 
-  /** Forgets a replica a client found corrupt or missing (the node's scrubber deals with it). */
-  forget(chunkId: string, nodeId: string): void {
-    this.#removeHolder(chunkId, nodeId);
+  /**
+   * A client found this node's copy bad: the node is asked (in its next heartbeat answer) to
+   * verify it. The location stays until the node itself says the chunk is gone. Bounded per node.
+   */
+  requestVerify(nodeId: string, chunkId: string): void {
+    let wanted = this.#verify.get(nodeId);
+    if (!wanted) this.#verify.set(nodeId, (wanted = new Set()));
+    if (wanted.size < MAX_VERIFY_REQUESTS_PER_NODE) wanted.add(chunkId);
+  }
+
+  /** The chunks to ask `nodeId` to verify (each asked once). */
+  takeVerifyRequests(nodeId: string): string[] {
+    const wanted = this.#verify.get(nodeId);
+    this.#verify.delete(nodeId);
+    return wanted ? [...wanted] : [];
   }
 
   // ---- liveness ----

@@ -22,6 +22,11 @@ import type { RaftDriver } from './raft-driver.ts';
 
 export type DataPlaneSettings = Pick<DataPlaneOptions, 'suspectAfterMs' | 'gcGraceMs'>;
 
+/** Who sent a request: the peer id Noise authenticated. */
+export interface RequestContext {
+  readonly peerId: string;
+}
+
 export interface MetaServiceOptions {
   readonly name: string;
   readonly peer: DfsPeer;
@@ -83,14 +88,20 @@ export class MetaService {
 
   async start(): Promise<void> {
     this.#o.driver.onChange(() => this.#followLeadership());
-    await serveMuxRpc(this.#o.peer, META_PROTOCOL, metaRequestSchema, (request) => this.handle(request), {
+    await serveMuxRpc(this.#o.peer, META_PROTOCOL, metaRequestSchema, (request, ctx) => this.handle(request, { peerId: ctx.remote.peerId }), {
       maxInboundStreams: 256,
       handlerTimeoutMs: 15_000,
     });
   }
 
-  async handle(request: MetaRequest): Promise<MetaResponse> {
+  /**
+   * Answers one request from `from`, the Noise-authenticated peer that sent it: a storage node
+   * speaks only for itself (heartbeat, report, registration under its own peer id); node state
+   * changes come only from masters; a client's report of a bad copy is a request to verify it.
+   */
+  async handle(request: MetaRequest, from: RequestContext): Promise<MetaResponse> {
     try {
+      this.#authorize(request, from);
       switch (request.type) {
         case 'status':
           return { ok: true, value: await this.status(request.withHash === true) };
@@ -110,8 +121,9 @@ export class MetaService {
           const plane = this.#leaderPlane();
           const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
           const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
-          // `fence`: a node that restarted refuses deletes decided before now (see FenceClock).
-          return { ok: true, value: { registered, fullReportWanted, fence: plane.fences.peek() } };
+          // `fence`: a node that restarted refuses deletes decided before now (see FenceClock);
+          // `verify`: chunks a client found bad here, for the node to re-hash (it reports a bad one).
+          return { ok: true, value: { registered, fullReportWanted, fence: plane.fences.peek(), verify: plane.takeVerifyRequests(request.nodeId) } };
         }
         case 'report':
           this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
@@ -121,7 +133,8 @@ export class MetaService {
         case 'locate':
           return { ok: true, value: this.#leaderPlane().locate(request.ids) };
         case 'badReplica':
-          this.#leaderPlane().forget(request.id, request.nodeId);
+          // A claim about another peer: never believed as such. The node is asked to verify.
+          this.#leaderPlane().requestVerify(request.nodeId, request.id);
           return { ok: true, value: {} };
       }
     } catch (err) {
@@ -131,6 +144,21 @@ export class MetaService {
       this.#log[level]({ request: request.type, code: err.code, reason: err.message }, 'refused a request');
       return this.#refusal(err);
     }
+  }
+
+  /** ERR_FORBIDDEN for a request `from` may not make (see handle). */
+  #authorize(request: MetaRequest, from: RequestContext): void {
+    const forbid = (why: string): never => {
+      this.#log.warn({ request: request.type, peer: from.peerId, why }, 'refused a request from a peer');
+      throw new DfsError('ERR_FORBIDDEN', why);
+    };
+    if ((request.type === 'heartbeat' || request.type === 'report') && request.nodeId !== from.peerId) {
+      forbid(`peer ${from.peerId} may not speak for storage node ${request.nodeId}`);
+    }
+    if (request.type !== 'write') return;
+    const cmd = request.cmd;
+    if (cmd.op === 'registerNode' && cmd.nodeId !== from.peerId) forbid(`peer ${from.peerId} may register only itself, not ${cmd.nodeId}`);
+    if (cmd.op === 'setNodeState' && !this.#o.masterAddrs.has(from.peerId)) forbid(`only masters change a node's state; ${from.peerId} is not one`);
   }
 
   async status(withHash = false): Promise<MasterStatus> {

@@ -10,6 +10,7 @@ const tempDir = useTempDirs();
 let seq = 0;
 const mkdir = (path: string) => encodeEnvelope({ clientId: 'test', seq: ++seq, cmd: { op: 'mkdir', path, parents: true, owner: 'test', nowMs: 1 } });
 
+const CLIENT = { peerId: 'client' };
 const heartbeat = (nodeId: string, added: string[] = []): MetaRequest => ({ type: 'heartbeat', nodeId, freeBytes: 1e12, capacityBytes: 1e12, usedBytes: 0, chunkCount: 0, inflight: 0, added, removed: [] });
 
 describe('a master whose disk write fails (issue 11, bug 2)', () => {
@@ -20,7 +21,7 @@ describe('a master whose disk write fails (issue 11, bug 2)', () => {
       await old.driver.propose(mkdir('/a'));
       await old.driver.until(() => old.host.confirmedTerm !== null, 5_000);
       expect(old.task.runs).toHaveLength(1);
-      const before: MetaResponse = await old.service.handle(heartbeat('n1'));
+      const before: MetaResponse = await old.service.handle(heartbeat('n1'), { peerId: 'n1' });
       expect(before.ok).toBe(true);
 
       old.store.failWrites = true;
@@ -34,7 +35,7 @@ describe('a master whose disk write fails (issue 11, bug 2)', () => {
       expect(old.host.confirmedTerm).toBeNull();
       expect(old.task.runs[0]!.signal.aborted).toBe(true);
       for (const request of [heartbeat('n1'), { type: 'place', chunks: [{ id: 'a'.repeat(64), size: 1 }] }, { type: 'locate', ids: ['a'.repeat(64)] }] as MetaRequest[]) {
-        const answer = await old.service.handle(request);
+        const answer = await old.service.handle(request, { peerId: 'n1' });
         expect(answer).toMatchObject({ ok: false, code: 'ERR_NOT_LEADER' });
       }
       expect(c.logger.find(/persistence failed/)).toHaveLength(1);
@@ -99,9 +100,9 @@ import type { InProcessMaster } from '../support/master-fixture.ts';
 async function threeLiveNodes(m: InProcessMaster): Promise<string[]> {
   const nodes = ['n1', 'n2', 'n3'];
   for (const [k, nodeId] of nodes.entries()) {
-    const r = await m.service.handle({ type: 'write', clientId: 'admin', seq: k + 1, cmd: { op: 'registerNode', nodeId, addrs: [`/ip4/127.0.0.1/tcp/${9000 + k}`], capacityBytes: 1e12 } });
+    const r = await m.service.handle({ type: 'write', clientId: nodeId, seq: 1, cmd: { op: 'registerNode', nodeId, addrs: [`/ip4/127.0.0.1/tcp/${9000 + k}`], capacityBytes: 1e12 } }, { peerId: nodeId });
     expect(r.ok).toBe(true);
-    expect((await m.service.handle(heartbeat(nodeId))).ok).toBe(true);
+    expect((await m.service.handle(heartbeat(nodeId), { peerId: nodeId })).ok).toBe(true);
   }
   return nodes;
 }
@@ -113,7 +114,7 @@ describe('a commit retried after a leader change (issue 11, bug 4)', () => {
       const first = await c.leader();
       const nodes = await threeLiveNodes(first);
       const chunk = cid(7);
-      const placed = await first.service.handle({ type: 'place', chunks: [{ id: chunk, size: 10 }], uploadId: 'u1' });
+      const placed = await first.service.handle({ type: 'place', chunks: [{ id: chunk, size: 10 }], uploadId: 'u1' }, CLIENT);
       expect(placed.ok).toBe(true);
       const commit: MetaRequest = {
         type: 'write',
@@ -123,13 +124,13 @@ describe('a commit retried after a leader change (issue 11, bug 4)', () => {
         stored: [{ id: chunk, nodes }],
         uploadId: 'u1',
       };
-      const answer = await first.service.handle(commit);
+      const answer = await first.service.handle(commit, CLIENT);
       expect(answer.ok).toBe(true);
       // The answer is lost; leadership moves; the client retries at the new leader.
       const next = [...c.masters.values()].find((m) => m !== first)!;
       first.driver.transferLeadership(next.id);
       await next.driver.until(() => next.driver.role === 'leader', 5_000);
-      const retry = await next.service.handle(commit);
+      const retry = await next.service.handle(commit, CLIENT);
       expect(retry).toEqual(answer);
     } finally {
       await c.stop();
@@ -167,7 +168,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
     const x = cid(42);
     for (const [id, n] of nodes) {
       n.put(x, 0);
-      await leader.service.handle(heartbeat(id, [x]));
+      await leader.service.handle(heartbeat(id, [x]), { peerId: id });
     }
     await leader.driver.until(() => leader.host.confirmedTerm !== null, 5_000);
     const plane = leader.service.dataPlane!;
@@ -199,7 +200,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
       expect(deleteFence).toBeGreaterThan(0);
       // ...a client puts the same bytes again: placed (not "existing": it is being deleted), the
       // put reaches every target, which still hold X and ack at once.
-      const placed = await leader.service.handle({ type: 'place', chunks: [{ id: x, size: 10 }], uploadId: 'u2' });
+      const placed = await leader.service.handle({ type: 'place', chunks: [{ id: x, size: 10 }], uploadId: 'u2' }, CLIENT);
       const placement = (placed.value as Array<{ targets: string[]; fence: number }>)[0]!;
       expect(placement.fence).toBeGreaterThan(deleteFence);
       for (const n of nodes.values()) n.put(x, placement.fence);
@@ -211,7 +212,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
         cmd: { op: 'commitFile', path: '/again', manifest: manifestOf([[x, 10]]), parents: true, ifAbsent: false },
         stored: [{ id: x, nodes: [...nodes.keys()] }],
         uploadId: 'u2',
-      });
+      }, CLIENT);
       releaseDeletes();
       await round;
       expect(await commit).toMatchObject({ ok: true });
@@ -240,7 +241,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
       });
       // The round decides X, then waits for its leadership barrier; meanwhile X is placed again.
       const round = gc.runOnce(ctx);
-      const placed = await leader.service.handle({ type: 'place', chunks: [{ id: x, size: 10 }], uploadId: 'u3' });
+      const placed = await leader.service.handle({ type: 'place', chunks: [{ id: x, size: 10 }], uploadId: 'u3' }, CLIENT);
       expect(placed.ok).toBe(true);
       expect(await round).toBe(0);
       expect(sent).toEqual([]);
@@ -265,6 +266,37 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
       expect(await gc.runOnce(ctx)).toBe(1);
       for (const n of nodes.values()) expect(n.chunks.has(x)).toBe(false);
       expect(leader.service.dataPlane!.holderCount(x)).toBe(0);
+    } finally {
+      await c.stop();
+    }
+  });
+});
+
+describe('requests are checked against the authenticated peer (issue 12)', () => {
+  it('a node speaks only for itself; state changes come only from masters; a bad-replica report only asks for a verify', async () => {
+    const c = await startInProcessMasters(() => tempDir());
+    try {
+      const leader = await c.leader();
+      const nodes = await threeLiveNodes(leader);
+      const register = (nodeId: string, seq: number): MetaRequest => ({ type: 'write', clientId: 'rogue', seq, cmd: { op: 'registerNode', nodeId, addrs: ['/ip4/127.0.0.1/tcp/1'], capacityBytes: 1e15 } });
+      expect(await leader.service.handle(register('fake-1', 1), { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(await leader.service.handle(heartbeat('n1'), { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(await leader.service.handle({ type: 'report', nodeId: 'n2', ids: [], first: true, last: true }, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      const kill: MetaRequest = { type: 'write', clientId: 'rogue', seq: 2, cmd: { op: 'setNodeState', nodeId: 'n1', state: 'dead' } };
+      expect(await leader.service.handle(kill, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(await leader.service.handle(kill, { peerId: 'n2' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(leader.machine.state.node('n1')?.state).toBe('alive');
+      expect(leader.machine.state.node('fake-1')).toBeUndefined();
+
+      // Twelve bad-replica reports remove nothing; the node is asked to verify, once.
+      const x = cid(9);
+      for (const n of nodes) await leader.service.handle(heartbeat(n, [x]), { peerId: n });
+      for (let k = 0; k < 12; k++) for (const n of nodes) await leader.service.handle({ type: 'badReplica', id: x, nodeId: n }, CLIENT);
+      expect(leader.service.dataPlane!.holderCount(x)).toBe(3);
+      const answer = await leader.service.handle(heartbeat('n1'), { peerId: 'n1' });
+      expect((answer.value as { verify: string[] }).verify).toEqual([x]);
+      const again = await leader.service.handle(heartbeat('n1'), { peerId: 'n1' });
+      expect((again.value as { verify: string[] }).verify).toEqual([]);
     } finally {
       await c.stop();
     }
