@@ -165,7 +165,7 @@ export class RaftDriver {
       node = RaftNode.join(raftOptions);
     }
     const driver = new RaftDriver(options, node, applied);
-    options.transport.onMessage((m) => driver.#input(() => driver.#node.step(m)));
+    options.transport.onMessage((m) => driver.#receive(m));
     const clock = options.clock ?? systemClock;
     driver.#ticker = clock.setInterval(() => driver.#input(() => driver.#node.tick()), options.tickMs ?? 50);
     driver.#log.info({ id: options.id, restarted: persisted !== undefined, applied }, 'raft driver started');
@@ -312,6 +312,23 @@ export class RaftDriver {
 
   get #halted(): boolean {
     return this.#stopped || this.#failure !== undefined;
+  }
+
+  /** Messages dropped because their sender is not a member of the current configuration. */
+  droppedFromStrangers = 0;
+
+  /**
+   * A message from a peer outside the current configuration changes nothing: no term bump, no
+   * vote, no append, no snapshot. (A master that has not joined a configuration yet has none to
+   * check against; its transport only hears the masters it was told of.)
+   */
+  #receive(m: Message): void {
+    const { voters, learners } = this.#node.status().config;
+    if (m.to !== this.id || ((voters.length > 0 || learners.length > 0) && !voters.includes(m.from) && !learners.includes(m.from))) {
+      if (this.droppedFromStrangers++ % 1000 === 0) this.#log.warn({ from: m.from, type: m.type, term: m.term }, 'dropped a raft message from a non-member');
+      return;
+    }
+    this.#input(() => this.#node.step(m));
   }
 
   // ---- the loop ----

@@ -302,3 +302,30 @@ describe('requests are checked against the authenticated peer (issue 12)', () =>
     }
   });
 });
+
+describe('Raft from a non-member (issue 12)', () => {
+  it('a heartbeat, vote or snapshot from a peer outside the configuration changes nothing', async () => {
+    const c = await startInProcessMasters(() => tempDir());
+    try {
+      const leader = await c.leader();
+      await leader.driver.propose(mkdir('/kept'));
+      const term = leader.driver.term;
+      const rogue = c.net.transport('rogue');
+      for (const m of c.masters.values()) {
+        rogue.send({ type: 'heartbeat', from: 'rogue', to: m.id, term: term + 100, commit: 0, context: null });
+        rogue.send({ type: 'vote', from: 'rogue', to: m.id, term: term + 100, lastLogIndex: 1e9, lastLogTerm: 1e9, transfer: true });
+        rogue.send({ type: 'snapshot', from: 'rogue', to: m.id, term: term + 100, snapshot: { metadata: { index: 1e6, term: term + 100, config: { voters: ['rogue'], learners: [] } }, data: new Uint8Array() } } as never);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      for (const m of c.masters.values()) {
+        expect(m.driver.term).toBe(term);
+        expect(m.driver.droppedFromStrangers).toBeGreaterThanOrEqual(3);
+        expect(m.machine.state.stat('/kept')).toBeDefined();
+      }
+      expect(leader.driver.role).toBe('leader');
+      expect(await leader.driver.propose(mkdir('/after'))).toMatchObject({ ok: true });
+    } finally {
+      await c.stop();
+    }
+  });
+});
