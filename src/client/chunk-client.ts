@@ -21,6 +21,8 @@ import {
   putAnswerSchema,
 } from '../node/chunk-protocol.ts';
 import type { PutAnswer } from '../node/chunk-protocol.ts';
+// Not the folder's index: that would load LevelDB into every client.
+import { isFence } from '../storage/delete-fences.ts';
 
 /**
  * The client side of `/dfs/chunk/1.0.0` (see src/node/chunk-protocol.ts): put a chunk through a
@@ -60,10 +62,13 @@ const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 /**
  * Stores `data` under `id` on every node of `pipeline` (multiaddrs ending /p2p/<id>; the first is
  * where the bytes are sent, each node forwards them to the next as they arrive). Resolves, with
- * the peer ids that stored it, only once every node has it durably.
+ * the peer ids that stored it, only once every node has it durably. `fence` is the one the leader
+ * issued with the placement (a safe integer >= 0): every node records it, so a GC delete decided
+ * before it cannot remove the chunk this put acknowledges (see src/storage/delete-fences.ts).
  *
  * Fails with a DfsError: ERR_CHUNK_CORRUPT (the bytes do not hash to `id`; no node stored them),
- * or a ChunkTargetError naming `failedTarget`: ERR_PIPELINE when a later node failed (the nodes
+ * ERR_INVALID_ARGUMENT (a bad pipeline or fence, before any I/O), or a ChunkTargetError naming
+ * `failedTarget`: ERR_PIPELINE when a later node failed (the nodes
  * before it kept their copies; retry with another target there), otherwise the first node's own
  * refusal or failure (ERR_OVERLOADED, ERR_NO_SPACE, ERR_CHUNK_TOO_LARGE, ERR_PEER_UNREACHABLE,
  * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). ERR_ABORTED when `signal` fired. With a
@@ -74,9 +79,11 @@ export async function putChunk(
   pipeline: readonly string[],
   id: ChunkId,
   data: Uint8Array | readonly Uint8Array[],
+  fence: number,
   options: ChunkCallOptions & { readonly pool?: ChunkStreams } = {},
 ): Promise<{ stored: string[] }> {
   assertChunkId(id);
+  assertFenceArgument(fence);
   const target = pipeline[0];
   if (target === undefined || pipeline.length > PIPELINE_MAX_TARGETS + 1) {
     throw new DfsError('ERR_INVALID_ARGUMENT', `a put pipeline has 1 to ${PIPELINE_MAX_TARGETS + 1} targets, got ${pipeline.length}`);
@@ -87,7 +94,7 @@ export async function putChunk(
   const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
   let put: OutboundPut | undefined;
   try {
-    put = await OutboundPut.open(peer, target, { id, size, pipeline: pipeline.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
+    put = await OutboundPut.open(peer, target, { id, size, fence, pipeline: pipeline.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
     for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
     const answer = await put.finish(signal);
     return { stored: answer.stored };
@@ -108,7 +115,14 @@ function blameTarget(err: unknown, target: string): DfsError {
 export interface PutHeader {
   readonly id: ChunkId;
   readonly size: number;
+  /** The leader's fence for this put, forwarded unchanged down the pipeline. */
+  readonly fence: number;
   readonly pipeline: readonly string[];
+}
+
+/** Refuses a fence the wire would refuse, before any I/O. */
+function assertFenceArgument(fence: number): void {
+  if (!isFence(fence)) throw new DfsError('ERR_INVALID_ARGUMENT', `a fence must be a safe integer >= 0, got ${String(fence)}`);
 }
 
 /**
@@ -147,7 +161,7 @@ export class OutboundPut {
   private constructor(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions, conn: ChunkStream, borrowed: boolean) {
     this.target = target;
     this.#peer = peer;
-    this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, pipeline: header.pipeline });
+    this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, fence: header.fence, pipeline: header.pipeline });
     this.#pool = options.pool;
     this.#dialTimeoutMs = options.timeoutMs;
     this.#written = borrowed ? [] : undefined;
@@ -160,6 +174,7 @@ export class OutboundPut {
    * DfsPeer.dialProtocol; a failure to send the header comes from the first `write` or `finish`.
    */
   static async open(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions): Promise<OutboundPut> {
+    assertFenceArgument(header.fence);
     const borrowed = options.pool?.take(target);
     const conn = borrowed ?? (await dialChunkStream(peer, target, options.signal, options.timeoutMs));
     return new OutboundPut(peer, target, header, options, conn, borrowed !== undefined);
@@ -529,17 +544,30 @@ export async function hasChunks(peer: DfsPeer, addr: string, ids: readonly Chunk
 }
 
 /**
- * Deletes `ids` on the node at `addr`; returns how many it had. Only peers the node allows (the
- * masters) may: others get ERR_FORBIDDEN.
+ * Deletes `ids` on the node at `addr`, decided with `fence` (issued by the leader when it decided
+ * they were garbage). Returns how many the node removed, and `kept`: the ids it still stores and
+ * refused to remove because of the fence (it accepted a put of them with a larger fence, or does
+ * not know enough yet, e.g. just restarted): ask again later with a newer fence. Ids the node did
+ * not have are in neither. Only peers the node allows (the masters) may: others get ERR_FORBIDDEN.
  */
-export async function deleteChunks(peer: DfsPeer, addr: string, ids: readonly ChunkId[], options: ChunkCallOptions = {}): Promise<number> {
+export async function deleteChunks(
+  peer: DfsPeer,
+  addr: string,
+  ids: readonly ChunkId[],
+  fence: number,
+  options: ChunkCallOptions = {},
+): Promise<{ deleted: number; kept: string[] }> {
   for (const id of ids) assertChunkId(id);
+  assertFenceArgument(fence);
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS, options.signal);
   let deleted = 0;
+  const kept: string[] = [];
   for (let at = 0; at < ids.length || at === 0; at += BATCH_MAX_IDS) {
-    deleted += (await query(peer, addr, { op: 'delete', ids: ids.slice(at, at + BATCH_MAX_IDS) }, deleteAnswerSchema, signal)).deleted;
+    const answer = await query(peer, addr, { op: 'delete', ids: ids.slice(at, at + BATCH_MAX_IDS), fence }, deleteAnswerSchema, signal);
+    deleted += answer.deleted;
+    kept.push(...answer.kept);
   }
-  return deleted;
+  return { deleted, kept };
 }
 
 async function query<T>(peer: DfsPeer, addr: string, request: object, okSchema: Schema<T>, signal: AbortSignal): Promise<T> {

@@ -9,10 +9,12 @@ import type { Infer, Schema } from '../net/index.ts';
  * operation. Every message is a 4-byte length-prefixed frame (FrameWriter/FrameReader); the first
  * frame each way is a JSON header validated by a schema below, chunk bytes follow as raw frames.
  *
- * put     → `{op:'put', id, size, pipeline}`, `size` bytes in payload frames (1 byte..1 MiB
+ * put     → `{op:'put', id, size, fence, pipeline}`, `size` bytes in payload frames (1 byte..1 MiB
  *           each), then the end of the payload: the sender closes its write side, or sends an
  *           empty frame and keeps the stream for further puts (each a header, payload, empty
  *           frame, after the previous answer). A node stores nothing before that end.
+ *           `fence` (issued by the leader with the placement) is forwarded unchanged down the
+ *           pipeline; each node records it, also when it already had the chunk.
  *           ← `{ok:true, stored:[peer ids]}` once every node of the pipeline has the chunk durably.
  * get     → `{op:'get', id, offset?, length?}` ← `{ok:true, size}` then `size` bytes in payload frames.
  *           A get stream may carry further gets: once it has read an answer whole, the client
@@ -21,7 +23,16 @@ import type { Infer, Schema } from '../net/index.ts';
  *           the stream after a refusal, and resets it if the client stays silent for the
  *           transfer timeout (a client then opens a new stream).
  * has     → `{op:'has', ids}` ← `{ok:true, present:[booleans, same order]}`.
- * delete  → `{op:'delete', ids}` ← `{ok:true, deleted: how many were stored}`.
+ * delete  → `{op:'delete', ids, fence}` ← `{ok:true, deleted: how many were removed, kept:[ids]}`.
+ *           `kept`: stored ids the node refused to remove because of the fence: it accepted a
+ *           put of them with a larger fence (the chunk may belong to a commit the GC decided
+ *           without), or it cannot tell (the fence is not above its floor: after a restart until
+ *           it learnt the leader's fence, or for puts it has forgotten). Ids it does not store are
+ *           in neither. Refusing is always safe: the GC asks again later with a newer fence.
+ *
+ * Fences: numbers the Raft leader issues from one monotonic counter (term * 2^32 + a per-term
+ * counter, so a later leader's are larger); a safe integer >= 0 on the wire. They order a
+ * delete decision against the puts that raced it (see src/storage/delete-fences.ts).
  * Any refusal ← `{ok:false, code, message, failedTarget?, failedCode?}` (an ErrorCode; for
  * ERR_PIPELINE, failedTarget is the multiaddr of the target that failed, failedCode what it said).
  */
@@ -48,11 +59,14 @@ const chunkIdSchema = schema.string({ pattern: /^[0-9a-f]{64}$/ });
 /** A multiaddr that names its peer: /.../p2p/<peer id>. */
 const targetSchema = schema.string({ maxLength: MULTIADDR_MAX_CHARS, pattern: /^\/\S*\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/ });
 const idsSchema = schema.array(chunkIdSchema, { maxLength: BATCH_MAX_IDS });
+/** A fence (see above): JSON numbers beyond 2^53 lose precision, so the schema refuses them. */
+const fenceSchema = schema.integer({ min: 0 });
 
 export const chunkRequestSchema = schema.taggedUnion('op', {
   put: schema.object({
     id: chunkIdSchema,
     size: schema.integer({ min: 0 }),
+    fence: fenceSchema,
     pipeline: schema.array(targetSchema, { maxLength: PIPELINE_MAX_TARGETS }),
   }),
   get: schema.object({
@@ -61,7 +75,7 @@ export const chunkRequestSchema = schema.taggedUnion('op', {
     length: schema.optional(schema.integer({ min: 0 })),
   }),
   has: schema.object({ ids: idsSchema }),
-  delete: schema.object({ ids: idsSchema }),
+  delete: schema.object({ ids: idsSchema, fence: fenceSchema }),
 });
 export type ChunkRequest = Infer<typeof chunkRequestSchema>;
 export type PutRequest = Extract<ChunkRequest, { op: 'put' }>;
@@ -73,7 +87,12 @@ export const putAnswerSchema = schema.object({
 });
 export const getAnswerSchema = schema.object({ ok: schema.literal(true), size: schema.integer({ min: 0, max: CHUNK_MAX_BYTES }) });
 export const hasAnswerSchema = schema.object({ ok: schema.literal(true), present: schema.array(schema.boolean(), { maxLength: BATCH_MAX_IDS }) });
-export const deleteAnswerSchema = schema.object({ ok: schema.literal(true), deleted: schema.integer({ min: 0, max: BATCH_MAX_IDS }) });
+export const deleteAnswerSchema = schema.object({
+  ok: schema.literal(true),
+  deleted: schema.integer({ min: 0, max: BATCH_MAX_IDS }),
+  kept: idsSchema,
+});
+export type DeleteAnswer = Infer<typeof deleteAnswerSchema>;
 export type PutAnswer = Infer<typeof putAnswerSchema>;
 
 const refusalSchema = schema.object({

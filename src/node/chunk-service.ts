@@ -20,7 +20,7 @@ import {
   payloadFrames,
   refusalOf,
 } from './chunk-protocol.ts';
-import type { GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
+import type { DeleteAnswer, GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
 
 export interface ChunkServiceOptions {
   readonly peer: DfsPeer;
@@ -62,6 +62,8 @@ export interface ChunkServiceStats {
   hasRequests: number;
   /** Chunks deleted. */
   chunksDeleted: number;
+  /** Stored chunks a delete left in place because of its fence (a newer put, or the floor). */
+  chunksKept: number;
   /** Requests answered with an error (or abandoned), by error code. */
   refusals: Partial<Record<ErrorCode, number>>;
   /** Bytes reserved now by transfers under way (see maxInflightBytes). */
@@ -97,6 +99,11 @@ const HASHER_POOL_MAX = 16;
  * node had reset (it does so to quiet streams) is not that node failing: OutboundPut sends the
  * payload so far again on a new stream, once, so a healthy node is never blamed for it.
  *
+ * Fences: every put carries the leader's fence, forwarded down the pipeline and recorded by the
+ * store under the chunk's lock even when the chunk was already here; a delete carries the fence
+ * of the GC decision and leaves a chunk in place (`kept`) when a later put was accepted, so a GC
+ * racing a re-upload of the same bytes never removes what a put just acknowledged.
+ *
  * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
  * transfers under way are capped by `maxInflightBytes` (refused with ERR_OVERLOADED before any
  * payload moves); every read and write has the transfer deadline; each loop is bounded by the
@@ -112,6 +119,7 @@ export class ChunkService {
     bytesOut: 0,
     hasRequests: 0,
     chunksDeleted: 0,
+    chunksKept: 0,
     refusals: {},
     inflightBytes: 0,
     activeStreams: 0,
@@ -234,7 +242,7 @@ export class ChunkService {
             this.stats.hasRequests++;
             break;
           case 'delete':
-            await this.#answer(exchange, { ok: true, deleted: await this.#delete(request.ids, remote) });
+            await this.#answer(exchange, await this.#delete(request.ids, request.fence, remote));
             break;
         }
         if (request.op !== 'get' && !(request.op === 'put' && exchange.putEndedByFrame)) break;
@@ -309,7 +317,7 @@ export class ChunkService {
   }
 
   async #put(exchange: Exchange, request: PutRequest): Promise<PutAnswer> {
-    const { id, size, pipeline } = request;
+    const { id, size, fence, pipeline } = request;
     if (size > this.#maxChunkBytes) {
       throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; this node takes at most ${this.#maxChunkBytes}`);
     }
@@ -327,7 +335,7 @@ export class ChunkService {
       // Connecting to the next node overlaps with the first payload frames arriving.
       if (next !== undefined) {
         const signal = this.#deadline(this.#dialTimeoutMs);
-        const header = { id, size, pipeline: pipeline.slice(1) };
+        const header = { id, size, fence, pipeline: pipeline.slice(1) };
         opening = OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
           asDfsError(err),
         );
@@ -378,8 +386,10 @@ export class ChunkService {
         ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
         .then((answer) => answer, (err: unknown) => asDfsError(err));
       try {
-        // A forwarding node hashed the bytes as they came and checked them above.
-        await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined });
+        // A forwarding node hashed the bytes as they came and checked them above. The fence is
+        // recorded even when the chunk was already here: a delete decided before it must not
+        // remove what this ack vouches for.
+        await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined, fence });
       } catch (err) {
         downstream?.abort(err); // an aborted put never sends again: the later nodes store nothing
         throw err;
@@ -434,12 +444,19 @@ export class ChunkService {
     return present;
   }
 
-  async #delete(ids: readonly string[], remote: RemotePeer): Promise<number> {
+  /** Each id's fence check and removal are one step under the store's per-id lock. */
+  async #delete(ids: readonly string[], fence: number, remote: RemotePeer): Promise<DeleteAnswer> {
     if (!this.#canDelete(remote.peerId)) throw new DfsError('ERR_FORBIDDEN', `peer ${remote.peerId} may not delete chunks on this node`);
     let deleted = 0;
-    for (const id of new Set(ids)) if (await this.#store.delete(id)) deleted++;
+    const kept: string[] = [];
+    for (const id of new Set(ids)) {
+      const outcome = await this.#store.delete(id, { fence });
+      if (outcome === 'deleted') deleted++;
+      else if (outcome === 'kept') kept.push(id);
+    }
     this.stats.chunksDeleted += deleted;
-    return deleted;
+    this.stats.chunksKept += kept.length;
+    return { ok: true, deleted, kept };
   }
 
   /** Reserves `bytes` of the in-flight budget, or refuses with ERR_OVERLOADED; returns the release. */

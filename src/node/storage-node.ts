@@ -6,6 +6,7 @@ import { DfsError } from '../errors/index.ts';
 import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
 import { ChunkService } from './chunk-service.ts';
+import { LeaderFence } from './leader-fence.ts';
 
 export interface StorageNodeOptions {
   readonly name: string;
@@ -47,6 +48,8 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     await service.start();
     const meta = new MetaClient({ peer, masters: options.masters, timeoutMs: 5_000, attemptTimeoutMs: 2_000 });
     const reporter = new ChunkReporter(store);
+    // Deletes are refused until a heartbeat answer brings the leader's fence (see LeaderFence).
+    const leaderFence = new LeaderFence(store.fences);
     const self = { peerId: peer.peerId, addrs: peer.listenAddrs };
     let registered = false;
     let stopped = false;
@@ -72,7 +75,8 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
           inflight: 0,
           added,
           removed,
-        })) as { registered: boolean; fullReportWanted: boolean };
+        })) as { registered: boolean; fullReportWanted: boolean; fence?: unknown };
+        leaderFence.observe(r.fence); // optional in the answer: read defensively
         if (!r.registered) await register();
         if (r.fullReportWanted || reporter.overflowed) await sendFullReport();
       } catch (err) {

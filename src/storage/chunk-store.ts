@@ -1,10 +1,11 @@
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { assertChunkId, type Blake3, type ChunkId, CHUNKER_LIMITS, isChunkId } from '../chunker/index.ts';
 import { DfsError, fromSystemError } from '../errors/index.ts';
 import { ChunkFileWriter } from './chunk-file-writer.ts';
+import { assertFence, DeleteFences } from './delete-fences.ts';
 import { StoreLayout } from './layout.ts';
 import { CHUNK_KEY_PREFIX, type ChunkRecord, chunkKey, decodeRecord, encodeRecord, STATE_KEY } from './index-record.ts';
 
@@ -21,10 +22,36 @@ export interface ChunkStoreOptions {
   readonly clock?: () => number;
   /** Write chunk files with O_DIRECT where the filesystem allows it (ChunkFileWriter). Default true. */
   readonly directIo?: boolean;
+  /** The put fences that guard fenced deletes (see DeleteFences). Default: a new one, floor unknown. */
+  readonly fences?: DeleteFences;
+  /**
+   * A put finding its chunk already stored trusts the file without hashing it again when it was
+   * verified (written, or checked) within this many ms; an older one is read and hashed. Its
+   * existence and length are always checked. Default 10 minutes.
+   */
+  readonly trustVerifiedMs?: number;
 }
 
+export interface StorePutOptions {
+  /** The caller hashed exactly these bytes against the id itself: the store does not hash them again. */
+  readonly alreadyVerified?: boolean;
+  /** The put's fence (see DeleteFences): recorded, under the id's lock, whether or not the chunk was already here. */
+  readonly fence?: number;
+}
+
+export interface StoreDeleteOptions {
+  /**
+   * The delete's fence: the chunk is kept when a put with a larger fence was accepted (or the
+   * floor is unknown or not below it). Without one the delete is unconditional (local use only).
+   */
+  readonly fence?: number;
+}
+
+/** What a delete did: removed the chunk, found none, or kept it because of its fence. */
+export type DeleteOutcome = 'deleted' | 'absent' | 'kept';
+
 export interface PutResult {
-  /** False when the chunk was already stored (deduplicated). */
+  /** False when the chunk was already stored, whole (deduplicated); true when this put wrote it. */
   readonly stored: boolean;
 }
 
@@ -53,6 +80,8 @@ export interface RecoveryReport {
 
 type Db = ClassicLevel<string, Uint8Array>;
 
+const DEFAULT_TRUST_VERIFIED_MS = 10 * 60_000;
+
 /**
  * A node's durable chunk store: payload files plus a LevelDB index.
  *
@@ -67,11 +96,14 @@ type Db = ClassicLevel<string, Uint8Array>;
 export class ChunkStore {
   readonly layout: StoreLayout;
   readonly recovery: RecoveryReport;
+  /** Put fences that guard fenced deletes; the node raises its floor (see DeleteFences). */
+  readonly fences: DeleteFences;
   readonly #db: Db;
   readonly #blake3: Blake3;
   readonly #maxChunkBytes: number;
   readonly #reserveBytes: number;
   readonly #clock: () => number;
+  readonly #trustVerifiedMs: number;
   readonly #writer: ChunkFileWriter;
   /** The last mutation (put or delete) queued per chunk id: they run one at a time per id. */
   readonly #idLocks = new Map<ChunkId, Promise<unknown>>();
@@ -100,6 +132,8 @@ export class ChunkStore {
     this.#maxChunkBytes = init.options.maxChunkBytes ?? CHUNKER_LIMITS.maxSizeCeiling;
     this.#reserveBytes = init.options.reserveBytes ?? 16 * 1024 * 1024;
     this.#clock = init.options.clock ?? Date.now;
+    this.#trustVerifiedMs = init.options.trustVerifiedMs ?? DEFAULT_TRUST_VERIFIED_MS;
+    this.fences = init.options.fences ?? new DeleteFences();
     this.#writer = new ChunkFileWriter({ directIo: init.options.directIo ?? true });
     this.#chunks = init.chunks;
     this.#bytes = init.bytes;
@@ -148,11 +182,18 @@ export class ChunkStore {
    * Stores a chunk after checking its bytes hash to `id`. Idempotent; safe to call concurrently.
    * `alreadyVerified`: the caller hashed exactly these bytes against `id` itself (a pipeline
    * node hashes while it forwards), so the store does not hash them a second time.
+   * `fence`: noted under the id's lock whether or not the chunk was already stored, so a fenced
+   * delete queued after this put cannot remove what it acknowledges (see DeleteFences).
+   * A chunk the index already lists is not trusted blindly: when its file is missing, of the
+   * wrong length, or (not verified within `trustVerifiedMs`) does not hash to its id, it is
+   * written again from these bytes. An acknowledged put always leaves a good file.
    */
-  put(id: ChunkId, data: Uint8Array | readonly Uint8Array[], options: { alreadyVerified?: boolean } = {}): Promise<PutResult> {
+  put(id: ChunkId, data: Uint8Array | readonly Uint8Array[], options: StorePutOptions = {}): Promise<PutResult> {
     return this.#track(async () => {
       this.#assertOpen();
       assertChunkId(id);
+      const { fence } = options;
+      if (fence !== undefined) assertFence(fence);
       const pieces = data instanceof Uint8Array ? [data] : data;
       const size = pieces.reduce((n, p) => n + p.length, 0);
       if (size > this.#maxChunkBytes) {
@@ -163,7 +204,7 @@ export class ChunkStore {
         throw new DfsError('ERR_CHUNK_CORRUPT', `chunk bytes hash to ${actual}, not to their id ${id}`);
       }
       // A second put of the same chunk waits for the first and then finds it stored (dedup).
-      return this.#exclusive(id, () => this.#putNew(id, pieces, size));
+      return this.#exclusive(id, () => this.#putLocked(id, pieces, size, fence));
     });
   }
 
@@ -179,8 +220,40 @@ export class ChunkStore {
     }
   }
 
-  async #putNew(id: ChunkId, pieces: readonly Uint8Array[], size: number): Promise<PutResult> {
-    if ((await this.#db.get(chunkKey(id))) !== undefined) return { stored: false };
+  async #putLocked(id: ChunkId, pieces: readonly Uint8Array[], size: number, fence: number | undefined): Promise<PutResult> {
+    // Noted before anything can fail or return: even a put that only finds the chunk acks it.
+    if (fence !== undefined) this.fences.notePut(id, fence);
+    const raw = await this.#db.get(chunkKey(id));
+    const record = raw === undefined ? undefined : decodeRecord(raw);
+    if (record !== undefined && (await this.#fileIsGood(id, size, record))) return { stored: false };
+    // New, or listed with a missing, short or corrupt file (or an unreadable entry): write it.
+    await this.#writeFile(id, pieces, size);
+    await this.#index(id, size);
+    // What the counts hold: every decodable entry (countIndex), so a rewrite only fixes the size.
+    if (record === undefined) this.#chunks += 1;
+    this.#bytes += size - (record?.size ?? 0);
+    for (const listener of this.#listeners) listener(id, 'added');
+    return { stored: true };
+  }
+
+  /**
+   * Whether the file of a listed chunk is good: there, `size` bytes long (a stat), and hashing to
+   * `id` unless it was verified within `trustVerifiedMs` (then a read and a hash, recorded).
+   */
+  async #fileIsGood(id: ChunkId, size: number, record: ChunkRecord): Promise<boolean> {
+    const path = this.layout.chunkPath(id);
+    if ((await fileSize(path)) !== size) return false;
+    const now = this.#clock();
+    if (now - record.verifiedAtMs <= this.#trustVerifiedMs) return true;
+    // Any read failure (EIO...) is a bad file too: rewriting it from good bytes is the cure.
+    const bytes = await readFile(path).catch(() => undefined);
+    if (bytes === undefined || this.#blake3.hashHex(bytes) !== id) return false;
+    await this.#db.put(chunkKey(id), encodeRecord({ ...record, verifiedAtMs: now })).catch(() => {}); // a cache: losing it costs a hash
+    return true;
+  }
+
+  /** Writes the chunk's file durably: temp file, fsync, rename over the final name, fsync of the shard. */
+  async #writeFile(id: ChunkId, pieces: readonly Uint8Array[], size: number): Promise<void> {
     await this.#checkSpace(size, id);
     const tmpPath = join(this.layout.tmpDir, `${id}.${process.pid}.${this.#tmpCounter++}`);
     const finalPath = this.layout.chunkPath(id);
@@ -193,6 +266,9 @@ export class ChunkStore {
       await unlink(tmpPath).catch(() => {});
       throw fromSystemError(err, `cannot store chunk ${id}`);
     }
+  }
+
+  async #index(id: ChunkId, size: number): Promise<void> {
     const now = this.#clock();
     try {
       await this.#db.put(chunkKey(id), encodeRecord({ size, storedAtMs: now, verifiedAtMs: now }));
@@ -201,12 +277,7 @@ export class ChunkStore {
       // the failure rather than acknowledge a chunk the index cannot list.
       throw fromSystemError(err, `cannot index chunk ${id}`);
     }
-    this.#chunks += 1;
-    this.#bytes += size;
-    for (const listener of this.#listeners) listener(id, 'added');
-    return { stored: true };
   }
-
   /** The chunk's bytes, verified against its id unless `verify: false`. */
   get(id: ChunkId, options: { verify?: boolean } = {}): Promise<Uint8Array> {
     return this.#track(async () => {
@@ -237,17 +308,26 @@ export class ChunkStore {
    */
   async verify(id: ChunkId): Promise<void> {
     await this.get(id);
-    await this.#track(async () => {
-      const raw = await this.#db.get(chunkKey(id));
-      const record = raw && decodeRecord(raw);
-      if (record) await this.#db.put(chunkKey(id), encodeRecord({ ...record, verifiedAtMs: this.#clock() }));
-    });
+    // Under the id's lock: a delete in between must not see its entry written back.
+    await this.#track(() =>
+      this.#exclusive(id, async () => {
+        const raw = await this.#db.get(chunkKey(id));
+        const record = raw && decodeRecord(raw);
+        if (record) await this.#db.put(chunkKey(id), encodeRecord({ ...record, verifiedAtMs: this.#clock() }));
+      }),
+    );
   }
 
+  /**
+   * Whether the chunk is stored: listed, and its file there with the listed length (a stat: the
+   * index alone would vouch for a file removed or truncated behind the store's back).
+   */
   async has(id: ChunkId): Promise<boolean> {
     this.#assertOpen();
     if (!isChunkId(id)) return false;
-    return (await this.#db.get(chunkKey(id))) !== undefined;
+    const raw = await this.#db.get(chunkKey(id));
+    const record = raw === undefined ? undefined : decodeRecord(raw);
+    return record !== undefined && (await fileSize(this.layout.chunkPath(id))) === record.size;
   }
 
   /** The index record of a chunk, or undefined. */
@@ -258,18 +338,26 @@ export class ChunkStore {
     return raw === undefined ? undefined : decodeRecord(raw);
   }
 
-  /** Removes a chunk. Returns false when it was not stored. */
-  delete(id: ChunkId): Promise<boolean> {
+  /**
+   * Removes a chunk: 'deleted', or 'absent' when it was not stored. With a `fence`, the check and
+   * the removal run under the id's lock, after every put queued before: 'kept' (nothing removed)
+   * when a put with a larger fence was accepted, or the fence is not above the floor (see
+   * DeleteFences). Without a fence the delete is unconditional: for local use, not for the GC.
+   */
+  delete(id: ChunkId, options: StoreDeleteOptions = {}): Promise<DeleteOutcome> {
     return this.#track(async () => {
       this.#assertOpen();
       assertChunkId(id);
-      return this.#exclusive(id, () => this.#deleteExisting(id));
+      const { fence } = options;
+      if (fence !== undefined) assertFence(fence);
+      return this.#exclusive(id, () => this.#deleteLocked(id, fence));
     });
   }
 
-  async #deleteExisting(id: ChunkId): Promise<boolean> {
+  async #deleteLocked(id: ChunkId, fence: number | undefined): Promise<DeleteOutcome> {
     const raw = await this.#db.get(chunkKey(id));
-    if (raw === undefined) return false;
+    if (raw === undefined) return 'absent';
+    if (fence !== undefined && !this.fences.mayDelete(id, fence)) return 'kept';
     // Index first, then file: a crash in between leaves a file that recovery re-adopts
     // (harmless, GC deletes it again) rather than an entry that lists a missing chunk.
     try {
@@ -278,10 +366,14 @@ export class ChunkStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `cannot delete chunk ${id}`);
     }
-    this.#chunks -= 1;
-    this.#bytes -= decodeRecord(raw)?.size ?? 0;
+    // Only decodable entries are counted (countIndex, #putLocked).
+    const record = decodeRecord(raw);
+    if (record !== undefined) {
+      this.#chunks -= 1;
+      this.#bytes -= record.size;
+    }
     for (const listener of this.#listeners) listener(id, 'removed');
-    return true;
+    return 'deleted';
   }
 
   /** Every stored chunk, in id order, streamed from the index. */
@@ -470,6 +562,16 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOTDIR' || (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
+  }
+}
+
+/** The size of the regular file at `path`; undefined when there is none (or it cannot be stat'ed). */
+async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    const s = await stat(path);
+    return s.isFile() ? s.size : undefined;
+  } catch {
+    return undefined;
   }
 }
 

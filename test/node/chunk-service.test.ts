@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
 import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
@@ -20,6 +20,8 @@ const blake3 = await loadBlake3();
 const tempDir = useTempDirs();
 const KiB = 1024;
 const MiB = 1024 * 1024;
+/** The fence of the tests' puts (and deletes) where fences are not what is tested. */
+const FENCE = 1;
 
 interface TestNode {
   readonly peer: DfsPeer;
@@ -171,21 +173,21 @@ describe('chunk protocol: put and get', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const big = makeChunk(3 * MiB + 12345); // several payload frames
-    expect(await putChunk(client, [node.addr], big.id, big.data)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
     expect(await node.store.has(big.id)).toBe(true);
     expect(sameBytes(await getChunk(client, node.addr, big.id), big.data)).toBe(true);
 
     // Pieces (as the chunker yields them) and the empty chunk.
     const pieced = makeChunk(200 * KiB);
     const pieces = [pieced.data.subarray(0, 1), pieced.data.subarray(1, 100_000), pieced.data.subarray(100_000)];
-    await putChunk(client, [node.addr], pieced.id, pieces);
+    await putChunk(client, [node.addr], pieced.id, pieces, FENCE);
     expect(sameBytes(await getChunk(client, node.addr, pieced.id), pieced.data)).toBe(true);
     const empty = makeChunk(0);
-    await putChunk(client, [node.addr], empty.id, empty.data);
+    await putChunk(client, [node.addr], empty.id, empty.data, FENCE);
     expect((await getChunk(client, node.addr, empty.id)).byteLength).toBe(0);
 
     // Putting a chunk again is fine (deduplicated by the store).
-    expect(await putChunk(client, [node.addr], big.id, big.data)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
     expect(node.service.stats).toMatchObject({
       puts: 4,
       bytesIn: 2 * big.data.byteLength + pieced.data.byteLength,
@@ -202,7 +204,7 @@ describe('chunk protocol: put and get', () => {
     const nodes = [await startNode(), await startNode(), await startNode()];
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(5 * MiB + 7);
-    const { stored } = await putChunk(client, nodes.map((n) => n.addr), id, data);
+    const { stored } = await putChunk(client, nodes.map((n) => n.addr), id, data, FENCE);
     expect(stored).toEqual(nodes.map((n) => n.peer.peerId));
     for (const node of nodes) {
       expect(await node.store.has(id)).toBe(true);
@@ -214,7 +216,7 @@ describe('chunk protocol: put and get', () => {
 
     // A pipeline where some targets already hold the chunk still stores it everywhere.
     const fourth = await startNode();
-    const again = await putChunk(client, [nodes[0]!.addr, fourth.addr, nodes[2]!.addr], id, data);
+    const again = await putChunk(client, [nodes[0]!.addr, fourth.addr, nodes[2]!.addr], id, data, FENCE);
     expect(again.stored).toEqual([nodes[0]!.peer.peerId, fourth.peer.peerId, nodes[2]!.peer.peerId]);
     expect(await fourth.store.has(id)).toBe(true);
   });
@@ -225,16 +227,16 @@ describe('chunk protocol: put and get', () => {
     const { id, data } = makeChunk(2 * MiB + 3);
     const tampered = data.slice();
     tampered[MiB + 1] = (tampered[MiB + 1] ?? 0) ^ 0x01;
-    const err = await rejection(putChunk(client, nodes.map((n) => n.addr), id, tampered));
+    const err = await rejection(putChunk(client, nodes.map((n) => n.addr), id, tampered, FENCE));
     expect(err.code).toBe('ERR_CHUNK_CORRUPT');
     await Promise.all(nodes.map((n) => n.service.idle()));
     for (const node of nodes) expect(await node.store.has(id)).toBe(false);
     expect(nodes[0]!.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(1);
     // The last node of a pipeline (or a lone node) finds it too.
-    expect((await rejection(putChunk(client, [nodes[2]!.addr], id, tampered))).code).toBe('ERR_CHUNK_CORRUPT');
+    expect((await rejection(putChunk(client, [nodes[2]!.addr], id, tampered, FENCE))).code).toBe('ERR_CHUNK_CORRUPT');
     expect(await nodes[2]!.store.has(id)).toBe(false);
     // The pipeline is still usable.
-    expect((await putChunk(client, nodes.map((n) => n.addr), id, data)).stored).toHaveLength(3);
+    expect((await putChunk(client, nodes.map((n) => n.addr), id, data, FENCE)).stored).toHaveLength(3);
   });
 
   it('names a dead downstream target in ERR_PIPELINE, quickly, and keeps the copies before it', async () => {
@@ -246,7 +248,7 @@ describe('chunk protocol: put and get', () => {
     const { id, data } = makeChunk(MiB + 100);
 
     const startedAt = performance.now();
-    const err = await rejection(putChunk(client, [first.addr, dead.addr], id, data));
+    const err = await rejection(putChunk(client, [first.addr, dead.addr], id, data, FENCE));
     expect(performance.now() - startedAt).toBeLessThan(3000);
     expect(err).toBeInstanceOf(ChunkTargetError);
     expect(err.code).toBe('ERR_PIPELINE');
@@ -256,14 +258,14 @@ describe('chunk protocol: put and get', () => {
 
     // Deeper in the pipeline: the failed target is carried back through the middle node.
     const other = makeChunk(300 * KiB);
-    const deep = await rejection(putChunk(client, [first.addr, second.addr, dead.addr], other.id, other.data));
+    const deep = await rejection(putChunk(client, [first.addr, second.addr, dead.addr], other.id, other.data, FENCE));
     expect(deep.code).toBe('ERR_PIPELINE');
     expect((deep as ChunkTargetError).failedTarget).toBe(dead.addr);
     expect(await first.store.has(other.id)).toBe(true);
     expect(await second.store.has(other.id)).toBe(true);
 
     // The first target itself unreachable: blamed by the client.
-    const direct = await rejection(putChunk(client, [dead.addr, first.addr], other.id, other.data, { timeoutMs: 5000 }));
+    const direct = await rejection(putChunk(client, [dead.addr, first.addr], other.id, other.data, FENCE, { timeoutMs: 5000 }));
     expect(direct.code).toBe('ERR_PEER_UNREACHABLE');
     expect((direct as ChunkTargetError).failedTarget).toBe(dead.addr);
   });
@@ -272,7 +274,7 @@ describe('chunk protocol: put and get', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(2 * MiB + 500);
-    await putChunk(client, [node.addr], id, data);
+    await putChunk(client, [node.addr], id, data, FENCE);
     const range = await getChunk(client, node.addr, id, { offset: MiB - 3, length: MiB + 10 });
     expect(sameBytes(range, data.subarray(MiB - 3, 2 * MiB + 7))).toBe(true);
     expect(sameBytes(await getChunk(client, node.addr, id, { offset: 2 * MiB }), data.subarray(2 * MiB))).toBe(true);
@@ -286,7 +288,7 @@ describe('chunk protocol: put and get', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(700 * KiB);
-    await putChunk(client, [node.addr], id, data);
+    await putChunk(client, [node.addr], id, data, FENCE);
     const path = node.store.layout.chunkPath(id);
     const onDisk = await readFile(path);
     onDisk[1234] = (onDisk[1234] ?? 0) ^ 0xff;
@@ -379,7 +381,7 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     // put (ended by an empty frame), then get: refused.
     const d = makeChunk(10);
     const second = await rawChunkStream(client, node.addr);
-    for (const frame of [utf8({ op: 'put', id: d.id, size: 10, pipeline: [] }), d.data, new Uint8Array(0)]) await second.writer.write(frame);
+    for (const frame of [utf8({ op: 'put', id: d.id, size: 10, fence: FENCE, pipeline: [] }), d.data, new Uint8Array(0)]) await second.writer.write(frame);
     expect(await second.answer()).toEqual({ ok: true, stored: [node.peer.peerId] });
     await second.writer.write(utf8({ op: 'get', id: d.id }));
     for (const { writer, reader, answer } of [first, second]) {
@@ -398,7 +400,7 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const pool = new ChunkStreams();
     const chunks = [300 * KiB, 1, 2 * MiB, 0, 64 * KiB].map(makeChunk);
     for (const c of chunks) {
-      const { stored } = await putChunk(client, nodes.map((n) => n.addr), c.id, c.data, { pool });
+      const { stored } = await putChunk(client, nodes.map((n) => n.addr), c.id, c.data, FENCE, { pool });
       expect(stored).toEqual(nodes.map((n) => n.peer.peerId));
     }
     for (const node of nodes) {
@@ -408,7 +410,7 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     }
     // A put without a pool still ends its payload by closing its stream.
     const more = makeChunk(1000);
-    await putChunk(client, [nodes[0]!.addr], more.id, more.data);
+    await putChunk(client, [nodes[0]!.addr], more.id, more.data, FENCE);
     expect(await nodes[0]!.store.has(more.id)).toBe(true);
     pool.close();
   });
@@ -418,9 +420,9 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const client = await startPeer();
     const pool = new ChunkStreams();
     const [a, b] = [makeChunk(5000), makeChunk(7000)];
-    await putChunk(client, [node.addr], a.id, a.data, { pool });
+    await putChunk(client, [node.addr], a.id, a.data, FENCE, { pool });
     await node.service.idle(); // quiet for the transfer timeout: the node reset the stream
-    await putChunk(client, [node.addr], b.id, b.data, { pool });
+    await putChunk(client, [node.addr], b.id, b.data, FENCE, { pool });
     expect(await node.store.has(b.id)).toBe(true);
     expect(node.service.stats.streamsServed).toBe(2);
     pool.close();
@@ -431,9 +433,9 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const first = await startNode({ downstream: pool });
     const client = await startPeer();
     const [a, b] = [makeChunk(5000), makeChunk(3 * MiB)];
-    await putChunk(client, [first.addr, last.addr], a.id, a.data);
+    await putChunk(client, [first.addr, last.addr], a.id, a.data, FENCE);
     await keptStreamReset(pool, last);
-    const { stored } = await putChunk(client, [first.addr, last.addr], b.id, b.data);
+    const { stored } = await putChunk(client, [first.addr, last.addr], b.id, b.data, FENCE);
     expect(stored).toEqual([first.peer.peerId, last.peer.peerId]);
     expect(sameBytes(await last.store.get(b.id), b.data)).toBe(true);
     expect(last.service.stats.streamsServed).toBe(2);
@@ -446,9 +448,9 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const first = await startNode({ downstream: pool });
     const client = await startPeer();
     const [a, empty] = [makeChunk(5000), makeChunk(0)];
-    await putChunk(client, [first.addr, last.addr], a.id, a.data);
+    await putChunk(client, [first.addr, last.addr], a.id, a.data, FENCE);
     await keptStreamReset(pool, last);
-    const { stored } = await putChunk(client, [first.addr, last.addr], empty.id, empty.data);
+    const { stored } = await putChunk(client, [first.addr, last.addr], empty.id, empty.data, FENCE);
     expect(stored).toEqual([first.peer.peerId, last.peer.peerId]);
     expect(await last.store.has(empty.id)).toBe(true);
   });
@@ -459,19 +461,19 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const first = await startNode({ downstream: pool });
     const client = await startPeer();
     const [a, b] = [makeChunk(5000), makeChunk(300 * KiB)];
-    await putChunk(client, [first.addr, last.addr], a.id, a.data); // the stream to the last node is kept
+    await putChunk(client, [first.addr, last.addr], a.id, a.data, FENCE); // the stream to the last node is kept
     // The first node's disk fails for chunk b (a real store, one fault injected).
     const put = first.store.put.bind(first.store);
     first.store.put = async (id, data, options) => {
       if (id === b.id) throw new DfsError('ERR_IO', 'injected: the disk failed');
       return put(id, data, options);
     };
-    const err = await rejection(putChunk(client, [first.addr, last.addr], b.id, b.data));
+    const err = await rejection(putChunk(client, [first.addr, last.addr], b.id, b.data, FENCE));
     expect(isDfsError(err, 'ERR_IO')).toBe(true);
     // Then a put straight to the last node, over a connection still to be made: it arrives after
     // any stream the first node opened to the last one before it answered.
     const c = makeChunk(1000);
-    await putChunk(client, [last.addr], c.id, c.data);
+    await putChunk(client, [last.addr], c.id, c.data, FENCE);
     await last.service.idle();
     expect(last.service.stats.streamsServed).toBe(2); // a's, then c's: no second try of b
     expect(await last.store.has(b.id)).toBe(false);
@@ -483,9 +485,9 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const client = await startPeer();
     const pool = new LateStreams();
     const [a, b] = [makeChunk(5000), makeChunk(2 * MiB)];
-    await putChunk(client, [node.addr], a.id, a.data, { pool });
+    await putChunk(client, [node.addr], a.id, a.data, FENCE, { pool });
     await keptStreamReset(pool, node);
-    await putChunk(client, [node.addr], b.id, b.data, { pool });
+    await putChunk(client, [node.addr], b.id, b.data, FENCE, { pool });
     expect(sameBytes(await node.store.get(b.id), b.data)).toBe(true);
     expect(node.service.stats.streamsServed).toBe(2);
   });
@@ -496,7 +498,7 @@ describe('chunk protocol: has and delete', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const chunks = [makeChunk(10), makeChunk(20), makeChunk(30)];
-    for (const c of chunks) await putChunk(client, [node.addr], c.id, c.data);
+    for (const c of chunks) await putChunk(client, [node.addr], c.id, c.data, FENCE);
     const missing = makeChunk(40).id;
     expect(await hasChunks(client, node.addr, [chunks[0]!.id, missing, chunks[1]!.id, chunks[2]!.id])).toEqual([true, false, true, true]);
     expect(await hasChunks(client, node.addr, [])).toEqual([]);
@@ -512,21 +514,100 @@ describe('chunk protocol: has and delete', () => {
     const master = await startPeer({ listen: [] });
     const stranger = await startPeer({ listen: [] });
     const node = await startNode({ canDelete: (peerId) => peerId === master.peerId });
+    node.store.fences.raiseFloor(0); // as the first heartbeat answer does
     const a = makeChunk(1000);
     const b = makeChunk(2000);
-    await putChunk(stranger, [node.addr], a.id, a.data);
-    await putChunk(stranger, [node.addr], b.id, b.data);
-    const forbidden = await rejection(deleteChunks(stranger, node.addr, [a.id]));
+    await putChunk(stranger, [node.addr], a.id, a.data, FENCE);
+    await putChunk(stranger, [node.addr], b.id, b.data, FENCE);
+    const forbidden = await rejection(deleteChunks(stranger, node.addr, [a.id], FENCE));
     expect(forbidden.code).toBe('ERR_FORBIDDEN');
     expect(await node.store.has(a.id)).toBe(true);
-    expect(await deleteChunks(master, node.addr, [a.id, a.id, makeChunk(5).id])).toBe(1);
+    expect(await deleteChunks(master, node.addr, [a.id, a.id, makeChunk(5).id], FENCE + 1)).toEqual({ deleted: 1, kept: [] });
     expect(await hasChunks(master, node.addr, [a.id, b.id])).toEqual([false, true]);
     expect(node.service.stats).toMatchObject({ chunksDeleted: 1, refusals: { ERR_FORBIDDEN: 1 } });
 
     // A node without an allow-list refuses everybody.
     const closed = await startNode();
-    await putChunk(master, [closed.addr], b.id, b.data);
-    expect((await rejection(deleteChunks(master, closed.addr, [b.id]))).code).toBe('ERR_FORBIDDEN');
+    await putChunk(master, [closed.addr], b.id, b.data, FENCE);
+    expect((await rejection(deleteChunks(master, closed.addr, [b.id], FENCE))).code).toBe('ERR_FORBIDDEN');
+  });
+});
+
+describe('chunk protocol: delete fences', () => {
+  /** A node whose deletes `master` may send, with its floor known (as after a heartbeat answer). */
+  async function deletableNode(master: DfsPeer, options: Partial<ChunkServiceOptions> = {}): Promise<TestNode> {
+    const node = await startNode({ canDelete: (peerId) => peerId === master.peerId, ...options });
+    node.store.fences.raiseFloor(0);
+    return node;
+  }
+
+  it('keeps a chunk that a put with a newer fence found already stored (GC racing a re-upload)', async () => {
+    const master = await startPeer({ listen: [] });
+    const client = await startPeer({ listen: [] });
+    const node = await deletableNode(master);
+    const x = makeChunk(100 * KiB);
+    await putChunk(client, [node.addr], x.id, x.data, 3);
+    const writes: string[] = [];
+    node.store.onChange((id, change) => writes.push(`${change} ${id}`));
+    // The leader decided at fence 5 that X is garbage. Meanwhile a client puts X with fence 10,
+    // and the node acks at once: it holds X, so nothing is written.
+    expect(await putChunk(client, [node.addr], x.id, x.data, 10)).toEqual({ stored: [node.peer.peerId] });
+    expect(writes).toEqual([]);
+    // Then the delete decided at 5 arrives: X stays, and is reported as kept.
+    const missing = makeChunk(10).id;
+    expect(await deleteChunks(master, node.addr, [x.id, missing], 5)).toEqual({ deleted: 0, kept: [x.id] });
+    expect(sameBytes(await getChunk(client, node.addr, x.id), x.data)).toBe(true);
+    // A delete decided after that put goes through.
+    expect(await deleteChunks(master, node.addr, [x.id, missing], 11)).toEqual({ deleted: 1, kept: [] });
+    expect(await hasChunks(client, node.addr, [x.id])).toEqual([false]);
+    expect(node.service.stats).toMatchObject({ chunksDeleted: 1, chunksKept: 1 });
+  });
+
+  it('forwards the fence down the pipeline: every node records it', async () => {
+    const master = await startPeer({ listen: [] });
+    const client = await startPeer({ listen: [] });
+    const nodes = [await deletableNode(master), await deletableNode(master)];
+    const x = makeChunk(300 * KiB);
+    await putChunk(client, nodes.map((n) => n.addr), x.id, x.data, 3);
+    await putChunk(client, nodes.map((n) => n.addr), x.id, x.data, 10);
+    for (const node of nodes) expect(await deleteChunks(master, node.addr, [x.id], 5)).toEqual({ deleted: 0, kept: [x.id] });
+    for (const node of nodes) expect(await deleteChunks(master, node.addr, [x.id], 11)).toEqual({ deleted: 1, kept: [] });
+  });
+
+  it('a fresh node refuses every delete until it learns a floor', async () => {
+    const master = await startPeer({ listen: [] });
+    const client = await startPeer({ listen: [] });
+    const node = await startNode({ canDelete: (peerId) => peerId === master.peerId });
+    const x = makeChunk(1000);
+    await putChunk(client, [node.addr], x.id, x.data, 1);
+    expect(await deleteChunks(master, node.addr, [x.id], 2 ** 40)).toEqual({ deleted: 0, kept: [x.id] });
+    node.store.fences.raiseFloor(50); // what the first heartbeat answer does (LeaderFence)
+    expect(await deleteChunks(master, node.addr, [x.id], 50)).toEqual({ deleted: 0, kept: [x.id] });
+    expect(await deleteChunks(master, node.addr, [x.id], 51)).toEqual({ deleted: 1, kept: [] });
+  });
+
+  it('refuses a bad fence on the client before sending anything', async () => {
+    const client = await startPeer({ listen: [] });
+    const node = await startNode();
+    const x = makeChunk(1000);
+    for (const bad of [-1, 0.5, 2 ** 53, Number.NaN]) {
+      expect((await rejection(putChunk(client, [node.addr], x.id, x.data, bad))).code).toBe('ERR_INVALID_ARGUMENT');
+      expect((await rejection(deleteChunks(client, node.addr, [x.id], bad))).code).toBe('ERR_INVALID_ARGUMENT');
+    }
+    expect(node.service.stats.streamsServed).toBe(0);
+  });
+});
+
+describe('chunk protocol: a put repairs a missing file', () => {
+  it('answers has() false for a chunk whose file is gone, and a put stores it again', async () => {
+    const client = await startPeer({ listen: [] });
+    const node = await startNode();
+    const x = makeChunk(200 * KiB);
+    await putChunk(client, [node.addr], x.id, x.data, FENCE);
+    await unlink(node.store.layout.chunkPath(x.id));
+    expect(await hasChunks(client, node.addr, [x.id])).toEqual([false]);
+    expect(await putChunk(client, [node.addr], x.id, x.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
+    expect(sameBytes(await getChunk(client, node.addr, x.id), x.data)).toBe(true);
   });
 });
 
@@ -536,14 +617,14 @@ describe('chunk protocol: limits and malformed input', () => {
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(MiB + 1);
     // Only the header is sent, and the stream left open: the answer comes anyway.
-    const answer = await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: MiB + 1, pipeline: [] })], { close: false });
+    const answer = await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: MiB + 1, fence: FENCE, pipeline: [] })], { close: false });
     expect(answer).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
-    const viaClient = await rejection(putChunk(client, [node.addr], id, data));
+    const viaClient = await rejection(putChunk(client, [node.addr], id, data, FENCE));
     expect(viaClient.code).toBe('ERR_CHUNK_TOO_LARGE');
     expect((viaClient as ChunkTargetError).failedTarget).toBe(node.addr);
     // Beyond the 64 MiB hard cap on a default node.
     const plain = await startNode();
-    const huge = await rawExchange(client, plain.addr, [utf8({ op: 'put', id, size: 64 * MiB + 1, pipeline: [] })], { close: false });
+    const huge = await rawExchange(client, plain.addr, [utf8({ op: 'put', id, size: 64 * MiB + 1, fence: FENCE, pipeline: [] })], { close: false });
     expect(huge).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
     expect(node.service.stats.bytesIn).toBe(0);
     expect(await node.store.has(id)).toBe(false);
@@ -553,14 +634,14 @@ describe('chunk protocol: limits and malformed input', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(10);
-    const header = utf8({ op: 'put', id, size: 10, pipeline: [] });
+    const header = utf8({ op: 'put', id, size: 10, fence: FENCE, pipeline: [] });
     expect(await rawExchange(client, node.addr, [header, data, Uint8Array.of(1, 2, 3, 4, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/more than the 10 bytes/) });
     expect(await rawExchange(client, node.addr, [header, data.subarray(0, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/5 of the 10 bytes/) });
     // An empty frame ends a payload: here after none of the 10 bytes.
     expect(await rawExchange(client, node.addr, [header, new Uint8Array(0)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/0 of the 10 bytes/) });
     expect(await node.store.has(id)).toBe(false);
     expect(node.service.stats.refusals.ERR_PROTOCOL).toBe(3);
-    await putChunk(client, [node.addr], id, data);
+    await putChunk(client, [node.addr], id, data, FENCE);
     expect(await node.store.has(id)).toBe(true);
   });
 
@@ -569,20 +650,20 @@ describe('chunk protocol: limits and malformed input', () => {
     const client = await startPeer({ listen: [] });
     const holder = await startHolder();
     const big = makeChunk(8 * MiB);
-    const held = putChunk(client, [node.addr, holder.addr], big.id, big.data).catch((e: unknown) => e);
+    const held = putChunk(client, [node.addr, holder.addr], big.id, big.data, FENCE).catch((e: unknown) => e);
     // The node forwards the header only after reserving the chunk's bytes.
-    expect(await holder.header).toMatchObject({ op: 'put', id: big.id, size: 8 * MiB, pipeline: [] });
+    expect(await holder.header).toMatchObject({ op: 'put', id: big.id, size: 8 * MiB, fence: FENCE, pipeline: [] });
     expect(node.service.stats.inflightBytes).toBe(8 * MiB);
 
     // Refused from the header while the client is still writing its 13 MiB: it stops and reports.
     const refused = makeChunk(13 * MiB);
-    const err = await rejection(putChunk(client, [node.addr], refused.id, refused.data));
+    const err = await rejection(putChunk(client, [node.addr], refused.id, refused.data, FENCE));
     expect(err.code).toBe('ERR_OVERLOADED');
     expect((err as ChunkTargetError).failedTarget).toBe(node.addr);
     const fits = makeChunk(12 * MiB);
-    await putChunk(client, [node.addr], fits.id, fits.data);
+    await putChunk(client, [node.addr], fits.id, fits.data, FENCE);
     // Larger than the whole budget can never fit: too large, not overloaded.
-    expect((await rejection(putChunk(client, [node.addr], makeChunk(21 * MiB).id, new Uint8Array(21 * MiB)))).code).toBe('ERR_CHUNK_TOO_LARGE');
+    expect((await rejection(putChunk(client, [node.addr], makeChunk(21 * MiB).id, new Uint8Array(21 * MiB), FENCE))).code).toBe('ERR_CHUNK_TOO_LARGE');
 
     holder.answer({ ok: false, code: 'ERR_NO_SPACE', message: 'disk full' });
     const heldError = await held;
@@ -590,7 +671,7 @@ describe('chunk protocol: limits and malformed input', () => {
     expect(heldError).toMatchObject({ code: 'ERR_PIPELINE', failedTarget: holder.addr, failedCode: 'ERR_NO_SPACE' });
     expect(await node.store.has(big.id)).toBe(true); // its own copy stays
     expect(node.service.stats.inflightBytes).toBe(0);
-    await putChunk(client, [node.addr], refused.id, refused.data);
+    await putChunk(client, [node.addr], refused.id, refused.data, FENCE);
     expect(node.service.stats.refusals).toMatchObject({ ERR_OVERLOADED: 1, ERR_PIPELINE: 1, ERR_CHUNK_TOO_LARGE: 1 });
   });
 
@@ -602,7 +683,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
     const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
     const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    await writer.write(utf8({ op: 'put', id, size: data.byteLength, pipeline: [holder.addr] }));
+    await writer.write(utf8({ op: 'put', id, size: data.byteLength, fence: FENCE, pipeline: [holder.addr] }));
     await holder.header;
     // The holder reads nothing more yet: the client must stall well before its 32 MiB are out.
     let written = 0;
@@ -638,7 +719,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const client = await startPeer({ listen: [] });
     const holder = await startHolder(); // never answers
     const { id, data } = makeChunk(3 * MiB);
-    const put = putChunk(client, [node.addr, holder.addr], id, data).catch((e: unknown) => e);
+    const put = putChunk(client, [node.addr, holder.addr], id, data, FENCE).catch((e: unknown) => e);
     await holder.header;
     const startedAt = performance.now();
     await node.service.stop();
@@ -656,10 +737,16 @@ describe('chunk protocol: limits and malformed input', () => {
       await rawExchange(client, node.addr, [utf8('{"op": "put", ')]),
       await rawExchange(client, node.addr, [Uint8Array.of(0xff, 0xfe, 0x00)]),
       await rawExchange(client, node.addr, [utf8({ op: 'format-disk' })]),
-      await rawExchange(client, node.addr, [utf8({ op: 'put', id: 'ABC', size: 1, pipeline: [] })]),
-      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: -1, pipeline: [] })]),
-      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, pipeline: ['not-a-multiaddr'] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id: 'ABC', size: 1, fence: FENCE, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: -1, fence: FENCE, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: FENCE, pipeline: ['not-a-multiaddr'] })]),
       await rawExchange(client, node.addr, [utf8({ op: 'has', ids: Array.from({ length: 4097 }, () => id) })]),
+      // Fences: required, and safe integers >= 0.
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: -1, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: 2 ** 53, pipeline: [] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'delete', ids: [id] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'delete', ids: [id], fence: 1.5 })]),
       await rawExchange(client, node.addr, []),
     ];
     for (const answer of answers) expect(answer).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
@@ -679,7 +766,7 @@ describe('chunk protocol: limits and malformed input', () => {
     if (outcome instanceof DfsError) expect(outcome.code).toBe('ERR_STREAM_CLOSED');
     else expect(outcome).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
 
-    await putChunk(client, [node.addr], id, data);
+    await putChunk(client, [node.addr], id, data, FENCE);
     expect(sameBytes(await getChunk(client, node.addr, id), data)).toBe(true);
     await node.service.idle();
     expect(node.service.stats.refusals.ERR_PROTOCOL).toBe(answers.length + 1);
@@ -693,7 +780,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const acks = await Promise.all(
       chunks.map((c, i) => {
         const order = [nodes[i % 3]!, nodes[(i + 1) % 3]!, nodes[(i + 2) % 3]!];
-        return putChunk(client, order.map((n) => n.addr), c.id, c.data);
+        return putChunk(client, order.map((n) => n.addr), c.id, c.data, FENCE);
       }),
     );
     for (const ack of acks) expect(ack.stored).toHaveLength(3);

@@ -1,10 +1,10 @@
-import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readdir, readFile, writeFile, mkdir, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { describe, expect, it } from 'vitest';
 import { type Blake3, loadBlake3 } from '../../src/chunker/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
-import { ChunkStore } from '../../src/storage/index.ts';
+import { ChunkStore, DeleteFences } from '../../src/storage/index.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
 import { useTempDirs } from '../support/tmp.ts';
@@ -47,8 +47,8 @@ describe('ChunkStore', () => {
     expect(stats.chunks).toBe(4);
     expect(stats.bytes).toBe(301_001);
     expect(stats.freeBytes).toBeGreaterThan(0);
-    expect(await store.delete(chunks[3]!.id)).toBe(true);
-    expect(await store.delete(chunks[3]!.id)).toBe(false);
+    expect(await store.delete(chunks[3]!.id)).toBe('deleted');
+    expect(await store.delete(chunks[3]!.id)).toBe('absent');
     expect(await store.has(chunks[3]!.id)).toBe(false);
     expect(isDfsError(await errorOf(store.get(chunks[3]!.id)), 'ERR_CHUNK_NOT_FOUND')).toBe(true);
     expect((await store.stats()).bytes).toBe(1001);
@@ -204,6 +204,145 @@ describe('ChunkStore', () => {
     const other = chunk(new SeededBytes(9), 4000);
     expect(other.id.slice(0, 4)).not.toBe(c.id.slice(0, 4));
     expect(await store.put(other.id, other.bytes)).toEqual({ stored: true });
+    await store.close();
+  });
+});
+
+describe('ChunkStore: fenced deletes (a GC delete never removes what a newer put acknowledged)', () => {
+  async function fencedStore(fences = new DeleteFences({ floor: 0 })) {
+    return ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0, fences });
+  }
+
+  it('keeps a chunk that a newer put found already stored, and deletes it for a newer delete', async () => {
+    const store = await fencedStore();
+    const x = chunk(new SeededBytes(20), 50_000);
+    expect(await store.put(x.id, x.bytes, { fence: 3 })).toEqual({ stored: true });
+    // The GC decided with fence 5 that X is garbage; meanwhile a client puts X again with fence
+    // 10: it is acked at once (nothing written). Then the delete decided at 5 arrives.
+    expect(await store.put(x.id, x.bytes, { fence: 10 })).toEqual({ stored: false });
+    expect(await store.delete(x.id, { fence: 5 })).toBe('kept');
+    expect(Buffer.from(await store.get(x.id)).equals(x.bytes)).toBe(true);
+    expect(await store.delete(x.id, { fence: 11 })).toBe('deleted');
+    expect(await store.has(x.id)).toBe(false);
+    expect(await store.delete(x.id, { fence: 12 })).toBe('absent');
+    await store.close();
+  });
+
+  it('orders a put and a delete of one id by their arrival, whichever comes first', async () => {
+    const store = await fencedStore();
+    const x = chunk(new SeededBytes(21), 300_000);
+    await store.put(x.id, x.bytes, { fence: 3 });
+    // The put first (it finds X): the older delete queued behind it is refused.
+    expect(await Promise.all([store.put(x.id, x.bytes, { fence: 10 }), store.delete(x.id, { fence: 5 })])).toEqual([{ stored: false }, 'kept']);
+    // The delete first (decided after every put so far): it goes, and the put writes X anew.
+    expect(await Promise.all([store.delete(x.id, { fence: 11 }), store.put(x.id, x.bytes, { fence: 12 })])).toEqual(['deleted', { stored: true }]);
+    expect(Buffer.from(await store.get(x.id)).equals(x.bytes)).toBe(true);
+    // A new chunk being written when the delete comes: the delete waits, then sees the put's fence.
+    const y = chunk(new SeededBytes(22), 300_000);
+    expect(await Promise.all([store.put(y.id, y.bytes, { fence: 20 }), store.delete(y.id, { fence: 15 })])).toEqual([{ stored: true }, 'kept']);
+    expect(await store.has(y.id)).toBe(true);
+    expect((await store.stats()).chunks).toBe(2);
+    await store.close();
+  });
+
+  it('refuses deletes at or below the floor raised by forgetting puts beyond its capacity', async () => {
+    const store = await fencedStore(new DeleteFences({ capacity: 2, floor: 0 })); // one id known at a time
+    const rng = new SeededBytes(23);
+    const [a, b, c] = [chunk(rng, 1000), chunk(rng, 2000), chunk(rng, 3000)];
+    await store.put(a.id, a.bytes, { fence: 10 });
+    await store.put(b.id, b.bytes, { fence: 20 });
+    await store.put(c.id, c.bytes, { fence: 30 }); // a's and b's fences are forgotten: the floor rises to 20
+    expect(store.fences.floor).toBe(20);
+    expect(await store.delete(a.id, { fence: 9 })).toBe('kept');
+    expect(await store.delete(b.id, { fence: 15 })).toBe('kept');
+    expect(await store.delete(a.id, { fence: 21 })).toBe('deleted');
+    expect(await store.delete(c.id, { fence: 25 })).toBe('kept'); // still known one by one
+    expect(await store.delete(c.id, { fence: 31 })).toBe('deleted');
+    await store.close();
+  });
+
+  it('refuses every fenced delete while the floor is unknown (a fresh process); an unfenced delete is local and unconditional', async () => {
+    const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0 });
+    const x = chunk(new SeededBytes(24), 1000);
+    await store.put(x.id, x.bytes);
+    expect(await store.delete(x.id, { fence: Number.MAX_SAFE_INTEGER })).toBe('kept');
+    store.fences.raiseFloor(100);
+    expect(await store.delete(x.id, { fence: 100 })).toBe('kept');
+    expect(await store.delete(x.id, { fence: 101 })).toBe('deleted');
+    await store.put(x.id, x.bytes, { fence: 200 });
+    expect(await store.delete(x.id)).toBe('deleted');
+    for (const bad of [-1, 0.5, 2 ** 53]) {
+      expect(isDfsError(await errorOf(store.delete(x.id, { fence: bad })), 'ERR_INVALID_ARGUMENT')).toBe(true);
+      expect(isDfsError(await errorOf(store.put(x.id, x.bytes, { fence: bad })), 'ERR_INVALID_ARGUMENT')).toBe(true);
+    }
+    await store.close();
+  });
+});
+
+describe('ChunkStore: a put of a listed chunk whose file is bad writes it again', () => {
+  const MINUTE = 60_000;
+
+  async function clockedStore() {
+    const clock = { nowMs: 1_000_000 };
+    const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0, clock: () => clock.nowMs });
+    const changes: string[] = [];
+    store.onChange((id, change) => changes.push(`${change} ${id.slice(0, 8)}`));
+    return { store, clock, changes };
+  }
+
+  it('a file removed behind its back: has() is false, and a put writes it again', async () => {
+    const { store, changes } = await clockedStore();
+    const x = chunk(new SeededBytes(30), 40_000);
+    await store.put(x.id, x.bytes);
+    await unlink(store.layout.chunkPath(x.id));
+    expect(await store.has(x.id)).toBe(false);
+    expect(await store.put(x.id, x.bytes)).toEqual({ stored: true });
+    expect(await store.has(x.id)).toBe(true);
+    expect(Buffer.from(await store.get(x.id)).equals(x.bytes)).toBe(true);
+    expect(await store.stats()).toMatchObject({ chunks: 1, bytes: 40_000 });
+    expect(changes).toEqual([`added ${x.id.slice(0, 8)}`, `added ${x.id.slice(0, 8)}`]);
+    await store.close();
+  });
+
+  it('a truncated file: has() is false, and a put writes it again even if verified just now', async () => {
+    const { store } = await clockedStore();
+    const x = chunk(new SeededBytes(31), 40_000);
+    await store.put(x.id, x.bytes);
+    await truncate(store.layout.chunkPath(x.id), 100);
+    expect(await store.has(x.id)).toBe(false);
+    expect(await store.put(x.id, x.bytes)).toEqual({ stored: true });
+    expect(Buffer.from(await store.get(x.id)).equals(x.bytes)).toBe(true);
+    expect(await store.stats()).toMatchObject({ chunks: 1, bytes: 40_000 });
+    await store.close();
+  });
+
+  it('a corrupt file of the right length not verified lately: a put finds it by hashing and writes it again', async () => {
+    const { store, clock } = await clockedStore();
+    const x = chunk(new SeededBytes(32), 40_000);
+    await store.put(x.id, x.bytes);
+    const path = store.layout.chunkPath(x.id);
+    const onDisk = await readFile(path);
+    onDisk[777]! ^= 0x01;
+    await writeFile(path, onDisk);
+    clock.nowMs += 11 * MINUTE; // past the 10-minute trust
+    expect(await store.put(x.id, x.bytes)).toEqual({ stored: true });
+    expect(Buffer.from(await store.get(x.id)).equals(x.bytes)).toBe(true);
+    expect(await store.info(x.id)).toMatchObject({ verifiedAtMs: clock.nowMs });
+    expect(await store.stats()).toMatchObject({ chunks: 1, bytes: 40_000 });
+    await store.close();
+  });
+
+  it('trusts a good-length file verified within the window without reading it; a good old one is hashed and the time recorded', async () => {
+    const { store, clock } = await clockedStore();
+    const x = chunk(new SeededBytes(33), 40_000);
+    await store.put(x.id, x.bytes);
+    const storedAt = clock.nowMs;
+    clock.nowMs += 9 * MINUTE;
+    expect(await store.put(x.id, x.bytes)).toEqual({ stored: false });
+    expect(await store.info(x.id)).toEqual({ size: 40_000, storedAtMs: storedAt, verifiedAtMs: storedAt });
+    clock.nowMs += 2 * MINUTE;
+    expect(await store.put(x.id, x.bytes)).toEqual({ stored: false });
+    expect(await store.info(x.id)).toEqual({ size: 40_000, storedAtMs: storedAt, verifiedAtMs: clock.nowMs });
     await store.close();
   });
 });
