@@ -6,7 +6,9 @@ import { DfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
 import { createPeer, type DfsPeer, IDENTITY_FILE_NAME, peerIdInAddr } from '../net/index.ts';
 import { addrOf } from './data-plane.ts';
-import { GarbageCollector } from './garbage-collector.ts';
+import { GarbageCollector, type NodeChunkDeleter } from './garbage-collector.ts';
+import { FailureDetector } from './health.ts';
+import { RepairTask } from './repair.ts';
 import { LeaderTaskHost } from './leader-tasks.ts';
 import { MetaMachine } from './meta-machine.ts';
 import { MetaService } from './meta-service.ts';
@@ -29,6 +31,11 @@ export interface MasterOptions {
   /** Unreferenced chunks are deleted from nodes once untouched this long. Default 10 min. */
   readonly gcGraceMs?: number;
   readonly gcIntervalMs?: number;
+  /** No heartbeat for this long: a node is suspect (default 3 s), then dead (default 10 s). */
+  readonly suspectAfterMs?: number;
+  readonly deadAfterMs?: number;
+  /** A new leader waits at most this long for the nodes' full reports before repairing. Default 15 s. */
+  readonly repairReportWaitMs?: number;
   readonly clock?: Clock;
   readonly rng?: Rng;
   readonly logger?: Logger;
@@ -45,6 +52,8 @@ export interface Master {
   readonly driver: RaftDriver;
   readonly service: MetaService;
   readonly gc: GarbageCollector;
+  readonly repair: RepairTask;
+  readonly health: FailureDetector;
   readonly leaderTasks: LeaderTaskHost;
   stop(): Promise<void>;
 }
@@ -122,7 +131,21 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
     await driver.idle(); // the first Ready (the founding configuration) is persisted, or failed
     if (driver.failure) throw driver.failure;
     await rm(join(options.dir, BOOTSTRAP_MARKER), { force: true });
-    const service = new MetaService({
+    let service: MetaService | undefined;
+    const plane = () => service?.dataPlane;
+    const deleteOnNode: NodeChunkDeleter = (node, ids, fence) => deleteChunks(peer, addrOf(node), ids, fence);
+    const repair = new RepairTask({
+      plane,
+      nodes: () => machine.state.nodes(),
+      refCount: (id) => machine.state.refCount(id),
+      referencedChunks: () => machine.state.referencedChunks(),
+      replicationFactor: () => machine.state.settings.replicationFactor,
+      deleteOnNode,
+      now: () => clock.now(),
+      logger,
+      ...(options.repairReportWaitMs !== undefined ? { reportWaitMs: options.repairReportWaitMs } : {}),
+    });
+    service = new MetaService({
       name: options.name,
       peer,
       driver,
@@ -132,17 +155,30 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       rng,
       logger,
       dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) },
+      repair: () => repair,
     });
-    await service.start();
+    const metaService = service;
+    await metaService.start();
+    const health = new FailureDetector({
+      plane,
+      nodes: () => machine.state.nodes(),
+      commit: async (nodeId, state) => {
+        await metaService.proposeOwn({ op: 'setNodeState', nodeId, state, nowMs: clock.now() });
+      },
+      now: () => clock.now(),
+      logger,
+      ...(options.suspectAfterMs !== undefined ? { suspectAfterMs: options.suspectAfterMs } : {}),
+      ...(options.deadAfterMs !== undefined ? { deadAfterMs: options.deadAfterMs } : {}),
+    });
     const gc = new GarbageCollector({
-      plane: () => service.dataPlane,
+      plane,
       refCount: (id) => machine.state.refCount(id),
       node: (id) => machine.state.node(id),
-      deleteOnNode: (node, ids, fence) => deleteChunks(peer, addrOf(node), ids, fence),
+      deleteOnNode,
       intervalMs: options.gcIntervalMs ?? Math.min(5_000, Math.max(100, (options.gcGraceMs ?? 600_000) / 4)),
       logger,
     });
-    const leaderTasks = new LeaderTaskHost({ driver, tasks: [gc], clock, logger });
+    const leaderTasks = new LeaderTaskHost({ driver, tasks: [health, repair, gc], clock, logger });
     leaderTasks.start();
     let stopping: Promise<void> | undefined;
     const stop = () =>
@@ -157,7 +193,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       options.onFailure?.(err);
     };
     if (driver.failure) failed(driver.failure);
-    return { name: options.name, peerId: peer.peerId, addrs: peer.listenAddrs, driver, service, gc, leaderTasks, stop };
+    return { name: options.name, peerId: peer.peerId, addrs: peer.listenAddrs, driver, service: metaService, gc, repair, health, leaderTasks, stop };
   } catch (err) {
     await store?.close().catch(() => {});
     await peer.stop().catch(() => {});

@@ -6,6 +6,7 @@ import { type DfsPeer, serveMuxRpc } from '../net/index.ts';
 import {
   type ApplyResult,
   type MasterStatus,
+  type NodeView,
   META_PROTOCOL,
   type MetaCommand,
   type MetaRequest,
@@ -20,12 +21,22 @@ import { hasChunks } from '../client/chunk-client.ts';
 import { addrOf, DataPlane, type DataPlaneOptions, type Placement } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';
 
-export type DataPlaneSettings = Pick<DataPlaneOptions, 'suspectAfterMs' | 'gcGraceMs'>;
+export type DataPlaneSettings = Pick<DataPlaneOptions, 'gcGraceMs'>;
 
 /** Who sent a request: the peer id Noise authenticated. */
 export interface RequestContext {
   readonly peerId: string;
 }
+
+/** The parts of the repair task the service reports to and shows. */
+export interface RepairView {
+  readonly health: NonNullable<MasterStatus['chunks']>;
+  inflightFor(nodeId: string): number;
+  noteResults(nodeId: string, results: ReadonlyArray<{ id: string; to: string; ok: boolean; code?: string | undefined }>): void;
+}
+
+/** Copies handed to one node per heartbeat answer. */
+const REPLICATE_PER_ANSWER = 64;
 
 export interface MetaServiceOptions {
   readonly name: string;
@@ -38,6 +49,8 @@ export interface MetaServiceOptions {
   readonly rng?: Rng;
   readonly logger?: Logger;
   readonly dataPlane?: DataPlaneSettings;
+  /** The leader's repair task (results from heartbeats go to it; `nodes` and `status` show it). */
+  readonly repair?: () => RepairView | undefined;
 }
 
 /**
@@ -117,14 +130,10 @@ export class MetaService {
           return await this.#read(request.stale === true, () =>
             this.#o.machine.state.list(request.path, { ...(request.after !== undefined ? { after: request.after } : {}), ...(request.limit !== undefined ? { limit: request.limit } : {}) }),
           );
-        case 'heartbeat': {
-          const plane = this.#leaderPlane();
-          const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
-          const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
-          // `fence`: a node that restarted refuses deletes decided before now (see FenceClock);
-          // `verify`: chunks a client found bad here, for the node to re-hash (it reports a bad one).
-          return { ok: true, value: { registered, fullReportWanted, fence: plane.fences.peek(), verify: plane.takeVerifyRequests(request.nodeId) } };
-        }
+        case 'heartbeat':
+          return { ok: true, value: this.#heartbeat(request) };
+        case 'nodes':
+          return { ok: true, value: this.#nodeViews() };
         case 'report':
           this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
           return { ok: true, value: {} };
@@ -144,6 +153,59 @@ export class MetaService {
       this.#log[level]({ request: request.type, code: err.code, reason: err.message }, 'refused a request');
       return this.#refusal(err);
     }
+  }
+
+  /**
+   * A node's heartbeat: its load and chunk changes are recorded; the answer carries its commands.
+   * `fence`: a node that restarted refuses deletes decided before it (see FenceClock); `verify`:
+   * chunks a client found bad there; `replicate`: copies to make (repair); `nodes`: the storage
+   * nodes it may dial, when its list is out of date.
+   */
+  #heartbeat(request: Extract<MetaRequest, { type: 'heartbeat' }>): object {
+    const plane = this.#leaderPlane();
+    const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
+    const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
+    if (request.replicated && request.replicated.length > 0) this.#o.repair?.()?.noteResults(request.nodeId, request.replicated);
+    const nodes = plane.dialableNodes();
+    const nodesVersion = versionOf(nodes);
+    return {
+      registered,
+      fullReportWanted,
+      fence: plane.fences.peek(),
+      verify: plane.takeVerifyRequests(request.nodeId),
+      replicate: plane.nodes.takeReplicate(request.nodeId, REPLICATE_PER_ANSWER),
+      nodesVersion,
+      ...(request.nodesVersion === nodesVersion ? {} : { nodes }),
+    };
+  }
+
+  /** Every registered storage node, as the leader sees it now. */
+  #nodeViews(): NodeView[] {
+    const plane = this.#leaderPlane();
+    const repair = this.#o.repair?.();
+    return this.#o.machine.state.nodes().map((n) => {
+      const load = plane.nodes.load(n.id);
+      return {
+        id: n.id,
+        addr: addrOf(n),
+        state: n.state,
+        capacityBytes: load.capacityBytes || n.capacityBytes,
+        usedBytes: load.usedBytes,
+        freeBytes: load.freeBytes,
+        chunks: plane.locations.chunksOf(n.id).size,
+        heartbeatAgeMs: plane.nodes.heardSinceStart(n.id) ? plane.nodes.silentForMs(n.id) : null,
+        repairsInFlight: repair?.inflightFor(n.id) ?? 0,
+      };
+    });
+  }
+
+  /**
+   * Proposes a command of the leader's own (a node state change from the failure detector):
+   * no client session, stamped like any other.
+   */
+  async proposeOwn(cmd: MetaCommand): Promise<ApplyResult> {
+    if (this.#o.driver.role !== 'leader') throw new DfsError('ERR_NOT_LEADER', 'not the leader');
+    return (await this.#o.driver.propose(encodeEnvelope({ clientId: '', seq: 0, cmd }))) as ApplyResult;
   }
 
   /** ERR_FORBIDDEN for a request `from` may not make (see handle). */
@@ -185,6 +247,7 @@ export class MetaService {
       snapshotIndex: s.snapshotIndex,
       ...(s.role === 'leader' ? { followerLag } : {}),
       ...(this.#dataPlane ? { liveNodes: this.#dataPlane.liveNodes().length } : {}),
+      ...(this.#dataPlane && this.#o.repair?.() ? { chunks: this.#o.repair()!.health } : {}),
       counts: { entries: counts.entries, files: counts.files, nodes: counts.nodes },
       uptimeMs: this.#clock.now() - this.#startedAt,
       raft: { electionsStarted: d.stats.electionsStarted, becameLeader: d.stats.becameLeader, snapshotsSent: d.stats.snapshotsSent, snapshotsRestored: d.stats.snapshotsRestored },
@@ -324,4 +387,16 @@ export class MetaService {
       leaderAddr: known ? (this.#o.masterAddrs.get(known) ?? null) : null,
     };
   }
+}
+
+/** A short version string of a node list (FNV-1a of ids and addresses). */
+function versionOf(nodes: ReadonlyArray<{ id: string; addrs: readonly string[] }>): string {
+  let h = 0x811c9dc5;
+  for (const n of nodes) {
+    for (const part of [n.id, ...n.addrs]) {
+      for (let i = 0; i < part.length; i++) h = Math.imul(h ^ part.charCodeAt(i), 0x01000193) >>> 0;
+      h = Math.imul(h ^ 0x2c, 0x01000193) >>> 0;
+    }
+  }
+  return `${nodes.length}-${h.toString(16)}`;
 }

@@ -57,6 +57,12 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     inflight: byteCount,
     added: chunkIds,
     removed: chunkIds,
+    /** The version of the node list the node holds; the answer carries the list when it differs. */
+    nodesVersion: schema.optional(schema.string({ maxLength: 64 })),
+    /** How the copies the leader asked for went since the last heartbeat. */
+    replicated: schema.optional(
+      schema.array(schema.object({ id: chunkId, to: nodeId, ok: schema.boolean(), code: schema.optional(schema.string({ maxLength: 64 })) }), { maxLength: 1024 }),
+    ),
   }),
   /** One page of a storage node's full chunk report. */
   report: schema.object({ nodeId, ids: chunkIds, first: schema.boolean(), last: schema.boolean() }),
@@ -69,6 +75,8 @@ export const metaRequestSchema = schema.taggedUnion('type', {
   }),
   /** Which nodes hold these chunks (leader only). */
   locate: schema.object({ ids: chunkIds }),
+  /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */
+  nodes: schema.object({}),
   /** A client found a replica missing or corrupt. */
   badReplica: schema.object({ id: chunkId, nodeId }),
   stat: schema.object({ path, stale: schema.optional(schema.boolean()) }),
@@ -134,4 +142,28 @@ export interface MasterStatus {
   readonly raft: { readonly electionsStarted: number; readonly becameLeader: number; readonly snapshotsSent: number; readonly snapshotsRestored: number };
   /** BLAKE3 of the whole metadata state at appliedIndex, when asked for (withHash). */
   readonly stateHash?: string;
+  /** On the leader: replication health of the referenced chunks. */
+  readonly chunks?: {
+    readonly total: number;
+    readonly underReplicated: number;
+    readonly missing: number;
+    readonly repairing: number;
+    readonly repaired: number;
+    readonly copiesPerSecond: number;
+    readonly ready: boolean;
+  };
+}
+
+/** One storage node in a `nodes` answer. */
+export interface NodeView {
+  readonly id: string;
+  readonly addr: string;
+  readonly state: string;
+  readonly capacityBytes: number;
+  readonly usedBytes: number;
+  readonly freeBytes: number;
+  readonly chunks: number;
+  /** Milliseconds since the leader last heard it (null: not since this leader took over). */
+  readonly heartbeatAgeMs: number | null;
+  readonly repairsInFlight: number;
 }

@@ -1,0 +1,292 @@
+import { type Logger, silentLogger } from '../log/index.ts';
+import type { NodeRecord, NodeState } from '../meta/index.ts';
+import { addrOf, type DataPlane } from './data-plane.ts';
+import type { NodeChunkDeleter } from './garbage-collector.ts';
+import type { LeaderContext, LeaderTask } from './leader-tasks.ts';
+
+/** What a node said about a copy it was asked to make. */
+export interface ReplicateResult {
+  readonly id: string;
+  readonly to: string;
+  readonly ok: boolean;
+  readonly code?: string | undefined;
+}
+
+export interface ChunkHealth {
+  /** Chunks committed manifests reference. */
+  readonly total: number;
+  /** Referenced chunks with fewer live copies than the replication factor (missing ones included). */
+  readonly underReplicated: number;
+  /** Referenced chunks no node is known to hold. */
+  readonly missing: number;
+  /** Copies being made now. */
+  readonly repairing: number;
+  /** Copies made by this leader so far, and the bytes/s of the last minute (by chunk count × average size unknown: copies/s). */
+  readonly repaired: number;
+  readonly copiesPerSecond: number;
+  /** Whether the leader has heard every live node's full report (before that it decides nothing). */
+  readonly ready: boolean;
+}
+
+export interface RepairOptions {
+  readonly plane: () => DataPlane | undefined;
+  readonly nodes: () => readonly NodeRecord[];
+  readonly refCount: (chunkId: string) => number;
+  readonly referencedChunks: () => Iterable<string>;
+  readonly replicationFactor: () => number;
+  readonly deleteOnNode: NodeChunkDeleter;
+  readonly now: () => number;
+  readonly logger?: Logger;
+  /** How often the leader looks for work. Default 500 ms. */
+  readonly checkEveryMs?: number;
+  /** A new leader decides nothing until every live node reported, or this long. Default 15 s. */
+  readonly reportWaitMs?: number;
+  /** Copies one node makes (as source) or receives (as target) at once. Default 8. */
+  readonly copiesPerNode?: number;
+  /** A copy not confirmed by its target within this long is given up and tried again. Default 60 s. */
+  readonly copyTimeoutMs?: number;
+  /** Room a target must have for one chunk (the largest a chunk can be). Default 8 MiB. */
+  readonly chunkRoomBytes?: number;
+}
+
+interface Copy {
+  readonly source: string;
+  readonly target: string;
+  readonly startedMs: number;
+}
+
+/** Node states whose copies count toward the replication factor. */
+const COUNTS: ReadonlySet<NodeState> = new Set(['alive', 'suspect']);
+/** Node states a copy can be read from. */
+const READABLE: ReadonlySet<NodeState> = new Set(['alive', 'suspect', 'draining']);
+
+/**
+ * A leader-only task that keeps every referenced chunk at its replication factor:
+ * - **repair**: a chunk with fewer counted copies (on alive or suspect nodes; dead and draining
+ *   ones do not count) is copied node to node — a surviving holder is asked (with its next
+ *   heartbeat answer) to put it on a target chosen like a placement; fewest copies first; at
+ *   most `copiesPerNode` in flight per source and per target. A copy counts only once the target
+ *   itself reports the chunk.
+ * - **trim**: a chunk with more counted copies than needed (a node came back after repair; a
+ *   drained node's copies) loses the extras — draining holders first — under a fence, after a
+ *   leadership confirmation, and only while the copies that stay are on alive nodes that
+ *   reported to this leader.
+ * A new leader takes no decision until the live nodes have sent their full reports (bounded wait).
+ */
+export class RepairTask implements LeaderTask {
+  readonly name = 'repair';
+  readonly #o: RepairOptions;
+  readonly #log: Logger;
+  readonly #inflight = new Map<string, Copy[]>();
+  readonly #results: ReplicateResult[] = [];
+  readonly #done: number[] = [];
+  #repaired = 0;
+  #health: ChunkHealth = { total: 0, underReplicated: 0, missing: 0, repairing: 0, repaired: 0, copiesPerSecond: 0, ready: false };
+  #plane: DataPlane | undefined;
+
+  constructor(options: RepairOptions) {
+    this.#o = options;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'repair' });
+  }
+
+  get health(): ChunkHealth {
+    return this.#health;
+  }
+
+  /** Copies under way whose source or target is `nodeId`. */
+  inflightFor(nodeId: string): number {
+    let n = 0;
+    for (const copies of this.#inflight.values()) for (const c of copies) if (c.source === nodeId || c.target === nodeId) n++;
+    return n;
+  }
+
+  /** A node's heartbeat told how its copies went (failures are retried at once elsewhere). */
+  noteResults(nodeId: string, results: readonly ReplicateResult[]): void {
+    for (const r of results) if (!r.ok) this.#results.push(r);
+    if (results.some((r) => !r.ok)) this.#log.info({ node: nodeId, failed: results.filter((r) => !r.ok).length }, 'copies failed on a node');
+  }
+
+  async run(ctx: LeaderContext): Promise<void> {
+    for (;;) {
+      await ctx.sleep(this.#o.checkEveryMs ?? 500);
+      await this.runOnce(ctx);
+    }
+  }
+
+  /** One round: settle copies, count, queue new copies, trim extras. */
+  async runOnce(ctx: LeaderContext): Promise<void> {
+    const plane = this.#o.plane();
+    if (!plane) return;
+    if (plane !== this.#plane) this.#resetFor(plane);
+    const states = new Map(this.#o.nodes().map((n) => [n.id, n]));
+    const ready = this.#ready(plane, states);
+    this.#settle(plane);
+    const { jobs, extras, health } = this.#survey(plane, states);
+    if (ready) this.#queueCopies(plane, states, jobs);
+    this.#health = { ...health, ready, repairing: this.#inflightCount(), repaired: this.#repaired, copiesPerSecond: this.#rate() };
+    if (ready && extras.length > 0) await this.#trim(ctx, plane, states, extras);
+  }
+
+  #resetFor(plane: DataPlane): void {
+    this.#plane = plane;
+    this.#inflight.clear();
+    this.#results.length = 0;
+  }
+
+  /** Every node the replicated state calls alive has sent this leader a full report (or waited long enough). */
+  #ready(plane: DataPlane, states: ReadonlyMap<string, NodeRecord>): boolean {
+    const waited = this.#o.now() - plane.startedMs >= (this.#o.reportWaitMs ?? 15_000);
+    if (waited) return true;
+    for (const n of states.values()) if (n.state === 'alive' && !plane.nodes.reported(n.id)) return false;
+    return true;
+  }
+
+  /** Drops copies that are done (the target reported the chunk), failed, or took too long. */
+  #settle(plane: DataPlane): void {
+    const failed = new Set(this.#results.splice(0).map((r) => `${r.id} ${r.to}`));
+    const now = this.#o.now();
+    const timeoutMs = this.#o.copyTimeoutMs ?? 60_000;
+    for (const [id, copies] of this.#inflight) {
+      const holders = plane.locations.holders(id);
+      const left = copies.filter((c) => {
+        if (holders.has(c.target)) {
+          this.#repaired++;
+          this.#done.push(now);
+          return false;
+        }
+        return !failed.has(`${id} ${c.target}`) && now - c.startedMs < timeoutMs;
+      });
+      if (left.length === 0) this.#inflight.delete(id);
+      else this.#inflight.set(id, left);
+    }
+  }
+
+  #survey(plane: DataPlane, states: ReadonlyMap<string, NodeRecord>) {
+    const rf = this.#o.replicationFactor();
+    const jobs: Array<{ id: string; counted: number; holders: ReadonlySet<string> }> = [];
+    const extras: Array<{ id: string; holders: ReadonlySet<string> }> = [];
+    let total = 0;
+    let under = 0;
+    let missing = 0;
+    for (const id of this.#o.referencedChunks()) {
+      total++;
+      const holders = plane.locations.holders(id);
+      let counted = 0;
+      let readable = 0;
+      for (const h of holders) {
+        const state = states.get(h)?.state;
+        if (state && COUNTS.has(state)) counted++;
+        if (state && READABLE.has(state)) readable++;
+      }
+      if (holders.size === 0) missing++;
+      if (counted < rf) {
+        under++;
+        if (readable > 0 && !plane.isDeleting(id)) jobs.push({ id, counted, holders });
+      } else if (readable > rf && !this.#inflight.has(id) && !plane.isDeleting(id)) {
+        // A dead holder's copy is left alone: if the node comes back, it counts again (and is trimmed then).
+        extras.push({ id, holders: new Set([...holders].filter((h) => READABLE.has(states.get(h)?.state ?? 'dead'))) });
+      }
+    }
+    jobs.sort((a, b) => a.counted - b.counted); // the most endangered first
+    return { jobs, extras, health: { total, underReplicated: under, missing } };
+  }
+
+  #queueCopies(plane: DataPlane, states: ReadonlyMap<string, NodeRecord>, jobs: ReadonlyArray<{ id: string; counted: number; holders: ReadonlySet<string> }>): void {
+    const rf = this.#o.replicationFactor();
+    const perNode = this.#o.copiesPerNode ?? 8;
+    const busy = new Map<string, number>();
+    for (const copies of this.#inflight.values()) {
+      for (const c of copies) {
+        busy.set(c.source, (busy.get(c.source) ?? 0) + 1);
+        busy.set(c.target, (busy.get(c.target) ?? 0) + 1);
+      }
+    }
+    const free = (nodeId: string) => (busy.get(nodeId) ?? 0) < perNode;
+    for (const job of jobs) {
+      const going = this.#inflight.get(job.id) ?? [];
+      let needed = rf - job.counted - going.length;
+      while (needed > 0) {
+        const source = [...job.holders].filter((h) => READABLE.has(states.get(h)?.state ?? 'dead') && free(h)).sort((a, b) => (busy.get(a) ?? 0) - (busy.get(b) ?? 0))[0];
+        if (!source) break;
+        const exclude = new Set([...job.holders, ...going.map((c) => c.target), ...[...busy].filter(([, n]) => n >= perNode).map(([id]) => id)]);
+        const [target] = plane.pickTargets(this.#o.chunkRoomBytes ?? 8 * 1024 * 1024, 1, exclude);
+        if (!target) break;
+        const fence = plane.fences.next();
+        if (!plane.queueReplicate(source, { id: job.id, to: target.id, toAddr: addrOf(target), fence })) break;
+        going.push({ source, target: target.id, startedMs: this.#o.now() });
+        busy.set(source, (busy.get(source) ?? 0) + 1);
+        busy.set(target.id, (busy.get(target.id) ?? 0) + 1);
+        this.#log.debug({ chunk: job.id, source, target: target.id, counted: job.counted }, 'copy queued');
+        needed--;
+      }
+      if (going.length > 0) this.#inflight.set(job.id, going);
+    }
+  }
+
+  /** Deletes copies beyond the replication factor, draining holders first. */
+  async #trim(ctx: LeaderContext, plane: DataPlane, states: ReadonlyMap<string, NodeRecord>, extras: ReadonlyArray<{ id: string; holders: ReadonlySet<string> }>): Promise<void> {
+    const rf = this.#o.replicationFactor();
+    const byNode = new Map<string, string[]>();
+    for (const { id, holders } of extras.slice(0, 512)) {
+      const ranked = [...holders].sort((a, b) => trimOrder(states.get(a)?.state) - trimOrder(states.get(b)?.state) || plane.nodes.freeBytes(a) - plane.nodes.freeBytes(b));
+      const keep = ranked.slice(ranked.length - rf);
+      // The copies that stay must be confirmed: alive, and reported to this leader.
+      if (!keep.every((h) => states.get(h)?.state === 'alive' && plane.nodes.reported(h))) continue;
+      for (const h of ranked.slice(0, ranked.length - rf)) byNode.set(h, [...(byNode.get(h) ?? []), id]);
+    }
+    if (byNode.size === 0) return;
+    const ids = [...new Set([...byNode.values()].flat())];
+    for (const id of ids) plane.markDeleting(id);
+    const fence = plane.fences.next();
+    const gone = new Map<string, string[]>(ids.map((id) => [id, []]));
+    try {
+      await ctx.confirm();
+      await Promise.all(
+        [...byNode].map(async ([nodeId, chunkIds]) => {
+          const node = states.get(nodeId);
+          if (!node) return;
+          try {
+            const still = chunkIds.filter((id) => this.#o.refCount(id) > 0); // GC's, otherwise
+            const { kept } = await this.#o.deleteOnNode(node, still, fence);
+            const keptSet = new Set(kept);
+            for (const id of still) if (!keptSet.has(id)) gone.get(id)!.push(nodeId);
+            this.#log.info({ node: nodeId, fence, trimmed: still.length - keptSet.size, kept: keptSet.size }, 'trimmed extra copies');
+          } catch (err) {
+            this.#log.warn({ node: nodeId, err: (err as Error).message }, 'trim failed on a node');
+          }
+        }),
+      );
+    } finally {
+      for (const [id, nodes] of gone) plane.deleted(id, nodes);
+    }
+  }
+
+  #inflightCount(): number {
+    let n = 0;
+    for (const copies of this.#inflight.values()) n += copies.length;
+    return n;
+  }
+
+  #rate(): number {
+    const since = this.#o.now() - 60_000;
+    while (this.#done.length > 0 && this.#done[0]! < since) this.#done.shift();
+    if (this.#done.length < 2) return this.#done.length;
+    const spanMs = Math.max(1_000, this.#o.now() - this.#done[0]!);
+    return (this.#done.length * 1_000) / spanMs;
+  }
+}
+
+/** Which holder loses its copy first: draining, then dead, then suspect, then alive. */
+function trimOrder(state: NodeState | undefined): number {
+  switch (state) {
+    case 'draining':
+      return 0;
+    case 'dead':
+    case undefined:
+      return 1;
+    case 'suspect':
+      return 2;
+    default:
+      return 3;
+  }
+}
