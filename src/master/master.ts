@@ -104,18 +104,20 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
   try {
     if (peerAddrs.has(peer.peerId)) throw new DfsError('ERR_INVALID_ARGUMENT', `--peers lists this master itself (${peer.peerId})`);
     store = await (options.openRaftStore ?? RaftStore.open)(join(options.dir, 'raft'));
-    const hasState = (await store.load()) !== undefined;
+    const persisted = await store.load();
+    const hasState = persisted !== undefined;
     if (!hasState && !isNew) throw stateMissing(options.dir, peer.peerId);
     const selfAddr = peer.listenAddrs[0];
     const masterAddrs = new Map(peerAddrs);
     if (selfAddr) masterAddrs.set(peer.peerId, selfAddr);
-    const transport = new Libp2pRaftTransport(peer, peerAddrs);
+    const transport = new Libp2pRaftTransport(peer, peerAddrs, { snapshotDir: join(options.dir, 'raft-incoming'), logger });
     await transport.start();
     const machine = new MetaMachine();
     let failed: ((err: Error) => void) | undefined;
     const driver = await RaftDriver.start({
       id: peer.peerId,
       store,
+      preloaded: { state: persisted },
       transport,
       machine,
       bootstrap: { voters: [peer.peerId, ...peerAddrs.keys()].sort(), learners: [] },

@@ -7,8 +7,8 @@ import { type Configuration, type Message, type PersistedState, RaftNode, type R
 export interface ReplicatedStateMachine {
   apply(index: number, data: Uint8Array): unknown;
   /**
-   * The state as bytes. May take many event-loop turns (it should yield now and then): the driver
-   * applies nothing while it runs, so the state it serialises does not move underneath it.
+   * The state as bytes, as of the moment of the call: the state must be captured synchronously
+   * (applies go on while the promise serialises the capture, over many event-loop turns).
    */
   snapshot(): Promise<Uint8Array>;
   restore(data: Uint8Array): Promise<void>;
@@ -42,6 +42,8 @@ export interface RaftDriverOptions {
   readonly machine: ReplicatedStateMachine;
   /** The founding configuration, used only when the store is empty. */
   readonly bootstrap?: Configuration;
+  /** What `store.load()` already returned (the caller looked before starting), so it is not read twice. */
+  readonly preloaded?: { readonly state: PersistedState | undefined };
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
@@ -114,10 +116,6 @@ export class RaftDriver {
   #snapshotIndex = 0;
   /** A snapshot job (serialise, compact, save) under way. */
   #snapshotting: Promise<void> | undefined;
-  /** The state is being serialised: committed entries wait in #deferred until it is done. */
-  #applyHeld = false;
-  #serialising: Promise<unknown> | undefined;
-  #deferred: Ready['committedEntries'][number][] = [];
   #soft: SoftState = { role: 'follower', leaderId: null };
   #ticker: TimerHandle | undefined;
   #stopped = false;
@@ -150,7 +148,7 @@ export class RaftDriver {
       preVote: true,
       checkQuorum: true,
     };
-    const persisted = await options.store.load();
+    const persisted = options.preloaded ? options.preloaded.state : await options.store.load();
     let node: RaftNode;
     let applied = 0;
     if (persisted) {
@@ -409,10 +407,6 @@ export class RaftDriver {
   }
 
   #applyCommitted(entries: Ready['committedEntries']): void {
-    if (this.#applyHeld) {
-      this.#deferred.push(...entries); // the state is being serialised: it must not move
-      return;
-    }
     for (const e of entries) {
       const result = e.type === 'normal' && e.data.length > 0 ? this.#machine.apply(e.index, e.data) : undefined;
       this.#applied = e.index;
@@ -427,8 +421,6 @@ export class RaftDriver {
   }
 
   async #installSnapshot(snapshot: Snapshot): Promise<void> {
-    // Our own serialisation finishes first (what it deferred is applied), then the state goes.
-    while (this.#applyHeld) await this.#serialising?.catch(() => {});
     await this.#machine.restore(snapshot.data);
     this.#applied = snapshot.metadata.index;
     this.#snapshotIndex = snapshot.metadata.index;
@@ -475,6 +467,8 @@ export class RaftDriver {
   #followerNeedsLog(): boolean {
     const s = this.#node.status();
     if (s.role !== 'leader') return false;
+    // Waiting is bounded: a log twice the snapshot interval is compacted whoever lags.
+    if (this.#applied - this.#snapshotIndex >= 2 * this.#snapshotEveryEntries) return false;
     const floor = this.#applied - this.#catchUpEntries;
     for (const id of [...s.config.voters, ...s.config.learners]) {
       if (id === this.id) continue;
@@ -486,18 +480,7 @@ export class RaftDriver {
 
   async #takeSnapshot(index: number): Promise<void> {
     const startedMs = this.#clock.now();
-    let data: Uint8Array;
-    this.#applyHeld = true;
-    try {
-      this.#serialising = this.#machine.snapshot();
-      data = (await this.#serialising) as Uint8Array;
-    } finally {
-      this.#serialising = undefined;
-      // Whatever waited is applied now, in order, before anything newer.
-      this.#applyHeld = false;
-      this.#applyCommitted(this.#deferred.splice(0));
-      this.#serveReads();
-    }
+    const data = await this.#machine.snapshot(); // the state as of `index`, captured at the call
     if (this.#halted) return;
     // compact() may not run between ready() and advance(): it goes in as an input.
     const compacted = await new Promise<ReturnType<RaftNode['compact']> | null>((resolve) => {

@@ -1,5 +1,5 @@
 import type { Blake3 } from '../chunker/index.ts';
-import { DfsError, isDfsError } from '../errors/index.ts';
+import { DfsError, ERROR_CODES, isDfsError } from '../errors/index.ts';
 import { type ApplyResult, type MetaCommand, type MetaEnvelope, NODE_STATES, type NodeState } from './commands.ts';
 import { type Manifest, validateManifest } from './manifest.ts';
 import { baseName, isWithin, joinPath, normalizePath, parentOf, ROOT } from './paths.ts';
@@ -320,6 +320,11 @@ export class MetaState {
     return this.#refs.get(chunkId) ?? 0;
   }
 
+  /** Every chunk some committed manifest references. */
+  referencedChunks(): IterableIterator<string> {
+    return this.#refs.keys();
+  }
+
   get counts(): { entries: number; files: number; chunksReferenced: number; nodes: number; sessions: number } {
     let files = 0;
     for (const e of this.#entries.values()) if (e.kind === 'file') files += 1;
@@ -333,11 +338,27 @@ export class MetaState {
    * recency), so a snapshot never needs one giant buffer and equal states stream equal records.
    * Reference counts are not stored: restore recounts them from the manifests.
    */
-  *snapshotRecords(): Generator<SnapshotRecord> {
-    yield { t: 'header', version: 1, appliedIndex: this.#appliedIndex, settings: this.#settings };
-    for (const path of [...this.#entries.keys()].sort()) yield { t: 'entry', path, entry: this.#entries.get(path)! };
-    for (const node of this.nodes()) yield { t: 'node', node };
-    for (const [clientId, s] of this.#sessions) yield { t: 'session', clientId, seq: s.seq, result: s.result };
+  snapshotRecords(): Generator<SnapshotRecord> {
+    return this.captureSnapshot()();
+  }
+
+  /**
+   * The state's records as of now, for serialising later while the state moves on: the maps
+   * are copied (their values are never mutated in place, only replaced), the sort by path is
+   * left to whoever iterates. Cheap enough to call with applies running.
+   */
+  captureSnapshot(): () => Generator<SnapshotRecord> {
+    const header: SnapshotRecord = { t: 'header', version: 1, appliedIndex: this.#appliedIndex, settings: this.#settings };
+    const entries = [...this.#entries];
+    const nodes = this.nodes();
+    const sessions = [...this.#sessions];
+    return function* () {
+      yield header;
+      entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      for (const [path, entry] of entries) yield { t: 'entry', path, entry };
+      for (const node of nodes) yield { t: 'node', node };
+      for (const [clientId, s] of sessions) yield { t: 'session', clientId, seq: s.seq, result: s.result };
+    };
   }
 
   static async restore(records: AsyncIterable<SnapshotRecord> | Iterable<SnapshotRecord>, options: MetaStateOptions = {}): Promise<MetaState> {
@@ -463,6 +484,144 @@ export class MetaState {
     }
     return freed;
   }
+}
+
+/**
+ * Checks snapshot records one at a time, as they stream in, without touching any MetaState: a
+ * snapshot from a peer or from disk is refused whole (DfsError ERR_IO) before anything is
+ * written or restored. Accepted records come back in canonical form (known fields only, in the
+ * order snapshotRecords writes them), so what MetaState.restore builds from them hashes the same
+ * as the state that wrote them. Checks: one version 1 header first; then entries strictly in
+ * path order, "/" first, canonical paths whose parent is a directory already seen, valid
+ * manifests; then nodes by increasing id; then at most `maxSessions` distinct client sessions.
+ */
+export class SnapshotRecordChecker {
+  readonly #maxSessions: number;
+  /** 0: expecting the header; 1: entries; 2: nodes; 3: sessions. */
+  #phase = 0;
+  #lastPath: string | undefined;
+  #lastNode: string | undefined;
+  readonly #dirs = new Set<string>();
+  readonly #sessions = new Set<string>();
+  #records = 0;
+
+  constructor(options: { maxSessions?: number } = {}) {
+    this.#maxSessions = options.maxSessions ?? 10_000;
+  }
+
+  /** The record in canonical form; throws ERR_IO naming what is wrong. */
+  check(value: unknown): SnapshotRecord {
+    const at = this.#records++;
+    const fail = (why: string): never => {
+      throw new DfsError('ERR_IO', `invalid metadata snapshot: record ${at}: ${why}`);
+    };
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('not an object');
+    const r = value as Record<string, unknown>;
+    if (this.#phase === 0) {
+      if (r.t !== 'header' || r.version !== 1) return fail('the first record must be a version 1 header');
+      if (!isCount(r.appliedIndex)) fail('header appliedIndex must be a non-negative integer');
+      const settings = r.settings as Record<string, unknown> | null | undefined;
+      if (typeof settings !== 'object' || settings === null || !Number.isSafeInteger(settings.replicationFactor) || (settings.replicationFactor as number) < 1) {
+        fail('header settings must have a positive integer replicationFactor');
+      }
+      this.#phase = 1;
+      return { t: 'header', version: 1, appliedIndex: r.appliedIndex as number, settings: { replicationFactor: settings!.replicationFactor as number } };
+    }
+    try {
+      switch (r.t) {
+        case 'entry':
+          if (this.#phase !== 1) return fail('an entry after nodes or sessions');
+          return this.#entry(r, fail);
+        case 'node':
+          if (this.#phase > 2) return fail('a node after sessions');
+          this.#phase = 2;
+          return this.#node(r, fail);
+        case 'session':
+          this.#phase = 3;
+          return this.#session(r, fail);
+        case 'header':
+          return fail('a second header');
+        default:
+          return fail(`unknown record kind ${JSON.stringify(r.t)}`);
+      }
+    } catch (err) {
+      if (isDfsError(err, 'ERR_IO')) throw err;
+      return fail(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** Call after the last record: throws if the snapshot was incomplete. */
+  finish(): void {
+    if (this.#phase === 0) throw new DfsError('ERR_IO', 'invalid metadata snapshot: no header');
+    if (!this.#dirs.has(ROOT)) throw new DfsError('ERR_IO', 'invalid metadata snapshot: no entry for /');
+  }
+
+  #entry(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
+    const path = r.path;
+    if (typeof path !== 'string' || normalizePath(path) !== path) return fail('entry path is not canonical');
+    if (this.#lastPath === undefined ? path !== ROOT : !(path > this.#lastPath)) return fail(`entry ${path} out of order (the first is /, then strictly by path)`);
+    if (path !== ROOT && !this.#dirs.has(parentOf(path))) return fail(`entry ${path} has no parent directory`);
+    this.#lastPath = path;
+    const e = r.entry as Record<string, unknown> | null | undefined;
+    if (typeof e !== 'object' || e === null) return fail(`entry ${path} has no entry`);
+    const owner = checkedId(e.owner, 'owner');
+    const mtimeMs = checkedTime(e.mtimeMs);
+    if (e.kind === 'dir') {
+      this.#dirs.add(path);
+      return { t: 'entry', path, entry: { kind: 'dir', owner, mtimeMs } };
+    }
+    if (e.kind !== 'file' || path === ROOT) return fail(`entry ${path} is neither a directory nor a file`);
+    const manifest = validateManifest(e.manifest);
+    if (e.size !== manifest.size) fail(`entry ${path} size differs from its manifest's`);
+    return { t: 'entry', path, entry: { kind: 'file', owner, mtimeMs, size: manifest.size, manifest } };
+  }
+
+  #node(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
+    const n = r.node as Record<string, unknown> | null | undefined;
+    if (typeof n !== 'object' || n === null) return fail('node record has no node');
+    const id = checkedId(n.id, 'node id');
+    if (this.#lastNode !== undefined && !(id > this.#lastNode)) fail(`node ${id} out of order`);
+    this.#lastNode = id;
+    const addrs = n.addrs;
+    if (!Array.isArray(addrs) || addrs.length > MAX_NODE_ADDRS || !addrs.every((a) => typeof a === 'string' && a.length > 0 && a.length <= 1024)) {
+      fail(`node ${id} addrs must be 0..${MAX_NODE_ADDRS} strings of 1..1024 characters`);
+    }
+    if (!isCount(n.capacityBytes)) fail(`node ${id} capacityBytes must be a non-negative integer`);
+    if (!NODE_STATES.includes(n.state as NodeState)) fail(`node ${id} has an unknown state`);
+    const node: NodeRecord = {
+      id,
+      addrs: [...(addrs as string[])],
+      capacityBytes: n.capacityBytes as number,
+      state: n.state as NodeState,
+      registeredAtMs: checkedTime(n.registeredAtMs),
+      stateSinceMs: checkedTime(n.stateSinceMs),
+    };
+    return { t: 'node', node };
+  }
+
+  #session(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
+    const clientId = checkedId(r.clientId, 'clientId');
+    if (this.#sessions.has(clientId)) fail(`client ${clientId} has two sessions`);
+    this.#sessions.add(clientId);
+    if (this.#sessions.size > this.#maxSessions) fail(`more than ${this.#maxSessions} sessions`);
+    if (!Number.isSafeInteger(r.seq)) fail(`session of ${clientId} has no integer seq`);
+    const res = r.result as Record<string, unknown> | null | undefined;
+    if (typeof res !== 'object' || res === null || typeof res.ok !== 'boolean') return fail(`session of ${clientId} has no result`);
+    let result: ApplyResult;
+    if (res.ok) {
+      result = 'value' in res ? { ok: true, value: res.value } : { ok: true };
+    } else {
+      if (typeof res.code !== 'string' || !Object.hasOwn(ERROR_CODES, res.code) || typeof res.message !== 'string') {
+        return fail(`session of ${clientId} has a malformed refusal`);
+      }
+      result = { ok: false, code: res.code as DfsError['code'], message: res.message };
+    }
+    return { t: 'session', clientId, seq: r.seq as number, result };
+  }
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 function refusal(code: DfsError['code'], message: string): ApplyResult {
