@@ -5,6 +5,7 @@ import { type Manifest, parsePlacements } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { ChunkStreams, putChunk } from './chunk-client.ts';
+import type { Receipt } from '../net/receipt.ts';
 import type { ReleasingSource } from './file-source.ts';
 import type { MetaClient } from './meta-client.ts';
 
@@ -77,7 +78,8 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   const whole = await o.blake3.createHasher();
   whole.reset();
   const manifestChunks: Array<[string, number]> = [];
-  const stored = new Map<string, string[]>();
+  /** The nodes' signed receipts for each uploaded chunk: the commit's proof of its copies. */
+  const stored = new Map<string, { fence: number; receipts: Receipt[] }>();
   const seen = new Set<string>(); // chunk ids met so far in this file (dedup within the file)
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
@@ -97,7 +99,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
     for (let attempt = 1; ; attempt++) {
       try {
         const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, fence, { pool: streams });
-        stored.set(chunk.id, r.stored);
+        stored.set(chunk.id, { fence, receipts: r.receipts });
         sentBytes += chunk.length;
         o.onProgress?.(chunk.length);
         return;
@@ -168,7 +170,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   const manifest: Manifest = { chunker: CHUNKER_ID, params, size, blake3: whole.digestHex(), chunks: manifestChunks };
   await o.meta.write(
     { op: 'commitFile', path, manifest, parents: o.parents ?? true, ifAbsent: o.ifAbsent ?? false },
-    { stored: [...stored].map(([id, nodes]) => ({ id, nodes })), uploadId },
+    { stored: [...stored].map(([id, { fence, receipts }]) => ({ id, fence, receipts })), uploadId },
   );
   return { size, chunks: manifestChunks.length, sentBytes, dedupedBytes, blake3: manifest.blake3 };
 }

@@ -1,4 +1,5 @@
 import type { NodeRecord, Placement } from '../meta/index.ts';
+import { DeleteFences } from '../storage/delete-fences.ts';
 import { ChunkLocations } from './chunk-locations.ts';
 import { type NodeLoad, NodeTable, type ReplicateCommand } from './node-table.ts';
 import { UploadSessions } from './upload-sessions.ts';
@@ -72,11 +73,18 @@ export class DataPlane {
    */
   readonly #deleting = new Map<string, { settled: Promise<void>; resolve: () => void }>();
   readonly #startedMs: number;
+  /**
+   * The last fence a delete was decided under, per chunk (bounded: forgotten ones raise a floor,
+   * which starts at this term's first fence): a receipt signed under a lower fence may describe
+   * a copy that delete removed since.
+   */
+  readonly #deleteFences: DeleteFences;
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
     this.#startedMs = options.now();
     this.fences = new FenceClock(options.term);
+    this.#deleteFences = new DeleteFences({ floor: this.fences.peek() - 1 });
     this.nodes = new NodeTable(options.now);
     this.locations = new ChunkLocations(options.now);
     this.uploads = new UploadSessions(options.now, options.gcGraceMs ?? 600_000);
@@ -131,11 +139,11 @@ export class DataPlane {
     return this.#o.nodes().filter((n) => n.state === 'alive');
   }
 
-  /** Admitted nodes a peer may dial for pipelines and copies (alive, suspect or draining). */
+  /** Admitted nodes a peer may dial for pipelines and copies (alive, suspect or draining; never pending). */
   dialableNodes(): NodeAddress[] {
     return this.#o
       .nodes()
-      .filter((n) => n.state !== 'dead')
+      .filter((n) => n.state !== 'dead' && n.state !== 'pending')
       .map((n) => ({ id: n.id, addrs: [addrOf(n)] }));
   }
 
@@ -231,6 +239,16 @@ export class DataPlane {
       out.push({ id, holders: [...holders] });
     }
     return out;
+  }
+
+  /** A delete of these chunks is decided under `fence` (GC, trim): older receipts go stale. */
+  noteDeleteDecided(ids: Iterable<string>, fence: number): void {
+    for (const id of ids) this.#deleteFences.notePut(id, fence);
+  }
+
+  /** Whether a receipt signed under `fence` is newer than any delete of the chunk this leader decided (and of this term). */
+  receiptFresh(id: string, fence: number): boolean {
+    return this.#deleteFences.mayDelete(id, fence);
   }
 
   markDeleting(id: string): void {

@@ -57,6 +57,7 @@ export class GarbageCollector implements LeaderTask {
     if (decided.length === 0) return 0;
     for (const { id } of decided) plane.markDeleting(id);
     const fence = plane.fences.next();
+    plane.noteDeleteDecided(decided.map((d) => d.id), fence);
     let going: typeof decided = [];
     try {
       await ctx.confirm();

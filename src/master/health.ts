@@ -61,6 +61,7 @@ export class FailureDetector implements LeaderTask {
     const plane = this.#o.plane();
     if (!plane) return;
     for (const node of this.#o.nodes()) {
+      if (node.state === 'pending') continue; // not admitted: nothing to watch yet
       const next = this.desired(plane, node);
       if (next === node.state) continue;
       this.#log.info({ node: node.id, from: node.state, to: next, silentMs: plane.nodes.silentForMs(node.id) }, 'node state change');

@@ -25,6 +25,8 @@ export interface MasterOptions {
   /** The other masters, as multiaddrs ending in /p2p/<peer id>. */
   readonly peers: readonly string[];
   readonly psk?: Uint8Array;
+  /** How the secret is checked (PeerOptions.secretMode); default handshake. */
+  readonly secretMode?: 'handshake' | 'pnet';
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEveryEntries?: number;
@@ -34,6 +36,8 @@ export interface MasterOptions {
   /** No heartbeat for this long: a node is suspect (default 3 s), then dead (default 10 s). */
   readonly suspectAfterMs?: number;
   readonly deadAfterMs?: number;
+  /** New storage nodes get data at once ('auto', a local cluster) or after `dfs node admit` ('manual', the default). */
+  readonly admitNodes?: 'auto' | 'manual';
   /** A new leader waits at most this long for the nodes' full reports before repairing. Default 15 s. */
   readonly repairReportWaitMs?: number;
   readonly clock?: Clock;
@@ -99,7 +103,11 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
   const isNew = await exists(join(options.dir, BOOTSTRAP_MARKER));
   const peerAddrs = new Map<string, string>();
   for (const addr of options.peers) peerAddrs.set(peerIdOf(addr), addr);
-  const peer: DfsPeer = await createPeer({ dataDir: options.dir, listen: [...options.listen], ...(options.psk ? { psk: options.psk } : {}) });
+  const peer: DfsPeer = await createPeer({
+    dataDir: options.dir,
+    listen: [...options.listen],
+    ...(options.psk ? { psk: options.psk, ...(options.secretMode ? { secretMode: options.secretMode } : {}) } : {}),
+  });
   let store: RaftLogStore | undefined;
   try {
     if (peerAddrs.has(peer.peerId)) throw new DfsError('ERR_INVALID_ARGUMENT', `--peers lists this master itself (${peer.peerId})`);
@@ -158,6 +166,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       logger,
       dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) },
       repair: () => repair,
+      autoAdmit: options.admitNodes === 'auto',
     });
     const metaService = service;
     await metaService.start();

@@ -18,6 +18,7 @@ import {
 } from '../meta/index.ts';
 import { encodeEnvelope, type MetaMachine } from './meta-machine.ts';
 import { hasChunks } from '../client/chunk-client.ts';
+import { verifyReceipt } from '../net/receipt.ts';
 import { addrOf, DataPlane, type DataPlaneOptions, type Placement } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';
 
@@ -51,6 +52,8 @@ export interface MetaServiceOptions {
   readonly dataPlane?: DataPlaneSettings;
   /** The leader's repair task (results from heartbeats go to it; `nodes` and `status` show it). */
   readonly repair?: () => RepairView | undefined;
+  /** New storage nodes get data at once (a local cluster), or wait for `dfs node admit`. Default false. */
+  readonly autoAdmit?: boolean;
 }
 
 /**
@@ -208,6 +211,40 @@ export class MetaService {
     return (await this.#o.driver.propose(encodeEnvelope({ clientId: '', seq: 0, cmd }))) as ApplyResult;
   }
 
+  /**
+   * Admission only of a pending node; drain only of an admitted one; removal only once no
+   * referenced chunk would lose a copy it needs (unless forced, and then the refusal's count is
+   * logged as what becomes under-replicated).
+   */
+  #checkNodeChange(cmd: Extract<WriteCommand, { op: 'admitNode' | 'drainNode' | 'removeNode' }>): void {
+    const node = this.#o.machine.state.node(cmd.nodeId);
+    if (!node) throw new DfsError('ERR_NOT_FOUND', `no storage node ${cmd.nodeId} (see dfs nodes)`);
+    if (cmd.op === 'admitNode' && node.state !== 'pending') throw new DfsError('ERR_INVALID_ARGUMENT', `node ${cmd.nodeId} is ${node.state}, not pending: nothing to admit`);
+    if (cmd.op === 'drainNode' && (node.state === 'pending' || node.state === 'draining')) throw new DfsError('ERR_INVALID_ARGUMENT', `node ${cmd.nodeId} is ${node.state}: nothing to drain`);
+    if (cmd.op !== 'removeNode') return;
+    const lacking = this.#chunksOnlyOn(cmd.nodeId);
+    if (lacking > 0 && !cmd.force) {
+      throw new DfsError('ERR_NOT_EMPTY', `node ${cmd.nodeId} still holds ${lacking} chunk(s) with too few copies elsewhere: drain it first (dfs node drain), or --force to remove it anyway`);
+    }
+    if (lacking > 0) this.#log.warn({ node: cmd.nodeId, underReplicated: lacking }, 'node removed by force: chunks become under-replicated');
+  }
+
+  /** Referenced chunks on `nodeId` with fewer than RF copies on other counted nodes. */
+  #chunksOnlyOn(nodeId: string): number {
+    const plane = this.#leaderPlane();
+    const state = this.#o.machine.state;
+    const rf = state.settings.replicationFactor;
+    const counted = new Set(state.nodes().filter((n) => n.id !== nodeId && (n.state === 'alive' || n.state === 'suspect')).map((n) => n.id));
+    let lacking = 0;
+    for (const id of plane.locations.chunksOf(nodeId)) {
+      if (state.refCount(id) === 0) continue;
+      let elsewhere = 0;
+      for (const h of plane.locations.holders(id)) if (counted.has(h)) elsewhere++;
+      if (elsewhere < rf) lacking++;
+    }
+    return lacking;
+  }
+
   /** ERR_FORBIDDEN for a request `from` may not make (see handle). */
   #authorize(request: MetaRequest, from: RequestContext): void {
     const forbid = (why: string): never => {
@@ -289,16 +326,28 @@ export class MetaService {
    * pipeline acks it carries are believed only while its upload is alive: an upload silent for
    * the grace period may have lost chunks to GC, so its acks may be stale.
    */
-  async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: StoredAck[] | undefined, uploadId: string | undefined): Promise<void> {
+  /**
+   * A commit may only name chunks some node is known to hold, and none that GC is deleting. A
+   * copy counts only on the node's own word: a receipt it signed under a fence issued after the
+   * last delete decided for that chunk (so not one a delete may have removed since), or, for an
+   * older receipt (another leader's, or a delete decided since), the node's answer when asked.
+   */
+  async #checkCommit(cmd: Extract<MetaCommand, { op: 'commitFile' }>, stored: StoredAck[] | undefined): Promise<void> {
     const plane = this.#leaderPlane();
     // A chunk GC is deleting may have been put again meanwhile: wait for the delete to settle
     // (nodes keep a chunk put under a later fence), then count what is left.
     await plane.deletesSettled(new Map(cmd.manifest.chunks).keys());
-    if (stored && stored.length > 0) {
-      const acks = stored.map(({ id, nodes }): [string, string[]] => [id, nodes]);
-      if (uploadId !== undefined && plane.uploadAlive(uploadId)) plane.recordStored(acks);
-      else plane.recordStored(await this.#confirmWithNodes(acks)); // after a failover, or a long silence
+    const proven: Array<[string, string[]]> = [];
+    const toAsk: Array<[string, string[]]> = [];
+    for (const ack of stored ?? []) {
+      const nodes: string[] = [];
+      for (const r of ack.receipts) if (await verifyReceipt(ack.id, ack.fence, r)) nodes.push(r.node);
+      if (nodes.length === 0) continue;
+      if (plane.receiptFresh(ack.id, ack.fence)) proven.push([ack.id, nodes]);
+      else toAsk.push([ack.id, nodes]);
     }
+    plane.recordStored(proven);
+    if (toAsk.length > 0) plane.recordStored(await this.#confirmWithNodes(toAsk));
     for (const [id] of new Map(cmd.manifest.chunks)) {
       if (plane.holderCount(id) === 0) {
         throw new DfsError('ERR_UNDER_REPLICATED', `chunk ${id} has no known replica (lost, or being collected); upload the file again`);
@@ -306,7 +355,7 @@ export class MetaService {
     }
   }
 
-  /** Keeps only the acks the named nodes confirm they still hold (asked directly, in batches). */
+  /** Keeps only the copies the named nodes confirm they hold (asked directly, in batches). */
   async #confirmWithNodes(acks: Array<[string, string[]]>): Promise<Array<[string, string[]]>> {
     const byNode = new Map<string, string[]>();
     for (const [id, nodes] of acks) for (const n of nodes) byNode.set(n, [...(byNode.get(n) ?? []), id]);
@@ -330,6 +379,7 @@ export class MetaService {
   async #write(request: Extract<MetaRequest, { type: 'write' }>): Promise<MetaResponse> {
     if (this.#o.driver.role !== 'leader') return this.#refusal(new DfsError('ERR_NOT_LEADER', 'not the leader'));
     const cmd = this.#stamp(request.cmd, request.user ?? 'anonymous');
+    if (request.cmd.op === 'admitNode' || request.cmd.op === 'drainNode' || request.cmd.op === 'removeNode') this.#checkNodeChange(request.cmd);
     if (cmd.op === 'commitFile') {
       // A retry of a commit that already applied (its answer lost in a leader change) gets the
       // first answer, before any check that could only fail now (the new leader may not know
@@ -337,7 +387,7 @@ export class MetaService {
       await this.#o.driver.readBarrier();
       const first = this.#o.machine.state.resultOf(request.clientId, request.seq);
       if (first) return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
-      await this.#checkCommit(cmd, request.stored, request.uploadId);
+      await this.#checkCommit(cmd, request.stored);
     }
     const result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;
     if (result.ok && request.uploadId !== undefined) this.#dataPlane?.endUpload(request.uploadId);
@@ -361,9 +411,15 @@ export class MetaService {
         // Refused here, before it costs a log entry, if it would be refused at apply.
         return { op: 'commitFile', path: cmd.path, manifest: validateManifest(cmd.manifest), parents: cmd.parents, ifAbsent: cmd.ifAbsent, owner: user, nowMs };
       case 'registerNode':
-        return { op: 'registerNode', nodeId: cmd.nodeId, addrs: cmd.addrs, capacityBytes: cmd.capacityBytes, nowMs };
+        return { op: 'registerNode', nodeId: cmd.nodeId, addrs: cmd.addrs, capacityBytes: cmd.capacityBytes, nowMs, admit: this.#o.autoAdmit === true };
       case 'setNodeState':
         return { op: 'setNodeState', nodeId: cmd.nodeId, state: cmd.state, nowMs };
+      case 'admitNode':
+        return { op: 'setNodeState', nodeId: cmd.nodeId, state: 'alive', nowMs };
+      case 'drainNode':
+        return { op: 'setNodeState', nodeId: cmd.nodeId, state: 'draining', nowMs };
+      case 'removeNode':
+        return { op: 'removeNode', nodeId: cmd.nodeId };
     }
   }
 

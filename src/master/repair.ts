@@ -238,6 +238,7 @@ export class RepairTask implements LeaderTask {
     const ids = [...new Set([...byNode.values()].flat())];
     for (const id of ids) plane.markDeleting(id);
     const fence = plane.fences.next();
+    plane.noteDeleteDecided(ids, fence);
     const gone = new Map<string, string[]>(ids.map((id) => [id, []]));
     try {
       await ctx.confirm();

@@ -20,8 +20,18 @@ export type MetaCommand =
     }
   | { readonly op: 'rm'; readonly path: string; readonly recursive: boolean }
   | { readonly op: 'mv'; readonly from: string; readonly to: string; readonly nowMs: number }
-  | { readonly op: 'registerNode'; readonly nodeId: string; readonly addrs: readonly string[]; readonly capacityBytes: number; readonly nowMs: number }
+  | {
+      readonly op: 'registerNode';
+      readonly nodeId: string;
+      readonly addrs: readonly string[];
+      readonly capacityBytes: number;
+      readonly nowMs: number;
+      /** A new node is admitted at once (the leader admits automatically) rather than pending. */
+      readonly admit?: boolean;
+    }
   | { readonly op: 'setNodeState'; readonly nodeId: string; readonly state: NodeState; readonly nowMs: number }
+  /** Forgets a node (refused by the leader while it still holds copies others lack, unless forced). */
+  | { readonly op: 'removeNode'; readonly nodeId: string }
   | { readonly op: 'noop' };
 
 /** A command with the client session that proposed it: (clientId, seq) applies once. */
@@ -31,7 +41,11 @@ export interface MetaEnvelope {
   readonly cmd: MetaCommand;
 }
 
-export type NodeState = 'alive' | 'suspect' | 'dead' | 'draining';
-export const NODE_STATES: readonly NodeState[] = ['alive', 'suspect', 'dead', 'draining'];
+/**
+ * pending: registered, not admitted (gets no data, dials nobody's data); alive, suspect, dead:
+ * the leader's failure detector; draining: its copies are moved away, then it may be removed.
+ */
+export type NodeState = 'pending' | 'alive' | 'suspect' | 'dead' | 'draining';
+export const NODE_STATES: readonly NodeState[] = ['pending', 'alive', 'suspect', 'dead', 'draining'];
 
 export type ApplyResult = { readonly ok: true; readonly value?: unknown } | { readonly ok: false; readonly code: ErrorCode; readonly message: string };

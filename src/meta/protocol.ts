@@ -20,7 +20,13 @@ export const writeCommandSchema = schema.taggedUnion('op', {
   mv: schema.object({ from: path, to: path }),
   commitFile: schema.object({ path, manifest: schema.unknown(), parents: schema.boolean(), ifAbsent: schema.boolean() }),
   registerNode: schema.object({ nodeId: clientId, addrs: schema.array(schema.string({ maxLength: 1024 }), { maxLength: 32 }), capacityBytes: schema.integer({ min: 0 }) }),
-  setNodeState: schema.object({ nodeId: clientId, state: schema.oneOf(NODE_STATES as unknown as ['alive', 'suspect', 'dead', 'draining']) }),
+  setNodeState: schema.object({ nodeId: clientId, state: schema.oneOf(NODE_STATES as unknown as ['pending', 'alive', 'suspect', 'dead', 'draining']) }),
+  /** A pending node may get data (`dfs node admit`). */
+  admitNode: schema.object({ nodeId: clientId }),
+  /** Moves every copy off a node (`dfs node drain`); it may be removed once drained. */
+  drainNode: schema.object({ nodeId: clientId }),
+  /** Forgets a node (`dfs node rm`): refused while it holds copies others lack, unless `force`. */
+  removeNode: schema.object({ nodeId: clientId, force: schema.boolean() }),
 });
 export type WriteCommand = Infer<typeof writeCommandSchema>;
 
@@ -31,7 +37,15 @@ const chunkId = schema.string({ pattern: /^[0-9a-f]{64}$/ });
 const chunkIds = schema.array(chunkId, { maxLength: MAX_CHUNK_IDS_PER_MESSAGE });
 const nodeId = schema.string({ minLength: 1, maxLength: 128 });
 /** A pipeline ack: these nodes fsynced this chunk. */
-const storedAck = schema.object({ id: chunkId, nodes: schema.array(nodeId, { maxLength: 16 }) });
+/**
+ * Proof that nodes hold a chunk: the receipts they signed for it under the placement's fence
+ * (src/net/receipt.ts). A client passes them along; the leader checks each signature.
+ */
+const storedAck = schema.object({
+  id: chunkId,
+  fence: schema.integer({ min: 0 }),
+  receipts: schema.array(schema.object({ node: nodeId, sig: schema.string({ maxLength: 128 }) }), { maxLength: 16 }),
+});
 export type StoredAck = Infer<typeof storedAck>;
 const byteCount = schema.integer({ min: 0 });
 

@@ -1,11 +1,21 @@
 import { describe, expect, it } from 'vitest';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { isDfsError } from '../../src/errors/index.ts';
+import { signReceipt } from '../../src/net/receipt.ts';
 import { encodeEnvelope } from '../../src/master/meta-machine.ts';
 import type { MetaRequest, MetaResponse } from '../../src/meta/index.ts';
 import { startInProcessMasters } from '../support/master-fixture.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
+
+// Storage nodes with real identities: their receipts are signed and checked.
+const NODE_KEYS = await Promise.all([1, 2, 3].map(() => generateKeyPair('Ed25519')));
+const [N1, N2, N3] = NODE_KEYS.map((k) => peerIdFromPrivateKey(k).toString()) as [string, string, string];
+const keyOf = new Map(NODE_KEYS.map((k) => [peerIdFromPrivateKey(k).toString(), k]));
+/** The receipts `nodes` sign for chunk `id` put under `fence`. */
+const receiptsOf = (id: string, fence: number, nodes: readonly string[]) => Promise.all(nodes.map((n) => signReceipt(keyOf.get(n)!, id, fence)));
 
 let seq = 0;
 const mkdir = (path: string) => encodeEnvelope({ clientId: 'test', seq: ++seq, cmd: { op: 'mkdir', path, parents: true, owner: 'test', nowMs: 1 } });
@@ -21,7 +31,7 @@ describe('a master whose disk write fails (issue 11, bug 2)', () => {
       await old.driver.propose(mkdir('/a'));
       await old.driver.until(() => old.host.confirmedTerm !== null, 5_000);
       expect(old.task.runs).toHaveLength(1);
-      const before: MetaResponse = await old.service.handle(heartbeat('n1'), { peerId: 'n1' });
+      const before: MetaResponse = await old.service.handle(heartbeat(N1), { peerId: N1 });
       expect(before.ok).toBe(true);
 
       old.store.failWrites = true;
@@ -34,8 +44,8 @@ describe('a master whose disk write fails (issue 11, bug 2)', () => {
       expect(old.driver.leaderId).toBeNull();
       expect(old.host.confirmedTerm).toBeNull();
       expect(old.task.runs[0]!.signal.aborted).toBe(true);
-      for (const request of [heartbeat('n1'), { type: 'place', chunks: [{ id: 'a'.repeat(64), size: 1 }] }, { type: 'locate', ids: ['a'.repeat(64)] }] as MetaRequest[]) {
-        const answer = await old.service.handle(request, { peerId: 'n1' });
+      for (const request of [heartbeat(N1), { type: 'place', chunks: [{ id: 'a'.repeat(64), size: 1 }] }, { type: 'locate', ids: ['a'.repeat(64)] }] as MetaRequest[]) {
+        const answer = await old.service.handle(request, { peerId: N1 });
         expect(answer).toMatchObject({ ok: false, code: 'ERR_NOT_LEADER' });
       }
       expect(c.logger.find(/persistence failed/)).toHaveLength(1);
@@ -98,7 +108,7 @@ import type { InProcessMaster } from '../support/master-fixture.ts';
 
 /** Registers three storage nodes and makes them live on `m` (the leader). */
 async function threeLiveNodes(m: InProcessMaster): Promise<string[]> {
-  const nodes = ['n1', 'n2', 'n3'];
+  const nodes = [N1, N2, N3];
   for (const [k, nodeId] of nodes.entries()) {
     const r = await m.service.handle({ type: 'write', clientId: nodeId, seq: 1, cmd: { op: 'registerNode', nodeId, addrs: [`/ip4/127.0.0.1/tcp/${9000 + k}`], capacityBytes: 1e12 } }, { peerId: nodeId });
     expect(r.ok).toBe(true);
@@ -116,12 +126,13 @@ describe('a commit retried after a leader change (issue 11, bug 4)', () => {
       const chunk = cid(7);
       const placed = await first.service.handle({ type: 'place', chunks: [{ id: chunk, size: 10 }], uploadId: 'u1' }, CLIENT);
       expect(placed.ok).toBe(true);
+      const fence = (placed.value as Array<{ fence: number }>)[0]!.fence;
       const commit: MetaRequest = {
         type: 'write',
         clientId: 'client-a',
         seq: 1,
         cmd: { op: 'commitFile', path: '/f', manifest: manifestOf([[chunk, 10]]), parents: true, ifAbsent: false },
-        stored: [{ id: chunk, nodes }],
+        stored: [{ id: chunk, fence, receipts: await receiptsOf(chunk, fence, nodes) }],
         uploadId: 'u1',
       };
       const answer = await first.service.handle(commit, CLIENT);
@@ -210,7 +221,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
         clientId: 'client-b',
         seq: 1,
         cmd: { op: 'commitFile', path: '/again', manifest: manifestOf([[x, 10]]), parents: true, ifAbsent: false },
-        stored: [{ id: x, nodes: [...nodes.keys()] }],
+        stored: [{ id: x, fence: placement.fence, receipts: await receiptsOf(x, placement.fence, [...nodes.keys()]) }],
         uploadId: 'u2',
       }, CLIENT);
       releaseDeletes();
@@ -280,12 +291,12 @@ describe('requests are checked against the authenticated peer (issue 12)', () =>
       const nodes = await threeLiveNodes(leader);
       const register = (nodeId: string, seq: number): MetaRequest => ({ type: 'write', clientId: 'rogue', seq, cmd: { op: 'registerNode', nodeId, addrs: ['/ip4/127.0.0.1/tcp/1'], capacityBytes: 1e15 } });
       expect(await leader.service.handle(register('fake-1', 1), { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
-      expect(await leader.service.handle(heartbeat('n1'), { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
-      expect(await leader.service.handle({ type: 'report', nodeId: 'n2', ids: [], first: true, last: true }, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
-      const kill: MetaRequest = { type: 'write', clientId: 'rogue', seq: 2, cmd: { op: 'setNodeState', nodeId: 'n1', state: 'dead' } };
+      expect(await leader.service.handle(heartbeat(N1), { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(await leader.service.handle({ type: 'report', nodeId: N2, ids: [], first: true, last: true }, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      const kill: MetaRequest = { type: 'write', clientId: 'rogue', seq: 2, cmd: { op: 'setNodeState', nodeId: N1, state: 'dead' } };
       expect(await leader.service.handle(kill, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
-      expect(await leader.service.handle(kill, { peerId: 'n2' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
-      expect(leader.machine.state.node('n1')?.state).toBe('alive');
+      expect(await leader.service.handle(kill, { peerId: N2 })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(leader.machine.state.node(N1)?.state).toBe('alive');
       expect(leader.machine.state.node('fake-1')).toBeUndefined();
 
       // Twelve bad-replica reports remove nothing; the node is asked to verify, once.
@@ -293,9 +304,9 @@ describe('requests are checked against the authenticated peer (issue 12)', () =>
       for (const n of nodes) await leader.service.handle(heartbeat(n, [x]), { peerId: n });
       for (let k = 0; k < 12; k++) for (const n of nodes) await leader.service.handle({ type: 'badReplica', id: x, nodeId: n }, CLIENT);
       expect(leader.service.dataPlane!.holderCount(x)).toBe(3);
-      const answer = await leader.service.handle(heartbeat('n1'), { peerId: 'n1' });
+      const answer = await leader.service.handle(heartbeat(N1), { peerId: N1 });
       expect((answer.value as { verify: string[] }).verify).toEqual([x]);
-      const again = await leader.service.handle(heartbeat('n1'), { peerId: 'n1' });
+      const again = await leader.service.handle(heartbeat(N1), { peerId: N1 });
       expect((again.value as { verify: string[] }).verify).toEqual([]);
     } finally {
       await c.stop();

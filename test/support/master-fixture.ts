@@ -58,7 +58,7 @@ export interface InProcessMaster {
  * Three masters in one process: real drivers on LevelDB logs, real metadata services (called
  * through handle(), no libp2p), a leader task host each, over an in-memory network.
  */
-export async function startInProcessMasters(dirOf: (id: string) => Promise<string>, options: { ids?: string[]; gcGraceMs?: number } = {}) {
+export async function startInProcessMasters(dirOf: (id: string) => Promise<string>, options: { ids?: string[]; gcGraceMs?: number; autoAdmit?: boolean } = {}) {
   const ids = options.ids ?? ['m1', 'm2', 'm3'];
   const net = new MemoryNetwork();
   const logger = new MemoryLogger();
@@ -81,7 +81,16 @@ export async function startInProcessMasters(dirOf: (id: string) => Promise<strin
     });
     // Only peerId and listenAddrs are read when the service is called through handle().
     const peer = { peerId: id, listenAddrs: [] } as unknown as DfsPeer;
-    const service = new MetaService({ name: id, peer, driver, machine, masterAddrs: new Map(), logger, dataPlane: options.gcGraceMs === undefined ? {} : { gcGraceMs: options.gcGraceMs } });
+    const service = new MetaService({
+      name: id,
+      peer,
+      driver,
+      machine,
+      masterAddrs: new Map(ids.map((m) => [m, `/memory/${m}`])),
+      logger,
+      autoAdmit: options.autoAdmit ?? true,
+      dataPlane: options.gcGraceMs === undefined ? {} : { gcGraceMs: options.gcGraceMs },
+    });
     const task = new RecordingTask();
     const host = new LeaderTaskHost({ driver, tasks: [task], logger, restartDelayMs: 50 });
     host.start();
