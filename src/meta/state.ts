@@ -149,6 +149,12 @@ export class MetaState {
           return this.#registerNode(cmd);
         case 'setNodeState':
           return this.#setNodeState(cmd);
+        case 'removeNode': {
+          const id = checkedId(cmd.nodeId, 'nodeId');
+          if (!this.#nodes.has(id)) return refusal('ERR_NOT_FOUND', `no node ${id}`);
+          this.#nodes.delete(id);
+          return { ok: true };
+        }
         case 'noop':
           return { ok: true };
         default:
@@ -261,13 +267,16 @@ export class MetaState {
       throw new DfsError('ERR_INVALID_ARGUMENT', 'capacityBytes must be a non-negative integer');
     }
     const previous = this.#nodes.get(id);
+    // A node that registers again keeps its state (liveness is the failure detector's to set);
+    // a new one is pending until admitted, unless the leader admits automatically.
+    const state: NodeState = previous ? previous.state : cmd.admit === true ? 'alive' : 'pending';
     const node: NodeRecord = {
       id,
       addrs: [...cmd.addrs],
       capacityBytes: cmd.capacityBytes,
-      state: 'alive',
+      state,
       registeredAtMs: previous?.registeredAtMs ?? nowMs,
-      stateSinceMs: previous?.state === 'alive' ? previous.stateSinceMs : nowMs,
+      stateSinceMs: previous ? previous.stateSinceMs : nowMs,
     };
     this.#nodes.set(id, node);
     return { ok: true, value: { node, rejoined: previous !== undefined } };
