@@ -30,9 +30,23 @@ interface LeaderWatch {
   lastTerm: number;
 }
 
+/** What one node object looked like when last observed. */
+interface NodeWatch {
+  term: number;
+  isLeader: boolean;
+  commit: number;
+  /** Every index up to here has been checked against the committed entries. */
+  commitChecked: number;
+}
+
 /**
  * Checks the five safety properties of the Raft paper (Figure 3) plus same-apply-order,
  * incrementally: each entry is registered once when persisted, each application once when applied.
+ * Beyond what the state machines show, it checks every node's commit index as it moves: all
+ * nodes agree on the entry at every index any of them committed, a leader advances its commit
+ * index only to an entry of its own term, and a follower only over entries it has verified
+ * against the leader of its term (Figure 2's commit rules). Those catch bugs whose damage
+ * needs a long, unlikely interleaving to reach a state machine (the paper's Figure 8).
  */
 export class SafetyChecker {
   /** Election Safety: the one leader of each term. */
@@ -43,7 +57,16 @@ export class SafetyChecker {
   readonly appliedDigest: string[] = [];
   readonly appliedHash: number[] = [];
   private readonly leaderWatch = new Map<string, LeaderWatch>();
-  /** Leader Completeness: the term of the entry at every committed index (once applied somewhere). */
+  /** Per node object (a restart makes a new one): its term, role and commit when last seen. */
+  private readonly nodeWatch = new WeakMap<RaftNode, NodeWatch>();
+  /**
+   * Commit agreement: the digest of the entry at every index that some node's commit index
+   * covered while the node held that entry.
+   */
+  readonly committedDigest: string[] = [];
+  /** Per server: the highest index verified to match the leader of `term` (see noteVerified). */
+  private readonly verified = new Map<string, { term: number; index: number }>();
+  /** Leader Completeness: the term of the entry at every committed index (once seen committed or applied). */
   readonly committedTerm: number[] = [];
   /**
    * Leader Completeness: for every committed index, a term in which it was already committed,
@@ -56,7 +79,12 @@ export class SafetyChecker {
   maxCommitted = 0;
   checks = 0;
 
-  /** Called after every event that touched `node`. */
+  /** How many terms had a leader: the elections won so far. */
+  electionsWon(): number {
+    return this.leaderOfTerm.size;
+  }
+
+  /** Called after every event that touched `node`, and before each of its Readies. */
   observe(node: RaftNode): void {
     this.checks++;
     const status = node.status();
@@ -65,6 +93,11 @@ export class SafetyChecker {
       for (let index = this.maxCommitted + 1; index <= status.commit; index++) this.committedInTerm[index] ??= this.maxTerm;
       this.maxCommitted = status.commit;
     }
+    this.checkLeader(node, status);
+    this.checkCommitIndex(node, status);
+  }
+
+  private checkLeader(node: RaftNode, status: NodeStatus): void {
     if (status.role !== 'leader') {
       this.leaderWatch.delete(node.id);
       return;
@@ -77,6 +110,84 @@ export class SafetyChecker {
       throw new SafetyViolation('Election Safety', `term ${status.term} has leaders ${known} and ${node.id}`);
     }
     this.checkLeaderAppendOnly(node, status);
+  }
+
+  /**
+   * Commit agreement and the leader's commit rule, for the part of `node`'s commit index not
+   * checked yet. Compacted entries are skipped: their snapshot is checked when restored.
+   */
+  private checkCommitIndex(node: RaftNode, status: NodeStatus): void {
+    const watch = this.nodeWatch.get(node);
+    const isLeader = status.role === 'leader';
+    if (watch !== undefined && isLeader && watch.isLeader && watch.term === status.term && status.commit > watch.commit) {
+      this.checkLeaderCommit(node.id, status.term, status.commit, node.logTerm(status.commit));
+    }
+    let checked = Math.max(watch?.commitChecked ?? 0, status.snapshotIndex);
+    for (; checked < status.commit; ) {
+      const entry = node.logEntry(++checked);
+      if (entry !== null) this.committed(node.id, entry);
+    }
+    if (watch === undefined) {
+      this.nodeWatch.set(node, { term: status.term, isLeader, commit: status.commit, commitChecked: checked });
+    } else {
+      watch.term = status.term;
+      watch.isLeader = isLeader;
+      watch.commit = status.commit;
+      watch.commitChecked = checked;
+    }
+  }
+
+  /**
+   * Figure 2, rules for leaders (§5.4.2): a leader moves its commit index only to an entry of
+   * its current term; older entries commit indirectly. Counting replicas of an older-term entry
+   * is the bug of the paper's Figure 8.
+   */
+  checkLeaderCommit(id: string, term: number, commit: number, commitTerm: number | null): void {
+    if (commitTerm !== term) {
+      throw new SafetyViolation('Leader commit rule', `leader ${id} of term ${term} advanced its commit index to ${commit}, an entry of term ${commitTerm}`);
+    }
+  }
+
+  /**
+   * Commit agreement (State Machine Safety before anything is applied): every node whose
+   * commit index covers an index holds the same entry there.
+   */
+  committed(id: string, entry: Entry): void {
+    const digest = entryDigest(entry);
+    const known = this.committedDigest[entry.index];
+    if (known === undefined) {
+      this.committedDigest[entry.index] = digest;
+      this.committedTerm[entry.index] = entry.term;
+      this.committedInTerm[entry.index] ??= this.maxTerm;
+    } else if (known !== digest) {
+      throw new SafetyViolation('Commit agreement', `${id} committed ${digest} at ${entry.index}, another server committed ${known}`);
+    }
+  }
+
+  /**
+   * Server `id`, in `term`, holds the last entry of a message from the leader of `term` at
+   * `index`: its log matches that leader's up to there.
+   */
+  noteVerified(id: string, term: number, index: number): void {
+    const known = this.verified.get(id);
+    if (known === undefined || known.term !== term) this.verified.set(id, { term, index });
+    else if (index > known.index) known.index = index;
+  }
+
+  verifiedIndex(id: string, term: number): number {
+    const known = this.verified.get(id);
+    return known !== undefined && known.term === term ? known.index : 0;
+  }
+
+  /**
+   * Figure 2, AppendEntries rule 5: handling a message from its leader moved a follower's
+   * commit index from `before` to `after`; the message (with what the follower verified
+   * earlier in the term) allows at most `allowed`.
+   */
+  checkFollowerCommit(id: string, what: string, before: number, after: number, allowed: number): void {
+    if (after > before && after > allowed) {
+      throw new SafetyViolation('Follower commit rule', `${id} advanced its commit index from ${before} to ${after} on a ${what} that verified only up to ${allowed}`);
+    }
   }
 
   /** A server has (at least) this term now; call before it applies or sends anything. */
@@ -153,7 +264,12 @@ export class SafetyChecker {
     const digest = entryDigest(entry);
     const known = this.appliedDigest[entry.index];
     const next = mixHash(hash, digest);
+    const committed = this.committedDigest[entry.index];
+    if (committed !== undefined && committed !== digest) {
+      throw new SafetyViolation('State Machine Safety', `${id} applied ${digest} at ${entry.index}, which committed as ${committed}`);
+    }
     if (known === undefined) {
+      this.committedDigest[entry.index] ??= digest;
       this.appliedDigest[entry.index] = digest;
       this.appliedHash[entry.index] = next;
       this.committedTerm[entry.index] = entry.term;

@@ -7,8 +7,8 @@ import { SafetyChecker, SafetyViolation } from './raft-sim-checker.ts';
 /**
  * A deterministic, VOPR-style simulation of a Raft cluster: a virtual clock, a seeded network
  * that drops, duplicates, delays and reorders, partitions, crashes with restart from what was
- * persisted only, membership changes, compaction and client traffic. Every random choice comes
- * from one seed, so a run replays exactly.
+ * persisted only (a disk that loses writes not yet fsynced), membership changes, compaction and
+ * client traffic. Every random choice comes from one seed, so a run replays exactly.
  */
 
 export interface SimProfile {
@@ -25,18 +25,38 @@ export interface SimProfile {
   readonly maxSizePerMsgBytes: number;
 }
 
-export type CrashPoint = 'beforePersist' | 'afterPersist' | 'afterSend';
+/**
+ * Where in the Ready loop an armed crash strikes: before anything is written, between writing
+ * and fsync (the un-synced writes are torn), after fsync but before sending, after sending.
+ */
+export type CrashPoint = 'beforePersist' | 'duringPersist' | 'afterPersist' | 'afterSend';
+
+export const CRASH_POINTS: readonly CrashPoint[] = ['beforePersist', 'duringPersist', 'afterPersist', 'afterSend'];
+
+/**
+ * Messages whose sending can trigger an armed crash: the moments a node promises something
+ * (a vote, an acknowledgement) or a leader replicates, where a lost write does the most harm.
+ */
+export type CrashTrigger = 'voteResp' | 'appendResp' | 'heartbeatResp' | 'append';
+
+export const CRASH_TRIGGERS: readonly CrashTrigger[] = ['voteResp', 'appendResp', 'heartbeatResp', 'append'];
 
 /** One step of a schedule. Server numbers are taken modulo the number of servers. */
 export type SimOp =
   | { readonly op: 'run'; readonly ms: number }
   | { readonly op: 'propose'; readonly count: number }
   | { readonly op: 'proposeTo'; readonly server: number }
+  /** A client stuck with a deposed leader that does not know it yet: divergent log suffixes. */
+  | { readonly op: 'proposeStale'; readonly count: number }
   | { readonly op: 'crash'; readonly server: number }
   | { readonly op: 'crashLeader' }
   | { readonly op: 'crashLeaderDuringReady'; readonly point: CrashPoint }
   | { readonly op: 'crashDuringReady'; readonly server: number; readonly point: CrashPoint }
+  /** Arms a crash at `point` of the server's first Ready that sends (grants, accepts) `message`. */
+  | { readonly op: 'crashWhenSending'; readonly server: number; readonly message: CrashTrigger; readonly point: CrashPoint }
   | { readonly op: 'restart'; readonly server: number }
+  /** Restarts the k-th crashed server (k modulo their number), if any is down. */
+  | { readonly op: 'restartCrashed'; readonly k: number }
   | { readonly op: 'partition'; readonly side: readonly number[] }
   | { readonly op: 'isolateLeader' }
   | { readonly op: 'oneWay'; readonly from: number; readonly to: number }
@@ -55,15 +75,32 @@ interface DurableStorage {
   entries: Entry[];
 }
 
+/**
+ * One record of the write-ahead log that a Ready becomes. The term and vote go first and the
+ * commit index last, so that every prefix is a state RaftNode.restart accepts (no entry from a
+ * term the hard state has not reached, no commit beyond the log): a crash before fsync keeps a
+ * prefix of the records, as a log with per-record checksums does.
+ */
+type DiskWrite =
+  | { readonly kind: 'termVote'; readonly term: number; readonly vote: string | null }
+  | { readonly kind: 'snapshot'; readonly snapshot: Snapshot }
+  | { readonly kind: 'entry'; readonly entry: Entry }
+  | { readonly kind: 'commit'; readonly commit: number };
+
 interface SimServer {
   readonly id: string;
   node: RaftNode | null;
   incarnation: number;
+  /** What survives a crash. */
   readonly storage: DurableStorage;
+  /** Written but not yet fsynced, oldest first: a crash keeps a random prefix of these. */
+  unsynced: DiskWrite[];
   /** The application's state machine: how far it applied and a hash of what it applied. */
   applied: number;
   hash: number;
   crashPoint: CrashPoint | null;
+  /** With an armed crash point: only a Ready that sends this strikes (null: the next Ready). */
+  crashWhen: CrashTrigger | null;
   /** Ticks while leading: paces the background reads. */
   leaderTicks: number;
   /** Contexts of the reads this server served, newest last: a client may reuse one. */
@@ -89,6 +126,8 @@ export interface SimCounters {
   confChangesAccepted: number;
   transfersStarted: number;
   leaderChanges: number;
+  /** Writes lost because a crash came between writing them and fsync. */
+  tornWrites: number;
 }
 
 const MAX_READY_ROUNDS = 64;
@@ -112,6 +151,7 @@ export class Simulator {
     confChangesAccepted: 0,
     transfersStarted: 0,
     leaderChanges: 0,
+    tornWrites: 0,
   };
   private readonly rng: () => number;
   private readonly queue = new EventQueue();
@@ -157,6 +197,15 @@ export class Simulator {
     return this.servers.get(id)?.applied ?? 0;
   }
 
+  /** What would survive a crash of `id` now: its durable hard state and last durable index. */
+  persisted(id: string): { hardState: HardState; lastIndex: number; unsyncedWrites: number } | null {
+    const server = this.servers.get(id);
+    if (server === undefined) return null;
+    const { hardState, snapshot, entries } = server.storage;
+    const lastIndex = entries[entries.length - 1]?.index ?? snapshot?.metadata.index ?? 0;
+    return { hardState, lastIndex, unsyncedWrites: server.unsynced.length };
+  }
+
   /** The live leader with the highest term, if any. */
   leader(): RaftNode | null {
     let best: RaftNode | null = null;
@@ -180,6 +229,9 @@ export class Simulator {
         return;
       case 'proposeTo':
         return this.proposeTo(this.serverAt(op.server));
+      case 'proposeStale':
+        for (const server of this.staleLeaders()) for (let k = 0; k < op.count; k++) this.proposeTo(server);
+        return;
       case 'crash':
         return this.crash(this.serverAt(op.server));
       case 'crashLeader': {
@@ -189,14 +241,20 @@ export class Simulator {
       }
       case 'crashLeaderDuringReady': {
         const leader = this.leader();
-        if (leader !== null) this.servers.get(leader.id)!.crashPoint = op.point;
+        if (leader !== null) this.armCrash(this.servers.get(leader.id)!, op.point, null);
         return;
       }
       case 'crashDuringReady':
-        this.serverAt(op.server).crashPoint = op.point;
-        return;
+        return this.armCrash(this.serverAt(op.server), op.point, null);
+      case 'crashWhenSending':
+        return this.armCrash(this.serverAt(op.server), op.point, op.message);
       case 'restart':
         return this.restart(this.serverAt(op.server));
+      case 'restartCrashed': {
+        const down = [...this.servers.values()].filter((s) => s.node === null);
+        if (down.length > 0) this.restart(down[Math.abs(op.k) % down.length]!);
+        return;
+      }
       case 'partition': {
         const ids = this.serverIds();
         const side = new Set(op.side.map((k) => ids[k % ids.length]!));
@@ -241,6 +299,7 @@ export class Simulator {
     this.faults = RELIABLE;
     for (const server of this.servers.values()) {
       server.crashPoint = null;
+      server.crashWhen = null;
       if (server.node === null) this.restart(server);
     }
   }
@@ -329,8 +388,35 @@ export class Simulator {
       this.counters.messagesDropped++;
       return;
     }
-    server.node.step(message);
+    const node = server.node;
+    const commitBefore = node.status().commit;
+    node.step(message);
+    this.checkFollowerCommit(node, message, commitBefore);
     this.afterEvent(server);
+  }
+
+  /**
+   * Figure 2, AppendEntries rule 5, seen from outside: a follower's commit index advances only
+   * over entries it has verified against the leader of its term: an accepted append up to its
+   * last entry, an installed (or already held) snapshot, or for a heartbeat what earlier
+   * messages of this term verified (the leader sends min(match, commit)).
+   */
+  private checkFollowerCommit(node: RaftNode, m: Message, commitBefore: number): void {
+    if (m.type !== 'append' && m.type !== 'heartbeat' && m.type !== 'installSnapshot') return;
+    const status = node.status();
+    if (status.role !== 'follower' || status.term !== m.term) return;
+    let allowed: number;
+    if (m.type === 'heartbeat') {
+      allowed = Math.min(m.commit, this.checker.verifiedIndex(node.id, m.term));
+    } else {
+      const last = m.type === 'append' ? m.prevLogIndex + m.entries.length : m.snapshot.metadata.index;
+      const lastTerm = m.type === 'append' ? (m.entries[m.entries.length - 1]?.term ?? m.prevLogTerm) : m.snapshot.metadata.term;
+      // Holding the message's last entry means the logs match up to it (Log Matching).
+      const verified = node.logTerm(last) === lastTerm;
+      if (verified) this.checker.noteVerified(node.id, m.term, last);
+      allowed = !verified ? 0 : m.type === 'append' ? Math.min(m.commit, last) : last;
+    }
+    this.checker.checkFollowerCommit(node.id, m.type, commitBefore, status.commit, allowed);
   }
 
   private afterEvent(server: SimServer): void {
@@ -344,6 +430,8 @@ export class Simulator {
     if (leader !== null && leader.id !== this.lastLeader) {
       this.lastLeader = leader.id;
       this.counters.leaderChanges++;
+      // A client read right at the election: the new leader may not know the last commits yet.
+      this.readAt(leader, false);
     }
   }
 
@@ -385,41 +473,80 @@ export class Simulator {
       const isLeader = status.role === 'leader';
       // Before anything is applied or sent: commits seen from here on happened in this term or earlier.
       this.checker.noteTerm(status.term);
+      // Commits made by this event, seen before a crash point can hide them.
+      this.checker.observe(node);
       const rd = node.ready();
-      if (server.crashPoint === 'beforePersist') return this.crash(server);
-      this.persist(server, isLeader, rd);
-      if (server.crashPoint === 'afterPersist') return this.crash(server);
+      const crashAt = this.crashPointFor(server, rd);
+      if (crashAt === 'beforePersist') return this.crash(server);
+      this.write(server, isLeader, rd);
+      if (crashAt === 'duringPersist') return this.crash(server);
+      this.sync(server);
+      if (crashAt === 'afterPersist') return this.crash(server);
       for (const message of rd.messages) this.send(message);
-      if (server.crashPoint === 'afterSend') return this.crash(server);
+      if (crashAt === 'afterSend') return this.crash(server);
       this.applyReady(server, rd);
       node.advance();
     }
   }
 
-  private persist(server: SimServer, isLeader: boolean, rd: Ready): void {
-    const storage = server.storage;
-    if (rd.snapshot !== null) {
-      storage.snapshot = rd.snapshot;
-      storage.entries = [];
+  /**
+   * Where this Ready crashes, if a crash is armed and its trigger (if any) is in the Ready. A
+   * crash between write and fsync waits for a Ready that writes something: tearing nothing
+   * would only repeat 'beforePersist'.
+   */
+  private crashPointFor(server: SimServer, rd: Ready): CrashPoint | null {
+    const point = server.crashPoint;
+    if (point === null) return null;
+    if (point === 'duringPersist' && rd.hardState === null && rd.snapshot === null && rd.entries.length === 0) return null;
+    const when = server.crashWhen;
+    if (when === null) return point;
+    return rd.messages.some((m) => m.type === when && !('reject' in m && m.reject)) ? point : null;
+  }
+
+  /** Writes what the Ready asks to persist, as log records not yet fsynced. */
+  private write(server: SimServer, isLeader: boolean, rd: Ready): void {
+    const durable = server.storage;
+    if (server.unsynced.length > 0) throw new Error(`${server.id}: a Ready began with writes not yet synced`);
+    const hs = rd.hardState;
+    if (hs !== null && hs.commit < durable.hardState.commit) {
+      throw new SafetyViolation('Durability', `${server.id} persisted commit went back from ${durable.hardState.commit} to ${hs.commit}`);
     }
+    if (hs !== null && (hs.term !== durable.hardState.term || hs.vote !== durable.hardState.vote)) {
+      server.unsynced.push({ kind: 'termVote', term: hs.term, vote: hs.vote });
+    }
+    if (rd.snapshot !== null) server.unsynced.push({ kind: 'snapshot', snapshot: rd.snapshot });
     if (rd.entries.length > 0) {
-      const first = rd.entries[0]!;
-      const persistedLast = storage.entries[storage.entries.length - 1]?.index ?? storage.snapshot?.metadata.index ?? 0;
-      this.checker.checkLeaderPersist(server.id, isLeader, persistedLast, rd.entries);
-      storage.entries = storage.entries.filter((e) => e.index < first.index);
-      const prevTerm = first.index - 1 === (storage.snapshot?.metadata.index ?? 0)
-        ? (storage.snapshot?.metadata.term ?? 0)
-        : storage.entries[storage.entries.length - 1]?.term;
-      if (prevTerm === undefined) throw new Error(`${server.id}: persisted entries would leave a gap before ${first.index}`);
-      this.checker.registerEntries(prevTerm, rd.entries, server.id);
-      storage.entries.push(...rd.entries);
+      this.checkEntriesWrite(server, isLeader, rd.snapshot ?? durable.snapshot, rd.snapshot === null ? durable.entries : [], rd.entries);
+      for (const entry of rd.entries) server.unsynced.push({ kind: 'entry', entry });
     }
-    if (rd.hardState !== null) {
-      if (rd.hardState.commit < storage.hardState.commit) {
-        throw new SafetyViolation('Durability', `${server.id} persisted commit went back from ${storage.hardState.commit} to ${rd.hardState.commit}`);
-      }
-      storage.hardState = rd.hardState;
-    }
+    if (hs !== null && hs.commit !== durable.hardState.commit) server.unsynced.push({ kind: 'commit', commit: hs.commit });
+  }
+
+  /** Leader Append-Only on disk, and Log Matching for every entry as it reaches a log. */
+  private checkEntriesWrite(server: SimServer, isLeader: boolean, snapshot: Snapshot | null, persisted: readonly Entry[], entries: readonly Entry[]): void {
+    const first = entries[0]!;
+    const snapshotIndex = snapshot?.metadata.index ?? 0;
+    const persistedLast = persisted[persisted.length - 1]?.index ?? snapshotIndex;
+    this.checker.checkLeaderPersist(server.id, isLeader, persistedLast, entries);
+    const prevTerm = first.index - 1 === snapshotIndex
+      ? (snapshot?.metadata.term ?? 0)
+      : persisted[first.index - 1 - snapshotIndex - 1]?.term;
+    if (prevTerm === undefined) throw new Error(`${server.id}: persisted entries would leave a gap before ${first.index}`);
+    this.checker.registerEntries(prevTerm, entries, server.id);
+  }
+
+  /** fsync: every write so far becomes durable. */
+  private sync(server: SimServer): void {
+    for (const record of server.unsynced) applyDiskWrite(server.storage, record);
+    server.unsynced = [];
+  }
+
+  /** A crash before fsync: a random prefix of the writes made it to disk, the rest is lost. */
+  private tearUnsynced(server: SimServer): void {
+    const kept = Math.floor(this.rng() * (server.unsynced.length + 1));
+    for (const record of server.unsynced.slice(0, kept)) applyDiskWrite(server.storage, record);
+    this.counters.tornWrites += server.unsynced.length - kept;
+    server.unsynced = [];
   }
 
   private applyReady(server: SimServer, rd: Ready): void {
@@ -451,10 +578,17 @@ export class Simulator {
 
   // ---------------------------------------------------------------- faults
 
+  private armCrash(server: SimServer, point: CrashPoint, when: CrashTrigger | null): void {
+    server.crashPoint = point;
+    server.crashWhen = when;
+  }
+
   private crash(server: SimServer): void {
     if (server.node === null) return;
+    this.tearUnsynced(server);
     server.node = null;
     server.crashPoint = null;
+    server.crashWhen = null;
     server.incarnation++;
     this.counters.crashes++;
   }
@@ -484,6 +618,12 @@ export class Simulator {
     if (leader === null) return;
     if (leader.propose(this.command()).ok) this.counters.proposalsAccepted++;
     this.drain(this.servers.get(leader.id)!);
+  }
+
+  /** Live servers that still lead an older term than the newest leader's. */
+  private staleLeaders(): SimServer[] {
+    const newest = this.leader();
+    return [...this.servers.values()].filter((s) => s.node !== null && s.node !== newest && s.node.status().role === 'leader');
   }
 
   /** A proposal to an arbitrary server: a follower must refuse with a hint, not throw. */
@@ -586,9 +726,11 @@ export class Simulator {
       node: null,
       incarnation: 0,
       storage: { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] },
+      unsynced: [],
       applied: 0,
       hash: 0,
       crashPoint: null,
+      crashWhen: null,
       leaderTicks: 0,
       servedReads: [],
     };
@@ -611,6 +753,30 @@ export class Simulator {
       maxInflightMsgs: this.profile.maxInflightMsgs,
       maxSizePerMsgBytes: this.profile.maxSizePerMsgBytes,
     };
+  }
+}
+
+/** Applies one log record to the durable state. */
+function applyDiskWrite(storage: DurableStorage, record: DiskWrite): void {
+  switch (record.kind) {
+    case 'termVote':
+      storage.hardState = { term: record.term, vote: record.vote, commit: storage.hardState.commit };
+      return;
+    case 'snapshot':
+      storage.snapshot = record.snapshot;
+      storage.entries = [];
+      return;
+    case 'entry': {
+      // An entry record replaces the entry at its index and everything after it.
+      const offset = record.entry.index - (storage.snapshot?.metadata.index ?? 0) - 1;
+      if (offset < 0 || offset > storage.entries.length) throw new Error(`entry ${record.entry.index} written outside the log`);
+      storage.entries.length = offset;
+      storage.entries.push(record.entry);
+      return;
+    }
+    case 'commit':
+      storage.hardState = { ...storage.hardState, commit: record.commit };
+      return;
   }
 }
 
