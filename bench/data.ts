@@ -102,18 +102,31 @@ function cpuPerGiB(figures: CliFigures & { clusterCpuS: number }, bytes: number)
   return ((figures.cpuMs / 1000 + figures.clusterCpuS) / (bytes / GiB)).toFixed(1);
 }
 
+type SecretRuns = 'on' | 'off' | 'both';
+
+function secretRuns(): SecretRuns {
+  const wanted = process.env.DFS_BENCH_SECRET ?? 'on';
+  if (wanted === 'on' || wanted === 'off' || wanted === 'both') return wanted;
+  throw new Error(`DFS_BENCH_SECRET takes on, off or both, not "${wanted}"`);
+}
+
 /**
  * The data path on this machine, in one run: 3 masters + 5 storage nodes (separate processes),
  * `dfs put` (RF 3) and `dfs get` of a random file as a user runs them (separate client process),
  * beside a raw libp2p stream between two processes; and the client's peak RSS, which must not
  * grow with the file. DFS_BENCH_MIB sets the file size (default 1024), DFS_BENCH_RSS_MIB the
  * size of the larger file used only to show RSS stays flat (default 0 = skip).
+ * DFS_BENCH_SECRET: `on` (default) runs the cluster with its secret, as `dfs cluster up` does;
+ * `off` runs it --insecure; `both` runs the put and get again on a second cluster started
+ * --insecure, so the secret's cost shows beside it.
  */
 export async function runDataBench(): Promise<void> {
   const mib = Number(process.env.DFS_BENCH_MIB ?? 1024);
   const bytes = mib * 1024 * 1024;
+  const secret = secretRuns();
   const dir = await mkdtemp(join(tmpdir(), 'dfs-bench-data-'));
-  const cluster = new LocalCluster({ dir: join(dir, 'cluster'), nodes: 5 });
+  let cluster = new LocalCluster({ dir: join(dir, 'cluster'), nodes: 5, insecure: secret === 'off' });
+  const secretNote = (insecure: boolean) => (insecure ? 'no cluster secret (--insecure)' : 'cluster secret on (Noise handshake)');
   try {
     const file = join(dir, 'file.bin');
     await randomFile(file, bytes);
@@ -132,9 +145,23 @@ export async function runDataBench(): Promise<void> {
       ['raw libp2p stream, 2 processes, V8 defaults', rawDefault.mbPerS.toFixed(0), '', '', rawDefault.cpuSPerGiB.toFixed(1), 'transport limit with node\'s defaults'],
       ['raw libp2p stream, 2 processes, dfs V8 flags', raw.mbPerS.toFixed(0), `${(raw.mbPerS / rawDefault.mbPerS).toFixed(2)}x defaults`, '', raw.cpuSPerGiB.toFixed(1), 'the yardstick: same settings as dfs servers'],
       [`ceiling: RF ${REPLICATION_FACTOR} put, transport alone`, putCeiling.toFixed(0), vsRaw(putCeiling), '', (REPLICATION_FACTOR * raw.cpuSPerGiB).toFixed(1), `${cores} cores / (${REPLICATION_FACTOR} hops x the raw stream's CPU); disks, hashes, chunking come on top`],
-      [`dfs put (RF ${REPLICATION_FACTOR}, pipeline)`, mbPerS(put, bytes).toFixed(0), vsRaw(mbPerS(put, bytes)), '>= 0.4x', cpuPerGiB(put, bytes), `client peak RSS ${rssMB(put)}`],
-      ['dfs get (verified)', mbPerS(get, bytes).toFixed(0), vsRaw(mbPerS(get, bytes)), '>= 0.8x', cpuPerGiB(get, bytes), `client peak RSS ${rssMB(get)}`],
+      [`dfs put (RF ${REPLICATION_FACTOR}, pipeline)`, mbPerS(put, bytes).toFixed(0), vsRaw(mbPerS(put, bytes)), '>= 0.4x', cpuPerGiB(put, bytes), `client peak RSS ${rssMB(put)}; ${secretNote(secret === 'off')}`],
+      ['dfs get (verified)', mbPerS(get, bytes).toFixed(0), vsRaw(mbPerS(get, bytes)), '>= 0.8x', cpuPerGiB(get, bytes), `client peak RSS ${rssMB(get)}; ${secretNote(secret === 'off')}`],
     ];
+    if (secret === 'both') {
+      // The same put and get on a fresh cluster without the secret: its cost, measured here.
+      await cluster.stop();
+      await rm(join(dir, 'back.bin'), { force: true });
+      cluster = new LocalCluster({ dir: join(dir, 'cluster-insecure'), nodes: 5, insecure: true });
+      await cluster.start();
+      const openPut = await dfsJson(cluster, 'put', file, '/bench/file.bin');
+      const openGet = await dfsJson(cluster, 'get', '/bench/file.bin', join(dir, 'back.bin'));
+      const secretCost = (on: CliFigures, off: CliFigures, n: number) => `secret on: ${(mbPerS(on, n) / mbPerS(off, n)).toFixed(2)}x this`;
+      rows.push(
+        [`dfs put (RF ${REPLICATION_FACTOR}), --insecure`, mbPerS(openPut, bytes).toFixed(0), vsRaw(mbPerS(openPut, bytes)), '', cpuPerGiB(openPut, bytes), `${secretNote(true)}; ${secretCost(put, openPut, bytes)}`],
+        ['dfs get (verified), --insecure', mbPerS(openGet, bytes).toFixed(0), vsRaw(mbPerS(openGet, bytes)), '', cpuPerGiB(openGet, bytes), `${secretNote(true)}; ${secretCost(get, openGet, bytes)}`],
+      );
+    }
     const rssMib = Number(process.env.DFS_BENCH_RSS_MIB ?? 0);
     if (rssMib > 0) {
       const big = join(dir, 'big.bin');

@@ -5,7 +5,6 @@ import { ClassicLevel } from 'classic-level';
 import { MetaClient } from '../src/client/index.ts';
 import { LocalCluster } from '../src/cluster/index.ts';
 import { formatTable } from '../src/cli/format.ts';
-import { createPeer } from '../src/net/index.ts';
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -52,7 +51,7 @@ export async function runMasterBench(): Promise<void> {
   const rows: Row[] = [];
   const cluster = new LocalCluster({ dir: join(dir, 'cluster') });
   await cluster.start();
-  const peer = await createPeer({});
+  const peer = await cluster.createClientPeer();
   try {
     const db = new ClassicLevel<string, string>(join(dir, 'floor'));
     await db.open();

@@ -52,6 +52,9 @@ process.on('uncaughtException', internalFailure('uncaught exception'));
 if (SERVER_COMMANDS.has(command)) {
   // `start` may come after options (`dfs node --dir d start`).
   const starting = process.argv.slice(3).includes('start');
+  // Before anything is opened, and inherited across the execve below: what a master or node
+  // creates (data directories, keys, chunk files, LevelDB files) is its own alone, 0700/0600.
+  if (starting) process.umask(0o077);
   if (starting && !SERVER_V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
     const [execPath, ...rest] = process.argv as [string, ...string[]];
     try {

@@ -32,16 +32,18 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .example('dfs chunk ./video.mp4 --summary')
     .action(async (file: string, options) => (await import('./commands/chunk.ts')).chunkCommand(file, options, io));
   cli
-    .command('cluster <action>', 'Start (up) or stop (down) a local cluster of real processes on loopback')
-    .option('--dir <dir>', 'Cluster directory (default .dfs-local)')
+    .command('cluster <action>', 'Make a cluster secret (init), or start (up) or stop (down) a local cluster of real processes on loopback')
+    .option('--dir <dir>', 'Cluster directory (default .dfs-local; for init, where swarm.key goes: default .)')
     .option('--masters <n>', 'Number of masters: 1, 3 or 5 (default 3)')
     .option('--nodes <n>', 'Number of storage nodes (default 5)')
     .option('--detach', 'Run in the background (stop with dfs cluster down)')
     .example('dfs cluster up --detach && dfs status')
+    .example('dfs cluster init --dir /etc/dfs   # then copy /etc/dfs/swarm.key, mode 0600, to every host')
     .action(async (action: string, options) => {
+      if (action === 'init') return (await import('./commands/cluster.ts')).clusterInitCommand(options, io);
       if (action === 'up') return (await import('./commands/cluster.ts')).clusterUpCommand(options, io);
       if (action === 'down') return (await import('./commands/cluster.ts')).clusterDownCommand(options, io);
-      throw new DfsError('ERR_USAGE', `dfs cluster takes "up" or "down", not "${action}"`);
+      throw new DfsError('ERR_USAGE', `dfs cluster takes "init", "up" or "down", not "${action}"`);
     });
   cli
     .command('master <action>', 'Run a metadata master (start), or create its identity (init)')
@@ -52,6 +54,9 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--snapshot-every <entries>', 'Snapshot and compact the Raft log every N entries (default 10000)')
     .option('--tick-ms <ms>', 'Raft tick (default 50; elections after 10-20 ticks)')
     .option('--gc-grace-ms <ms>', 'Collect unreferenced chunks untouched this long (default 600000)')
+    .option('--suspect-after <ms>', 'A storage node silent this long gets no new data (default 3000)')
+    .option('--dead-after <ms>', 'A storage node silent this long is dead: its chunks are copied elsewhere (default 10000)')
+    .option('--admit-nodes <mode>', 'auto: new storage nodes get data at once; manual: after dfs node admit (default manual)')
     .action(async (action: string, options) => {
       if (action === 'start') return (await import('./commands/master.ts')).masterStartCommand(options, io);
       if (action === 'init') return (await import('./commands/master.ts')).masterInitCommand(options, io);
@@ -64,6 +69,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--listen <multiaddr>', 'Address to listen on, e.g. /ip4/127.0.0.1/tcp/7101')
     .option('--masters <multiaddrs>', 'Every master, comma-separated, each ending in /p2p/<peer id>')
     .option('--capacity <size>', 'Bytes to offer, e.g. 100GiB (default: the free disk)')
+    .option('--scrub-interval <ms>', 'Re-hash every chunk within this period (default 604800000: 7 days)')
     .action(async (action: string, options) => {
       if (action === 'start') return (await import('./commands/master.ts')).nodeStartCommand(options, io);
       throw new DfsError('ERR_USAGE', `dfs node takes "start", not "${action}"`);
@@ -102,6 +108,9 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .action(async (path: string, options) => (await import('./commands/namespace.ts')).rmCommand(path, options, io));
   cli.command('mv <from> <to>', 'Move or rename, atomically').action(async (from: string, to: string, options) => (await import('./commands/namespace.ts')).mvCommand(from, to, options, io));
   cli.option('--cluster <dir>', 'The cluster: a directory or dfs-client.json (default: found from here upwards, or DFS_CLUSTER)');
+  cli.option('--swarm-key <file>', 'The cluster secret, a swarm key file (default: DFS_SWARM_KEY, else the client config\'s "swarmKey")');
+  cli.option('--insecure', 'Run (master, node, cluster up) or connect without a cluster secret; servers warn at every start');
+  cli.option('--secret-mode <mode>', 'How the secret is checked: handshake (default, bound into Noise) or pnet');
   cli.help();
   cli.version(VERSION);
   try {

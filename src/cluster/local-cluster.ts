@@ -5,13 +5,13 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { DfsError } from '../errors/index.ts';
+import { DfsError, isDfsError } from '../errors/index.ts';
 import { markMasterNew } from '../master/index.ts';
-import { createPeer, loadOrCreateIdentity } from '../net/index.ts';
+import { createPeer, createSwarmKeyFile, type DfsPeer, loadOrCreateIdentity, type PeerOptions, readSwarmKeyFile } from '../net/index.ts';
 import { MetaClient, type MetaClientOptions } from '../client/index.ts';
+import { CLIENT_CONFIG_FILE, type ClientConfig, type SecretMode, SWARM_KEY_FILE } from './client-config.ts';
 
 export const CLUSTER_FILE = 'cluster.json';
-export const CLIENT_CONFIG_FILE = 'dfs-client.json';
 const BIN = new URL('../../bin/dfs.js', import.meta.url).pathname;
 
 export interface MasterSpec {
@@ -44,10 +44,6 @@ export interface ReadyInfo {
   readonly addrs: readonly string[];
 }
 
-export interface ClientConfig {
-  readonly masters: readonly string[];
-}
-
 export interface LocalClusterOptions {
   readonly dir: string;
   readonly masters?: number;
@@ -61,6 +57,13 @@ export interface LocalClusterOptions {
   readonly detached?: boolean;
   /** Bound on a master reporting ready. Default 20 s. */
   readonly readyTimeoutMs?: number;
+  /**
+   * Run without a cluster secret: every process starts with --insecure (and warns so in its
+   * log) and the client config says `"insecure": true`. Default: a secret, `<dir>/swarm.key`.
+   */
+  readonly insecure?: boolean;
+  /** How the processes and clients check the secret (default handshake). */
+  readonly secretMode?: SecretMode;
 }
 
 /** A free TCP port on loopback, as the kernel hands one out. */
@@ -113,9 +116,14 @@ async function listenOnAnyPort(): Promise<number> {
   return port;
 }
 
+/** Directories a cluster makes: its processes' data (keys, chunks, Raft logs) is private. */
+const PRIVATE_DIR_MODE = 0o700;
+/** Files a cluster makes (cluster.json, the client config, process logs). */
+const PRIVATE_FILE_MODE = 0o600;
+
 async function writeJsonAtomically(path: string, value: unknown): Promise<void> {
   const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: PRIVATE_FILE_MODE });
   await rename(tmp, path);
 }
 
@@ -129,10 +137,12 @@ export async function readClusterSpec(dir: string): Promise<ClusterSpec | undefi
 }
 
 /**
- * A cluster of real dfs processes on loopback, in one directory: masters now (storage nodes
- * join with the data path). Used by `dfs cluster up` and by the integration and chaos tests.
- * The first start creates every master's identity and picks free ports; later starts reuse
- * them, so a cluster directory can be stopped and started again.
+ * A cluster of real dfs processes on loopback, in one directory: masters and storage nodes.
+ * Used by `dfs cluster up` and by the integration and chaos tests. The first start creates the
+ * cluster secret (`swarm.key`, 0600), every master's identity, and picks free ports; later
+ * starts reuse them, so a cluster directory can be stopped and started again. Every process is
+ * started with `--swarm-key <dir>/swarm.key` (or `--insecure` when asked), the client config
+ * names the key, and directories are made 0700, files 0600.
  */
 export class LocalCluster {
   readonly dir: string;
@@ -140,6 +150,7 @@ export class LocalCluster {
   #spec: ClusterSpec | undefined;
   readonly #procs = new Map<string, ChildProcess>();
   readonly #ready = new Map<string, ReadyInfo>();
+  #swarmKey: Uint8Array | undefined;
 
   constructor(options: LocalClusterOptions) {
     this.dir = resolve(options.dir);
@@ -155,14 +166,47 @@ export class LocalCluster {
     return this.spec.masters.map((m) => m.addr);
   }
 
-  /** Creates (or loads) the cluster's layout, identities and ports, and the client config. */
+  /** The cluster secret file (`<dir>/swarm.key`); undefined for an insecure cluster. */
+  get swarmKeyPath(): string | undefined {
+    return this.#o.insecure ? undefined : join(this.dir, SWARM_KEY_FILE);
+  }
+
+  /** The cluster secret's bytes (a swarm key file), once `init` ran; undefined for an insecure cluster. */
+  get swarmKey(): Uint8Array | undefined {
+    return this.#swarmKey;
+  }
+
+  /**
+   * Creates (or loads) the cluster's secret, layout, identities and ports, and (re)writes the
+   * client config to match how this cluster runs (secret or not).
+   */
   async init(): Promise<ClusterSpec> {
-    await mkdir(this.dir, { recursive: true });
-    const existing = await readClusterSpec(this.dir);
-    if (existing) {
-      this.#spec = existing;
-      return existing;
+    await mkdir(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    await this.#initSecret();
+    const spec = (await readClusterSpec(this.dir)) ?? (await this.#create());
+    this.#spec = spec;
+    const client: ClientConfig = {
+      masters: spec.masters.map((m) => m.addr),
+      ...(this.#o.insecure ? { insecure: true } : { swarmKey: SWARM_KEY_FILE }),
+      ...(this.#o.secretMode && !this.#o.insecure ? { secretMode: this.#o.secretMode } : {}),
+    };
+    await writeJsonAtomically(join(this.dir, CLIENT_CONFIG_FILE), client);
+    return spec;
+  }
+
+  /** Loads `<dir>/swarm.key`, or makes it (0600) the first time. */
+  async #initSecret(): Promise<void> {
+    const path = this.swarmKeyPath;
+    if (path === undefined) return;
+    try {
+      this.#swarmKey = await readSwarmKeyFile(path);
+    } catch (err) {
+      if (!isDfsError(err, 'ERR_NOT_FOUND')) throw err;
+      this.#swarmKey = await createSwarmKeyFile(path);
     }
+  }
+
+  async #create(): Promise<ClusterSpec> {
     const count = this.#o.masters ?? 3;
     if (!(count === 1 || count === 3 || count === 5)) throw new DfsError('ERR_INVALID_ARGUMENT', 'a cluster has 1, 3 or 5 masters');
     const masters: MasterSpec[] = [];
@@ -177,13 +221,12 @@ export class LocalCluster {
     const nodes: NodeSpec[] = [];
     for (let i = 1; i <= (this.#o.nodes ?? 0); i++) {
       const dir = join(this.dir, 'nodes', `n${i}`);
-      await mkdir(dir, { recursive: true });
+      await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
       nodes.push({ name: `n${i}`, dir, port: await freePort() });
     }
-    this.#spec = { version: 1, masters, nodes };
-    await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
-    await writeJsonAtomically(join(this.dir, CLIENT_CONFIG_FILE), { masters: masters.map((m) => m.addr) } satisfies ClientConfig);
-    return this.#spec;
+    const spec: ClusterSpec = { version: 1, masters, nodes };
+    await writeJsonAtomically(join(this.dir, CLUSTER_FILE), spec);
+    return spec;
   }
 
   get nodeNames(): string[] {
@@ -224,7 +267,7 @@ export class LocalCluster {
   async startMaster(name: string): Promise<void> {
     const m = this.#master(name);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
-    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), ...(this.#o.masterArgs ?? [])]);
+    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', ...(this.#o.masterArgs ?? [])]);
   }
 
   /** Starts one storage node process; resolves when it prints its ready line. */
@@ -234,16 +277,23 @@ export class LocalCluster {
     await this.#spawn(name, n.dir, ['node', 'start', '--name', name, '--dir', n.dir, '--listen', `/ip4/127.0.0.1/tcp/${n.port}`, '--masters', this.masterAddrs.join(','), ...(this.#o.nodeArgs ?? [])]);
   }
 
+  /** The secret flags every master and node gets: the key file, or --insecure. */
+  #secretArgs(): string[] {
+    const path = this.swarmKeyPath;
+    if (path === undefined) return ['--insecure'];
+    return ['--swarm-key', path, ...(this.#o.secretMode ? ['--secret-mode', this.#o.secretMode] : [])];
+  }
+
   async #spawn(name: string, dir: string, dfsArgs: string[]): Promise<void> {
     if (this.#procs.has(name)) throw new Error(`${name} is already running`);
     // DFS_NODE_ARGS: extra node flags for every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
     const nodeArgs = (process.env.DFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const args = [...nodeArgs, BIN, ...dfsArgs];
+    const args = [...nodeArgs, BIN, ...dfsArgs, ...this.#secretArgs()];
     const log = join(dir, 'process.log');
     const child = this.#o.detached
-      ? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', openSync(log, 'a')] })
+      ? spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', openSync(log, 'a', PRIVATE_FILE_MODE)] })
       : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    if (!this.#o.detached) child.stderr!.pipe(createWriteStream(log, { flags: 'a' }));
+    if (!this.#o.detached) child.stderr!.pipe(createWriteStream(log, { flags: 'a', mode: PRIVATE_FILE_MODE }));
     this.#procs.set(name, child);
     child.once('exit', () => {
       if (this.#procs.get(name) === child) this.#procs.delete(name);
@@ -255,9 +305,21 @@ export class LocalCluster {
     }
   }
 
+  /** What a client peer of this cluster needs: the secret and how it is checked. */
+  get peerOptions(): PeerOptions {
+    if (this.#o.insecure) return {};
+    if (!this.#swarmKey) throw new Error('local cluster not initialised');
+    return { psk: this.#swarmKey, ...(this.#o.secretMode ? { secretMode: this.#o.secretMode } : {}) };
+  }
+
+  /** A libp2p peer that can reach this cluster (holds its secret); the caller stops it. */
+  createClientPeer(options: PeerOptions = {}): Promise<DfsPeer> {
+    return createPeer({ ...options, ...this.peerOptions });
+  }
+
   /** Runs `fn` with a metadata client of this cluster (its own short-lived libp2p peer). */
   async withClient<T>(fn: (client: MetaClient) => Promise<T>, options: Partial<MetaClientOptions> = {}): Promise<T> {
-    const peer = await createPeer({});
+    const peer = await this.createClientPeer();
     try {
       return await fn(new MetaClient({ peer, masters: this.masterAddrs, ...options }));
     } finally {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -15,8 +15,14 @@ const run = promisify(execFile);
 
 /** Runs the real dfs binary in `cwd`; resolves with its output and exit code. */
 async function dfs(cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return dfsWithEnv({}, cwd, ...args);
+}
+
+/** dfs with `env` added to ours (less any DFS_SWARM_KEY of ours). */
+async function dfsWithEnv(env: Record<string, string>, cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { DFS_SWARM_KEY: _key, ...base } = process.env;
   try {
-    const r = await run(process.execPath, [BIN, ...args], { cwd, timeout: 60_000 });
+    const r = await run(process.execPath, [BIN, ...args], { cwd, timeout: 60_000, env: { ...base, ...env } });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -97,6 +103,52 @@ describe('dfs CLI against a local cluster', () => {
     }
   });
 
+  it('cluster up runs with a 0600 secret; a client with another key, or none, gets one clear line at once; nothing under the cluster dir is open to group or others', async () => {
+    const cwd = await tempDir();
+    const up = await dfs(cwd, 'cluster', 'up', '--detach', '--nodes', '3');
+    expect(up.code, up.stderr).toBe(0);
+    const clusterDir = join(cwd, '.dfs-local');
+    try {
+      expect(up.stdout).toContain(`cluster secret ${join(clusterDir, 'swarm.key')} (mode 0600`);
+      expect((await stat(join(clusterDir, 'swarm.key'))).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(await readFile(join(clusterDir, 'dfs-client.json'), 'utf8'))).toMatchObject({ swarmKey: 'swarm.key' });
+
+      const file = join(cwd, 'data.bin');
+      await writeFile(file, new SeededBytes(testSeed('cluster-secret')).bytes(600_000));
+      const put = await dfs(cwd, 'put', file, '/data.bin');
+      expect(put.code, put.stderr).toBe(0);
+      const get = await dfs(cwd, 'get', '/data.bin', join(cwd, 'back.bin'), '--swarm-key', join(clusterDir, 'swarm.key'));
+      expect(get.code, get.stderr).toBe(0);
+      expect(await readFile(join(cwd, 'back.bin'))).toEqual(await readFile(file));
+
+      // Another key (by flag or environment) or none: the handshake fails, and the client says
+      // so in one line, well before the metadata client's 15 s deadline.
+      expect((await dfs(cwd, 'cluster', 'init', '--dir', join(cwd, 'other'))).code).toBe(0);
+      const otherKey = join(cwd, 'other', 'swarm.key');
+      const attempts: Array<[string, Promise<{ code: number; stdout: string; stderr: string; ms: number }>]> = [
+        [`the swarm key ${otherKey} (--swarm-key)`, timedDfs({}, cwd, 'ls', '/', '--swarm-key', otherKey)],
+        [`the swarm key ${otherKey} (DFS_SWARM_KEY)`, timedDfs({ DFS_SWARM_KEY: otherKey }, cwd, 'put', file, '/other.bin')],
+        ['no secret (--insecure)', timedDfs({}, cwd, 'status', '--insecure')],
+      ];
+      for (const [used, attempt] of attempts) {
+        const r = await attempt;
+        expect(r.code, used).toBe(EXIT.failure);
+        expect(r.stdout, used).toBe('');
+        expect(r.stderr, used).toMatch(/^dfs: cannot connect to the cluster: the secure handshake failed with 3 of 3 masters, and none accepted it \(\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+: [^\n]*\); the cluster secret may be wrong: this client used [^\n]* \[ERR_PEER_UNREACHABLE\]\n$/);
+        expect(r.stderr, used).toContain(`this client used ${used} [`);
+        expect(r.ms, used).toBeLessThan(10_000);
+      }
+      expect((await dfs(cwd, 'ls', '/')).stdout).toBe('data.bin\n'); // nothing got in
+
+      // Keys, identities, Raft logs and chunk stores (LevelDB files too), logs and configs.
+      const open = (await walk(clusterDir)).filter((e) => (e.mode & 0o077) !== 0).map((e) => `${e.path} ${e.mode.toString(8)}`);
+      expect(open).toEqual([]);
+      expect((await walk(clusterDir)).some((e) => e.path.includes(join('n1', 'chunks', 'index')))).toBe(true);
+    } finally {
+      expect((await dfs(cwd, 'cluster', 'down')).stdout).toMatch(/n3/);
+    }
+  });
+
   it('commands outside any cluster say how to get one', async () => {
     const cwd = await tempDir();
     const r = await dfs(cwd, 'ls', '/');
@@ -104,3 +156,21 @@ describe('dfs CLI against a local cluster', () => {
     expect(r.stderr).toMatch(/dfs cluster up/);
   });
 });
+
+async function timedDfs(env: Record<string, string>, cwd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const started = performance.now();
+  const r = await dfsWithEnv(env, cwd, ...args);
+  return { ...r, ms: performance.now() - started };
+}
+
+/** Every file and directory under `dir`, itself included, with its permission bits. */
+async function walk(dir: string): Promise<Array<{ path: string; mode: number }>> {
+  const out: Array<{ path: string; mode: number }> = [];
+  const visit = async (path: string): Promise<void> => {
+    const s = await stat(path);
+    out.push({ path, mode: s.mode & 0o777 });
+    if (s.isDirectory()) for (const name of await readdir(path)) await visit(join(path, name));
+  };
+  await visit(dir);
+  return out;
+}

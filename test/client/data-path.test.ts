@@ -6,7 +6,7 @@ import { hasChunks } from '../../src/client/chunk-client.ts';
 import { type Blake3, DEFAULT_CHUNKER_PARAMS, loadBlake3 } from '../../src/chunker/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
 import type { FileEntry } from '../../src/meta/index.ts';
-import { createPeer, type DfsPeer } from '../../src/net/index.ts';
+import type { DfsPeer } from '../../src/net/index.ts';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
@@ -21,7 +21,7 @@ let seed: number;
 beforeAll(async () => {
   seed = testSeed('data path');
   t = await startTestCluster({ nodes: 5, masterArgs: ['--gc-grace-ms', '1500'] });
-  peer = await createPeer({});
+  peer = await t.cluster.createClientPeer();
   meta = new MetaClient({ peer, masters: t.cluster.masterAddrs });
   blake3 = await loadBlake3();
 }, 120_000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetaClient, putFile } from '../../src/client/index.ts';
 import { loadBlake3 } from '../../src/chunker/index.ts';
-import { createPeer, type DfsPeer } from '../../src/net/index.ts';
+import type { DfsPeer } from '../../src/net/index.ts';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
@@ -13,7 +13,7 @@ let meta: MetaClient;
 
 beforeAll(async () => {
   t = await startTestCluster({ nodes: 3, nodeArgs: ['--capacity', '100KiB'] });
-  peer = await createPeer({});
+  peer = await t.cluster.createClientPeer();
   meta = new MetaClient({ peer, masters: t.cluster.masterAddrs });
 }, 120_000);
 

@@ -2,12 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MetaClient, MetaClientOptions } from '../../src/client/index.ts';
-import { LocalCluster } from '../../src/cluster/index.ts';
+import { LocalCluster, type SecretMode } from '../../src/cluster/index.ts';
 import type { MasterStatus } from '../../src/meta/index.ts';
 
 /**
  * The one fixture that starts a real local cluster (separate processes on loopback), the same
- * code as `dfs cluster up`. Integration and chaos tests use it.
+ * code as `dfs cluster up`. Integration and chaos tests use it. Like `dfs cluster up`, the
+ * cluster runs with a secret (its swarm.key) unless `insecure`: a test's own libp2p peer must
+ * hold it, so make one with `t.cluster.createClientPeer()`.
  */
 export interface TestCluster {
   readonly cluster: LocalCluster;
@@ -20,9 +22,27 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startTestCluster(options: { masters?: number; nodes?: number; masterArgs?: string[]; nodeArgs?: string[] } = {}): Promise<TestCluster> {
+export interface TestClusterOptions {
+  masters?: number;
+  nodes?: number;
+  masterArgs?: string[];
+  nodeArgs?: string[];
+  /** Run without a cluster secret (every process warns so). */
+  insecure?: boolean;
+  secretMode?: SecretMode;
+}
+
+export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'dfs-cluster-'));
-  const cluster = new LocalCluster({ dir, masters: options.masters ?? 3, nodes: options.nodes ?? 0, masterArgs: options.masterArgs ?? [], nodeArgs: options.nodeArgs ?? [] });
+  const cluster = new LocalCluster({
+    dir,
+    masters: options.masters ?? 3,
+    nodes: options.nodes ?? 0,
+    masterArgs: options.masterArgs ?? [],
+    nodeArgs: options.nodeArgs ?? [],
+    insecure: options.insecure === true,
+    ...(options.secretMode ? { secretMode: options.secretMode } : {}),
+  });
   await cluster.start();
   const nameOf = new Map(cluster.spec.masters.map((m) => [m.addr, m.name]));
   const t: TestCluster = {
