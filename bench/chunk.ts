@@ -1,3 +1,4 @@
+import { generateKeyPair } from '@libp2p/crypto/keys';
 // Chunk protocol throughput: 1 MiB chunks put to one node, put through a 3-node pipeline, and got
 // back, beside a bare libp2p stream moving the same bytes and a ChunkStore written directly on the
 // same disk, all in this run. Every peer (client and nodes) lives in this one process, so the
@@ -85,12 +86,17 @@ export async function runChunkBench(): Promise<void> {
   }
 }
 
+/** The bench's node list: every node may forward to every other (what the masters would say). */
+const directory = new Map<string, string>();
+
 async function startNode(dir: string, blake3: Awaited<ReturnType<typeof loadBlake3>>): Promise<BenchNode> {
-  const peer = await createPeer({ listen: ['/ip4/127.0.0.1/tcp/0'] });
+  const privateKey = await generateKeyPair('Ed25519');
+  const peer = await createPeer({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'] });
   const store = await ChunkStore.open({ dir, blake3 });
-  const service = new ChunkService({ peer, store, blake3 });
+  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => directory.get(id) });
   await service.start();
   const addr = peer.listenAddrs.find((a) => a.startsWith('/ip4/127.0.0.1/')) ?? '';
+  directory.set(peer.peerId, addr.includes('/p2p/') ? addr : `${addr}/p2p/${peer.peerId}`);
   return { peer, store, service, addr };
 }
 

@@ -2,7 +2,7 @@ import type { Uint8ArrayList } from 'uint8arraylist';
 import { assertChunkId, loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, ChunkId } from '../chunker/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, raceAbort, requestOnStream } from '../net/index.ts';
+import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, peerIdInAddr, raceAbort, requestOnStream } from '../net/index.ts';
 import { streamClosedError } from '../net/framing.ts';
 import type { DfsPeer, Schema, Stream } from '../net/index.ts';
 import {
@@ -21,6 +21,8 @@ import {
   putAnswerSchema,
 } from '../node/chunk-protocol.ts';
 import type { PutAnswer } from '../node/chunk-protocol.ts';
+import { checkReceipts } from '../net/receipt.ts';
+import type { Receipt } from '../net/receipt.ts';
 // Not the folder's index: that would load LevelDB into every client.
 import { isFence } from '../storage/delete-fences.ts';
 
@@ -59,19 +61,34 @@ const PUT_TIMEOUT_PER_TARGET_MS = 15_000;
 const DEFAULT_GET_TIMEOUT_MS = 60_000;
 const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 
+/** What a put resolves with: who stored the chunk, and each one's own signed proof of it. */
+export interface PutChunkResult {
+  /** The peer ids of the pipeline, in order: every one holds the chunk durably. */
+  readonly stored: string[];
+  /** One receipt per node of `stored`, in the same order, each checked against its peer id. */
+  readonly receipts: Receipt[];
+}
+
 /**
  * Stores `data` under `id` on every node of `pipeline` (multiaddrs ending /p2p/<id>; the first is
- * where the bytes are sent, each node forwards them to the next as they arrive). Resolves, with
- * the peer ids that stored it, only once every node has it durably. `fence` is the one the leader
+ * dialled and gets the bytes, the others travel as peer ids: each node forwards to the next at
+ * the address its node list from the masters gives). Resolves only once every node has it
+ * durably, with the peer ids that stored it and their receipts (src/XX), which this
+ * function has checked itself: `stored` is exactly the pipeline, each with a valid signature of
+ * its own over (id, fence). `fence` is the one the leader
  * issued with the placement (a safe integer >= 0): every node records it, so a GC delete decided
  * before it cannot remove the chunk this put acknowledges (see src/storage/delete-fences.ts).
  *
  * Fails with a DfsError: ERR_CHUNK_CORRUPT (the bytes do not hash to `id`; no node stored them),
  * ERR_INVALID_ARGUMENT (a bad pipeline or fence, before any I/O), or a ChunkTargetError naming
  * `failedTarget`: ERR_PIPELINE when a later node failed (the nodes
- * before it kept their copies; retry with another target there), otherwise the first node's own
+ * before it kept their copies; retry with another target there; `failedTarget` may be
+ * `/p2p/<peer id>` when the node before had no address for it), otherwise the first node's own
  * refusal or failure (ERR_OVERLOADED, ERR_NO_SPACE, ERR_CHUNK_TOO_LARGE, ERR_PEER_UNREACHABLE,
- * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). ERR_ABORTED when `signal` fired. With a
+ * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). An answer whose `stored` is not the pipeline
+ * or that lacks a valid receipt from any node of it is ERR_PROTOCOL naming the first node: it
+ * vouched for the answer (every honest forwarding node checks its downstream's receipts).
+ * ERR_ABORTED when `signal` fired. With a
  * `pool`, the put borrows a stream an earlier put to the same node left open (ChunkStreams).
  */
 export async function putChunk(
@@ -81,23 +98,29 @@ export async function putChunk(
   data: Uint8Array | readonly Uint8Array[],
   fence: number,
   options: ChunkCallOptions & { readonly pool?: ChunkStreams } = {},
-): Promise<{ stored: string[] }> {
+): Promise<PutChunkResult> {
   assertChunkId(id);
   assertFenceArgument(fence);
   const target = pipeline[0];
   if (target === undefined || pipeline.length > PIPELINE_MAX_TARGETS + 1) {
     throw new DfsError('ERR_INVALID_ARGUMENT', `a put pipeline has 1 to ${PIPELINE_MAX_TARGETS + 1} targets, got ${pipeline.length}`);
   }
+  const nodes = pipeline.map((addr) => {
+    const node = peerIdInAddr(addr);
+    if (node === undefined) throw new DfsError('ERR_INVALID_ARGUMENT', `pipeline target ${addr} does not name its peer (/p2p/<id>)`);
+    return node;
+  });
+  if (new Set(nodes).size !== nodes.length) throw new DfsError('ERR_INVALID_ARGUMENT', `a put pipeline names a node twice: ${nodes.join(', ')}`);
   const pieces = data instanceof Uint8Array ? [data] : data;
   const size = pieces.reduce((n, p) => n + p.byteLength, 0);
   if (size > CHUNK_MAX_BYTES) throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${CHUNK_MAX_BYTES}`);
   const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
   let put: OutboundPut | undefined;
   try {
-    put = await OutboundPut.open(peer, target, { id, size, fence, pipeline: pipeline.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
+    put = await OutboundPut.open(peer, target, { id, size, fence, pipeline: nodes.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
     for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
-    const answer = await put.finish(signal);
-    return { stored: answer.stored };
+    const answer = await put.finish(signal); // its stored list and receipts checked
+    return { stored: answer.stored, receipts: answer.receipts };
   } catch (err) {
     put?.abort(err);
     throw blameTarget(err, target);
@@ -117,6 +140,7 @@ export interface PutHeader {
   readonly size: number;
   /** The leader's fence for this put, forwarded unchanged down the pipeline. */
   readonly fence: number;
+  /** Peer ids of the nodes after the target, in order. */
   readonly pipeline: readonly string[];
 }
 
@@ -130,7 +154,9 @@ function assertFenceArgument(fence: number): void {
  * stream to take it: backpressure), and `finish` ends the payload and waits for the answer. The
  * answer may come early (a refusal while we still write): from then on writes fail with that
  * refusal instead of waiting. Used by putChunk and by a node forwarding down a pipeline. Every
- * path ends in `finish` or `abort`.
+ * path ends in `finish` or `abort`. `finish` accepts an ack only with proof: its `stored` must be
+ * the target and the header's pipeline, in order, each with a valid receipt (else ERR_PROTOCOL),
+ * and it returns exactly those receipts, in that order.
  *
  * On a stream of its own, `finish` ends the payload by closing the write side. With a
  * `ChunkStreams` pool, the put borrows an idle stream to its target (or opens one), ends the
@@ -145,6 +171,10 @@ export class OutboundPut {
   readonly target: string;
   readonly #peer: DfsPeer;
   readonly #header: Uint8Array;
+  readonly #id: ChunkId;
+  readonly #fence: number;
+  /** The peer ids an ack must name and prove: the target, then the header's pipeline. */
+  readonly #expected: readonly string[];
   readonly #pool: ChunkStreams | undefined;
   readonly #dialTimeoutMs: number | undefined;
   #conn: ChunkStream;
@@ -158,9 +188,12 @@ export class OutboundPut {
   #headerSent!: Promise<void>;
   #done = false;
 
-  private constructor(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions, conn: ChunkStream, borrowed: boolean) {
+  private constructor(peer: DfsPeer, target: string, targetId: string, header: PutHeader, options: OutboundPutOptions, conn: ChunkStream, borrowed: boolean) {
     this.target = target;
     this.#peer = peer;
+    this.#id = header.id;
+    this.#fence = header.fence;
+    this.#expected = [targetId, ...header.pipeline];
     this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, fence: header.fence, pipeline: header.pipeline });
     this.#pool = options.pool;
     this.#dialTimeoutMs = options.timeoutMs;
@@ -175,9 +208,11 @@ export class OutboundPut {
    */
   static async open(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions): Promise<OutboundPut> {
     assertFenceArgument(header.fence);
+    const targetId = peerIdInAddr(target);
+    if (targetId === undefined) throw new DfsError('ERR_INVALID_ARGUMENT', `put target ${target} does not name its peer (/p2p/<id>)`);
     const borrowed = options.pool?.take(target);
     const conn = borrowed ?? (await dialChunkStream(peer, target, options.signal, options.timeoutMs));
-    return new OutboundPut(peer, target, header, options, conn, borrowed !== undefined);
+    return new OutboundPut(peer, target, targetId, header, options, conn, borrowed !== undefined);
   }
 
   /** Starts reading the answer and sending the header on the current stream. */
@@ -211,7 +246,12 @@ export class OutboundPut {
     }, signal);
     try {
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
-      const answer = parseAnswer(decodeJson(frame), putAnswerSchema);
+      const parsed = parseAnswer(decodeJson(frame), putAnswerSchema);
+      // An ack counts only with every node's own proof (a rogue target cannot vouch for others).
+      const receipts = await checkReceipts(this.#id, this.#fence, this.#expected, parsed).catch((err: unknown) => {
+        throw new DfsError('ERR_PROTOCOL', `${this.target} acknowledged without proof: ${(err as Error).message}`);
+      });
+      const answer: PutAnswer = { ...parsed, receipts };
       this.#done = true;
       if (this.#pool) this.#pool.give(this.target, this.#conn);
       else this.#conn.reader.release();

@@ -15,7 +15,17 @@ import type { Infer, Schema } from '../net/index.ts';
  *           frame, after the previous answer). A node stores nothing before that end.
  *           `fence` (issued by the leader with the placement) is forwarded unchanged down the
  *           pipeline; each node records it, also when it already had the chunk.
- *           ← `{ok:true, stored:[peer ids]}` once every node of the pipeline has the chunk durably.
+ *           `pipeline`: the PEER IDS of the nodes after this one, in order (never addresses: a
+ *           node dials only storage nodes it knows, at the addresses the masters' node list
+ *           gives; a next id it does not know is a failed target, ERR_PIPELINE with failedCode
+ *           ERR_FORBIDDEN and failedTarget `/p2p/<id>`, and nothing is dialled). A pipeline
+ *           naming a node twice, or the receiving node itself, is refused (ERR_PROTOCOL).
+ *           ← `{ok:true, stored:[peer ids], receipts:[{node, sig}]}` once every node of the
+ *           pipeline has the chunk durably: `stored` is this node and the pipeline, in order;
+ *           `receipts` one per stored node (this node's first, then its downstream's as they
+ *           came), each the node's own signature over (chunk id, fence) (src/XX).
+ *           A forwarding node checks its downstream's receipts before it answers (bad ones make
+ *           the downstream a failed target, failedCode ERR_PROTOCOL), and the client checks all.
  * get     → `{op:'get', id, offset?, length?}` ← `{ok:true, size}` then `size` bytes in payload frames.
  *           A get stream may carry further gets: once it has read an answer whole, the client
  *           may send the next get header on the same stream (saving a stream's setup per
@@ -34,7 +44,8 @@ import type { Infer, Schema } from '../net/index.ts';
  * counter, so a later leader's are larger); a safe integer >= 0 on the wire. They order a
  * delete decision against the puts that raced it (see src/storage/delete-fences.ts).
  * Any refusal ← `{ok:false, code, message, failedTarget?, failedCode?}` (an ErrorCode; for
- * ERR_PIPELINE, failedTarget is the multiaddr of the target that failed, failedCode what it said).
+ * ERR_PIPELINE, failedTarget is the multiaddr of the target that failed, or `/p2p/<peer id>` when
+ * the node had no address for it, and failedCode what it said).
  */
 export const CHUNK_PROTOCOL = '/dfs/chunk/1.0.0';
 
@@ -51,13 +62,25 @@ export const CHUNK_MAX_BYTES = CHUNKER_LIMITS.maxSizeCeiling;
 export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * MiB;
 /** Bound on each read and write of a transfer (an idle timeout, not a bound on the whole). */
 export const DEFAULT_TRANSFER_TIMEOUT_MS = 30_000;
+/** A transfer's whole payload, in transfer timeouts: bounds how long one chunk holds its reservation. */
+export const TRANSFER_DEADLINE_FACTOR = 4;
+/** Share of a node's in-flight budget one remote peer may hold (see ChunkServiceOptions). */
+export const DEFAULT_PEER_INFLIGHT_SHARE = 1 / 4;
 /** Concurrent chunk streams one connection may open to a node. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 64;
 export const MULTIADDR_MAX_CHARS = 1024;
 
 const chunkIdSchema = schema.string({ pattern: /^[0-9a-f]{64}$/ });
-/** A multiaddr that names its peer: /.../p2p/<peer id>. */
-const targetSchema = schema.string({ maxLength: MULTIADDR_MAX_CHARS, pattern: /^\/\S*\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/ });
+/** Longest peer id accepted (an Ed25519 one has 52 characters, an RSA one 46). */
+export const PEER_ID_MAX_CHARS = 128;
+/** A libp2p peer id in base58btc (what PeerId.toString() gives). */
+export const PEER_ID_PATTERN = /^[1-9A-HJ-NP-Za-km-z]+$/;
+export const peerIdSchema = schema.string({ minLength: 1, maxLength: PEER_ID_MAX_CHARS, pattern: PEER_ID_PATTERN });
+/** A receipt (src/XX): the node's peer id and its Ed25519 signature, base64 (88 chars). */
+export const receiptSchema = schema.object({
+  node: peerIdSchema,
+  sig: schema.string({ maxLength: 128, pattern: /^[A-Za-z0-9+/]+={0,2}$/ }),
+});
 const idsSchema = schema.array(chunkIdSchema, { maxLength: BATCH_MAX_IDS });
 /** A fence (see above): JSON numbers beyond 2^53 lose precision, so the schema refuses them. */
 const fenceSchema = schema.integer({ min: 0 });
@@ -67,7 +90,8 @@ export const chunkRequestSchema = schema.taggedUnion('op', {
     id: chunkIdSchema,
     size: schema.integer({ min: 0 }),
     fence: fenceSchema,
-    pipeline: schema.array(targetSchema, { maxLength: PIPELINE_MAX_TARGETS }),
+    /** Peer ids of the nodes after the receiving one (never addresses). */
+    pipeline: schema.array(peerIdSchema, { maxLength: PIPELINE_MAX_TARGETS }),
   }),
   get: schema.object({
     id: chunkIdSchema,
@@ -83,7 +107,8 @@ export type GetRequest = Extract<ChunkRequest, { op: 'get' }>;
 
 export const putAnswerSchema = schema.object({
   ok: schema.literal(true),
-  stored: schema.array(schema.string({ maxLength: 128 }), { maxLength: PIPELINE_MAX_TARGETS + 1 }),
+  stored: schema.array(peerIdSchema, { maxLength: PIPELINE_MAX_TARGETS + 1 }),
+  receipts: schema.array(receiptSchema, { maxLength: PIPELINE_MAX_TARGETS + 1 }),
 });
 export const getAnswerSchema = schema.object({ ok: schema.literal(true), size: schema.integer({ min: 0, max: CHUNK_MAX_BYTES }) });
 export const hasAnswerSchema = schema.object({ ok: schema.literal(true), present: schema.array(schema.boolean(), { maxLength: BATCH_MAX_IDS }) });

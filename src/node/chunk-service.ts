@@ -1,10 +1,12 @@
+import type { PrivateKey } from '@libp2p/interface';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
 import { ChunkStreams, OutboundPut } from '../client/chunk-client.ts';
 import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
-import { deadlineSignal, decodeJson, FrameReader, FrameWriter, trySendNow } from '../net/index.ts';
+import { deadlineSignal, decodeJson, FrameReader, FrameWriter, peerIdInAddr, trySendNow } from '../net/index.ts';
 import type { DfsPeer, RemotePeer, Stream } from '../net/index.ts';
 import type { ChunkStore } from '../storage/index.ts';
 import {
@@ -15,16 +17,33 @@ import {
   chunkRequestSchema,
   DEFAULT_MAX_INBOUND_STREAMS,
   DEFAULT_MAX_INFLIGHT_BYTES,
+  DEFAULT_PEER_INFLIGHT_SHARE,
   DEFAULT_TRANSFER_TIMEOUT_MS,
   encodeHeader,
   payloadFrames,
   refusalOf,
+  TRANSFER_DEADLINE_FACTOR,
 } from './chunk-protocol.ts';
 import type { DeleteAnswer, GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
+import { receiptSigner } from '../net/receipt.ts';
+import type { Receipt, ReceiptSigner } from '../net/receipt.ts';
 
 export interface ChunkServiceOptions {
   readonly peer: DfsPeer;
+  /**
+   * The peer's identity key (the one `peer` runs with): signs this node's receipts for the chunks
+   * puts leave here (src/XX). Checked against `peer` at construction: a node that
+   * cannot sign receipts cannot acknowledge any put.
+   */
+  readonly privateKey: PrivateKey;
   readonly store: ChunkStore;
+  /**
+   * Where a put is forwarded: the address (a multiaddr ending /p2p/<peerId>) of a storage node
+   * this node knows, from the node list the masters sent; undefined for any other peer id, which
+   * is then never dialled (the put's own copy is kept, and its answer is ERR_PIPELINE naming
+   * `/p2p/<peerId>`, failedCode ERR_FORBIDDEN). Default: nobody is known (no forwarding).
+   */
+  readonly resolveNode?: (peerId: string) => string | undefined;
   /** Verifies put payloads as they arrive; loaded at start when absent. */
   readonly blake3?: Blake3;
   /**
@@ -33,6 +52,20 @@ export interface ChunkServiceOptions {
    * moves. Default 256 MiB.
    */
   readonly maxInflightBytes?: number;
+  /**
+   * Bytes of that budget one remote peer may hold at once (its puts and gets together), so one
+   * peer, slow or hostile, cannot starve the others: past it, that peer's transfer is refused
+   * with ERR_OVERLOADED saying so, while other peers proceed. A peer with nothing in flight may
+   * always start one transfer (within the whole budget), so any chunk size works. Default: a
+   * quarter of maxInflightBytes.
+   */
+  readonly maxInflightBytesPerPeer?: number;
+  /**
+   * Bound on a whole transfer's payload (a put's receipt, a get's sending), on top of the idle
+   * timeout per read and write: a peer trickling bytes cannot hold a reservation for longer.
+   * Default: 4 transfer timeouts (2 minutes).
+   */
+  readonly transferDeadlineMs?: number;
   /** Largest chunk accepted (at most, and by default, the 64 MiB hard cap; never above maxInflightBytes). */
   readonly maxChunkBytes?: number;
   /** Whether a peer may delete chunks (the masters). Default: nobody. */
@@ -68,6 +101,8 @@ export interface ChunkServiceStats {
   refusals: Partial<Record<ErrorCode, number>>;
   /** Bytes reserved now by transfers under way (see maxInflightBytes). */
   inflightBytes: number;
+  /** Remote peers with bytes reserved now. */
+  inflightPeers: number;
   /** Streams being served now. */
   activeStreams: number;
   /** Streams served since start (a get stream may have carried many gets). */
@@ -104,9 +139,21 @@ const HASHER_POOL_MAX = 16;
  * of the GC decision and leaves a chunk in place (`kept`) when a later put was accepted, so a GC
  * racing a re-upload of the same bytes never removes what a put just acknowledged.
  *
+ * Closed cluster: a pipeline names peer ids, and the next one is dialled only at the address the
+ * masters' node list gives for it (`resolveNode`); a peer id the list does not name is never
+ * contacted (this node keeps its copy and answers ERR_PIPELINE, failedCode ERR_FORBIDDEN).
+ *
+ * Receipts: once its copy is stored and the fence recorded, a node signs a receipt (its identity
+ * key over chunk id and fence, src/XX); the answer carries its own and, after them,
+ * the downstream's, which OutboundPut checked first (exactly the rest of the pipeline, each
+ * signed by its own node): a bad downstream ack makes that node the failed target.
+ *
  * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
- * transfers under way are capped by `maxInflightBytes` (refused with ERR_OVERLOADED before any
- * payload moves); every read and write has the transfer deadline; each loop is bounded by the
+ * transfers under way are capped by `maxInflightBytes`, and one remote peer's by
+ * `maxInflightBytesPerPeer` (both refused with ERR_OVERLOADED before any payload moves, the
+ * latter saying it is that peer's own load); every read and write has the transfer (idle)
+ * timeout, and a transfer's whole payload `transferDeadlineMs`, so a peer trickling bytes cannot
+ * keep a reservation; each loop is bounded by the
  * announced size (payload frames carry at least one byte). A malformed header or frame gets an
  * ERR_PROTOCOL answer when the stream still allows one, and only that stream is closed.
  */
@@ -122,12 +169,19 @@ export class ChunkService {
     chunksKept: 0,
     refusals: {},
     inflightBytes: 0,
+    inflightPeers: 0,
     activeStreams: 0,
     streamsServed: 0,
   };
   readonly #peer: DfsPeer;
   readonly #store: ChunkStore;
+  readonly #sign: ReceiptSigner;
+  readonly #resolveNode: (peerId: string) => string | undefined;
   readonly #maxInflightBytes: number;
+  readonly #maxInflightBytesPerPeer: number;
+  readonly #transferDeadlineMs: number;
+  /** Bytes reserved per remote peer (only peers with some). */
+  readonly #inflightByPeer = new Map<string, number>();
   readonly #maxChunkBytes: number;
   readonly #canDelete: (peerId: string) => boolean;
   readonly #transferTimeoutMs: number;
@@ -147,7 +201,20 @@ export class ChunkService {
     this.#peer = options.peer;
     this.#store = options.store;
     this.#blake3 = options.blake3;
+    if (options.privateKey === undefined) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', 'a chunk service needs its peer\'s privateKey to sign receipts');
+    }
+    const keyOwner = peerIdFromPrivateKey(options.privateKey).toString();
+    if (keyOwner !== options.peer.peerId) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `the receipt key belongs to ${keyOwner}, not to this node's peer ${options.peer.peerId}`);
+    }
+    this.#sign = receiptSigner(options.privateKey);
+    this.#resolveNode = options.resolveNode ?? (() => undefined);
     this.#maxInflightBytes = positive('maxInflightBytes', options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
+    this.#maxInflightBytesPerPeer = positive(
+      'maxInflightBytesPerPeer',
+      options.maxInflightBytesPerPeer ?? Math.max(1, Math.floor(this.#maxInflightBytes * DEFAULT_PEER_INFLIGHT_SHARE)),
+    );
     const maxChunkBytes = positive('maxChunkBytes', options.maxChunkBytes ?? CHUNK_MAX_BYTES);
     if (maxChunkBytes > CHUNK_MAX_BYTES) {
       throw new DfsError('ERR_INVALID_ARGUMENT', `maxChunkBytes must be at most ${CHUNK_MAX_BYTES}, got ${maxChunkBytes}`);
@@ -156,6 +223,7 @@ export class ChunkService {
     this.#maxChunkBytes = Math.min(maxChunkBytes, this.#maxInflightBytes);
     this.#canDelete = options.canDelete ?? (() => false);
     this.#transferTimeoutMs = positive('transferTimeoutMs', options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS);
+    this.#transferDeadlineMs = positive('transferDeadlineMs', options.transferDeadlineMs ?? this.#transferTimeoutMs * TRANSFER_DEADLINE_FACTOR);
     this.#maxInboundStreams = positive('maxInboundStreams', options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS);
     this.#dialTimeoutMs = positive('dialTimeoutMs', options.dialTimeoutMs ?? Math.min(DEFAULT_DIAL_TIMEOUT_MS, this.#transferTimeoutMs));
     this.#downstream = options.downstream ?? new ChunkStreams();
@@ -321,22 +389,33 @@ export class ChunkService {
     if (size > this.#maxChunkBytes) {
       throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; this node takes at most ${this.#maxChunkBytes}`);
     }
-    const release = this.#reserve(size, `put of chunk ${id}`);
+    if (pipeline.includes(this.#peer.peerId) || new Set(pipeline).size !== pipeline.length) {
+      throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: the pipeline names a node twice, or this node (${this.#peer.peerId}) itself`);
+    }
+    const release = this.#reserve(size, `put of chunk ${id}`, exchange.remote.peerId);
+    // However steadily the bytes trickle in, the whole payload has this long.
+    const whole = this.#wholeTransfer(`put of chunk ${id} (${size} bytes)`);
     const next = pipeline[0];
+    // Only a storage node from the masters' list is ever dialled, at the address the list gives.
+    const nextAddr = next === undefined ? undefined : this.#addressOf(next);
+    const failedTarget = nextAddr ?? `/p2p/${next}`;
     let hasher: Blake3Hasher | undefined;
     let opening: Promise<OutboundPut | DfsError> | undefined;
     let downstream: OutboundPut | undefined;
-    let downstreamError: DfsError | undefined;
+    let downstreamError: DfsError | undefined =
+      next !== undefined && nextAddr === undefined
+        ? new DfsError('ERR_FORBIDDEN', `pipeline target ${next} is not a storage node this node knows (the masters' node list does not name it); it was not contacted`)
+        : undefined;
     try {
       // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
       // moment the payload ends and later nodes can store while this one does (store.put then
       // skips its own hash); the last node leaves verification to store.put.
-      if (next !== undefined) hasher = await this.#takeHasher();
+      if (nextAddr !== undefined) hasher = await this.#takeHasher();
       // Connecting to the next node overlaps with the first payload frames arriving.
-      if (next !== undefined) {
-        const signal = this.#deadline(this.#dialTimeoutMs);
+      if (nextAddr !== undefined) {
+        const signal = this.#deadline(this.#dialTimeoutMs, whole.signal);
         const header = { id, size, fence, pipeline: pipeline.slice(1) };
-        opening = OutboundPut.open(this.#peer, next, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
+        opening = OutboundPut.open(this.#peer, nextAddr, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
           asDfsError(err),
         );
       }
@@ -344,7 +423,7 @@ export class ChunkService {
       let received = 0;
       // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
       for (;;) {
-        const frame: Uint8ArrayList | undefined = await exchange.reader.read({ signal: this.#deadline() });
+        const frame: Uint8ArrayList | undefined = await exchange.reader.read({ signal: this.#deadline(this.#transferTimeoutMs, whole.signal) });
         exchange.putEndedByFrame = frame?.byteLength === 0;
         if (frame === undefined || frame.byteLength === 0) break; // the end: closed, or an end frame
         if (received + frame.byteLength > size) {
@@ -364,15 +443,17 @@ export class ChunkService {
         }
         if (downstream) {
           try {
-            await downstream.write(frame, this.#deadline());
+            await downstream.write(frame, this.#deadline(this.#transferTimeoutMs, whole.signal));
             this.stats.bytesForwarded += frame.byteLength;
           } catch (err) {
+            if (whole.signal.aborted) throw err; // our own deadline (or stop): not the next node's fault
             // Stop forwarding but keep receiving: this node's copy is still wanted.
             downstreamError = asDfsError(err);
             downstream = undefined;
           }
         }
       }
+      whole.done(); // the payload is in: storing and the later nodes' acks have their own bounds
       if (received < size) throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: ${received} of the ${size} bytes announced, then the end`);
       const actual = hasher?.digestHex();
       if (actual !== undefined && actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `put of chunk ${id}: the bytes hash to ${actual}`);
@@ -381,27 +462,30 @@ export class ChunkService {
         if (opened instanceof DfsError) downstreamError = opened;
         else downstream = opened;
       }
-      // Verified: let the later nodes store (the payload's end reaches them) while we do.
+      // Verified: let the later nodes store (the payload's end reaches them) while we do. Their
+      // ack is checked by `finish`: exactly the rest of the pipeline, each with its own receipt.
       const acked = downstream
         ?.finish(this.#deadline(this.#transferTimeoutMs * pipeline.length))
         .then((answer) => answer, (err: unknown) => asDfsError(err));
+      let receipt: Receipt;
       try {
         // A forwarding node hashed the bytes as they came and checked them above. The fence is
         // recorded even when the chunk was already here: a delete decided before it must not
-        // remove what this ack vouches for.
+        // remove what this ack vouches for. The receipt is signed only once both are done.
         await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined, fence });
+        receipt = await this.#sign(id, fence);
       } catch (err) {
         downstream?.abort(err); // an aborted put never sends again: the later nodes store nothing
         throw err;
       }
       const answer = acked ? await acked : undefined;
       if (answer instanceof DfsError) downstreamError = answer;
-      if (downstreamError !== undefined || next === undefined) {
-        if (next !== undefined) throw pipelineError(next, downstreamError as DfsError);
-        return { ok: true, stored: [this.#peer.peerId] };
-      }
-      return { ok: true, stored: [this.#peer.peerId, ...(answer as PutAnswer).stored] };
+      if (downstreamError !== undefined) throw pipelineError(failedTarget, downstreamError);
+      if (next === undefined) return { ok: true, stored: [this.#peer.peerId], receipts: [receipt] };
+      const rest = answer as PutAnswer;
+      return { ok: true, stored: [this.#peer.peerId, ...rest.stored], receipts: [receipt, ...rest.receipts] };
     } finally {
+      whole.done();
       release();
       if (hasher) this.#returnHasher(hasher);
       // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
@@ -411,11 +495,33 @@ export class ChunkService {
     }
   }
 
+  /**
+   * The address to forward to for `peerId`: from the node list (resolveNode), and only when it
+   * names that very peer; undefined otherwise.
+   */
+  #addressOf(peerId: string): string | undefined {
+    const addr = this.#resolveNode(peerId);
+    return addr !== undefined && peerIdInAddr(addr) === peerId ? addr : undefined;
+  }
+
+  /**
+   * A bound on one whole transfer (transferDeadlineMs), on top of the idle timeout of each read
+   * and write; also fires at stop. `done()` clears it.
+   */
+  #wholeTransfer(what: string): { readonly signal: AbortSignal; done(): void } {
+    const controller = new AbortController();
+    const ms = this.#transferDeadlineMs;
+    const timer = setTimeout(() => controller.abort(new DfsError('ERR_TIMEOUT', `${what} took longer than ${ms} ms, the bound on one transfer`)), ms);
+    timer.unref();
+    return { signal: AbortSignal.any([controller.signal, this.#stopping.signal]), done: () => clearTimeout(timer) };
+  }
+
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {
     const { id } = request;
     const info = await this.#store.info(id);
     if (info === undefined) throw new DfsError('ERR_CHUNK_NOT_FOUND', `chunk ${id} is not on this node`);
-    const release = this.#reserve(info.size, `get of chunk ${id}`);
+    const release = this.#reserve(info.size, `get of chunk ${id}`, exchange.remote.peerId);
+    const whole = this.#wholeTransfer(`get of chunk ${id} (${info.size} bytes)`);
     try {
       const bytes = await this.#store.get(id); // verified against the id: a range comes from a good copy
       const offset = request.offset ?? 0;
@@ -428,10 +534,11 @@ export class ChunkService {
       }
       await this.#answer(exchange, { ok: true, size: length });
       for (const frame of payloadFrames([bytes.subarray(offset, offset + length)])) {
-        await exchange.writer.write(frame, { signal: this.#deadline() });
+        await exchange.writer.write(frame, { signal: this.#deadline(this.#transferTimeoutMs, whole.signal) });
         this.stats.bytesOut += frame.byteLength;
       }
     } finally {
+      whole.done();
       release();
     }
   }
@@ -459,20 +566,44 @@ export class ChunkService {
     return { ok: true, deleted, kept };
   }
 
-  /** Reserves `bytes` of the in-flight budget, or refuses with ERR_OVERLOADED; returns the release. */
-  #reserve(bytes: number, what: string): () => void {
+  /** Bytes reserved now by transfers for `peerId`. */
+  inflightBytesOf(peerId: string): number {
+    return this.#inflightByPeer.get(peerId) ?? 0;
+  }
+
+  /**
+   * Reserves `bytes` of the in-flight budget for a transfer of `peerId`, or refuses with
+   * ERR_OVERLOADED: when the peer already holds some and would go past its share (the message
+   * says it is that peer's own load), or when the whole budget would be exceeded. Returns the release.
+   */
+  #reserve(bytes: number, what: string, peerId: string): () => void {
+    const mine = this.#inflightByPeer.get(peerId) ?? 0;
+    if (mine > 0 && mine + bytes > this.#maxInflightBytesPerPeer) {
+      throw new DfsError(
+        'ERR_OVERLOADED',
+        `${what} (${bytes} bytes) refused: this peer (${peerId}) has ${mine} bytes in flight on this node, its share is ${this.#maxInflightBytesPerPeer} of ${this.#maxInflightBytes}; wait for its transfers to finish`,
+      );
+    }
     if (this.stats.inflightBytes + bytes > this.#maxInflightBytes) {
       throw new DfsError(
         'ERR_OVERLOADED',
-        `${what} (${bytes} bytes) refused: ${this.stats.inflightBytes} of ${this.#maxInflightBytes} in-flight bytes in use`,
+        `${what} (${bytes} bytes) refused: ${this.stats.inflightBytes} of ${this.#maxInflightBytes} in-flight bytes in use (${mine} by this peer)`,
       );
     }
     this.stats.inflightBytes += bytes;
+    if (mine === 0) this.stats.inflightPeers++;
+    this.#inflightByPeer.set(peerId, mine + bytes);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.stats.inflightBytes -= bytes;
+      const left = (this.#inflightByPeer.get(peerId) ?? bytes) - bytes;
+      if (left > 0) this.#inflightByPeer.set(peerId, left);
+      else {
+        this.#inflightByPeer.delete(peerId);
+        this.stats.inflightPeers--;
+      }
     };
   }
 
@@ -493,9 +624,9 @@ export class ChunkService {
     this.stats.refusals[code] = (this.stats.refusals[code] ?? 0) + 1;
   }
 
-  /** A signal for one wait: the transfer (idle) timeout unless told otherwise, or stop(). */
-  #deadline(timeoutMs = this.#transferTimeoutMs): AbortSignal {
-    return deadlineSignal(timeoutMs, this.#stopping.signal);
+  /** A signal for one wait: the transfer (idle) timeout unless told otherwise, or `bound` (default: stop()). */
+  #deadline(timeoutMs = this.#transferTimeoutMs, bound: AbortSignal = this.#stopping.signal): AbortSignal {
+    return deadlineSignal(timeoutMs, bound);
   }
 }
 
@@ -510,7 +641,10 @@ interface Exchange {
   putEndedByFrame: boolean;
 }
 
-/** ERR_PIPELINE for a failure of `next` or of a node after it (whose address the answer carries). */
+/**
+ * ERR_PIPELINE for a failure of `next` (its address, or /p2p/<id> when it has none here) or of a
+ * node after it (whose address the answer carries).
+ */
 function pipelineError(next: string, err: DfsError): ChunkTargetError {
   if (err instanceof ChunkTargetError && err.code === 'ERR_PIPELINE') {
     return new ChunkTargetError('ERR_PIPELINE', err.message, err.failedTarget, { failedCode: err.failedCode });

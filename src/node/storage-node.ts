@@ -1,12 +1,18 @@
+import { type Logger, silentLogger } from '../log/index.ts';
 import { join } from 'node:path';
 import { loadBlake3 } from '../chunker/index.ts';
 import { MetaClient } from '../client/index.ts';
-import { MAX_CHUNK_IDS_PER_MESSAGE } from '../meta/index.ts';
+import { putChunk } from '../client/chunk-client.ts';
+import type { Clock } from '../env/index.ts';
+import { systemClock } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { createPeer, type DfsPeer, peerIdInAddr } from '../net/index.ts';
+import { createPeer, type DfsPeer, loadOrCreateIdentity, peerIdInAddr, type PeerOptions } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
 import { ChunkService } from './chunk-service.ts';
-import { LeaderFence } from './leader-fence.ts';
+import { ControlLoop } from './control-loop.ts';
+import { NodeDirectory } from './node-directory.ts';
+import { Scrubber } from './scrubber.ts';
+import type { ScrubPass } from './scrubber.ts';
 
 export interface StorageNodeOptions {
   readonly name: string;
@@ -18,6 +24,24 @@ export interface StorageNodeOptions {
   readonly capacityBytes?: number;
   readonly heartbeatMs?: number;
   readonly psk?: Uint8Array;
+  /** How the cluster secret is checked (see PeerOptions.secretMode). */
+  readonly secretMode?: PeerOptions['secretMode'];
+  /** Every chunk is re-hashed within this period (the scrubber). Default 7 days. */
+  readonly scrubIntervalMs?: number;
+  /** The scrubber's slowest pace, bytes/s. Default 1 MiB/s. */
+  readonly scrubMinBytesPerSec?: number;
+  /** Quarantined (corrupt) chunk files are deleted after this long. Default 24 hours. */
+  readonly quarantineRetentionMs?: number;
+  /** Copies the leader asks for, made at once. Default 4. */
+  readonly replicationConcurrency?: number;
+  /** Bandwidth of those copies, bytes/s. Default: unlimited. */
+  readonly replicationBytesPerSec?: number;
+  /** Share of the in-flight budget one remote peer may hold (see ChunkServiceOptions). */
+  readonly maxInflightBytesPerPeer?: number;
+  /** Time and timers of the control loop and the scrubber. Default: the system's. */
+  readonly clock?: Clock;
+  /** Structured log lines (heartbeat, scrub and copy failures, quarantined chunks). */
+  readonly logger?: Logger;
 }
 
 export interface StorageNode {
@@ -25,101 +49,100 @@ export interface StorageNode {
   readonly peerId: string;
   readonly addrs: readonly string[];
   readonly store: ChunkStore;
+  /** The heartbeats and the commands they bring (copies, verifies), and the node list. */
+  readonly control: ControlLoop;
+  readonly scrubber: Scrubber;
+  /** Re-hashes every chunk now (`dfs node scrub <node> --now`); resolves with what it found. */
+  scrubNow(): Promise<ScrubPass>;
   stop(): Promise<void>;
 }
 
-/** Ids per report page and per heartbeat delta: the protocol's bound. */
-const PAGE_IDS = MAX_CHUNK_IDS_PER_MESSAGE;
-
 /**
  * A storage node: a ChunkStore served over /dfs/chunk/1.0.0, registered with the masters and
- * heartbeating the leader with its load and what it stored or dropped since the last beat.
- * When the leader asks (after it took over, or when deltas overflowed) it sends a full report.
+ * heartbeating the leader (ControlLoop) with its load, what it stored or dropped since the last
+ * beat and the results of the copies it was asked for; the answers bring the leader's fence, the
+ * node list (the only peers this node dials: pipelines name peer ids, resolved through it),
+ * chunks to verify and copies to make. A scrubber re-hashes every chunk in the background.
+ * Receipts for stored chunks are signed with the node's identity key.
  */
 export async function startStorageNode(options: StorageNodeOptions): Promise<StorageNode> {
   if (options.masters.length === 0) throw new DfsError('ERR_USAGE', 'a storage node needs --masters');
   const blake3 = await loadBlake3();
-  const store = await ChunkStore.open({ dir: join(options.dir, 'chunks'), blake3 });
+  const clock = options.clock ?? systemClock;
+  const store = await ChunkStore.open({ dir: join(options.dir, 'chunks'), blake3, clock: () => clock.now() });
   let peer: DfsPeer | undefined;
   try {
-    peer = await createPeer({ dataDir: options.dir, listen: [...options.listen], bootstrap: [...options.masters], ...(options.psk ? { psk: options.psk } : {}) });
+    // The identity signs receipts too: loaded here and handed to the peer (same key, same id).
+    const privateKey = await loadOrCreateIdentity(options.dir);
+    peer = await createPeer({
+      privateKey,
+      listen: [...options.listen],
+      bootstrap: [...options.masters],
+      ...(options.psk ? { psk: options.psk } : {}),
+      ...(options.secretMode ? { secretMode: options.secretMode } : {}),
+    });
+    const thePeer = peer;
     const masterIds = new Set(options.masters.map(peerIdInAddr).filter((x): x is string => x !== undefined));
-    const service = new ChunkService({ peer, store, blake3, canDelete: (peerId) => masterIds.has(peerId) });
+    const directory = new NodeDirectory();
+    const service = new ChunkService({
+      peer,
+      privateKey,
+      store,
+      blake3,
+      canDelete: (peerId) => masterIds.has(peerId),
+      resolveNode: (peerId) => directory.addressOf(peerId),
+      ...(options.maxInflightBytesPerPeer !== undefined ? { maxInflightBytesPerPeer: options.maxInflightBytesPerPeer } : {}),
+    });
     await service.start();
     const meta = new MetaClient({ peer, masters: options.masters, timeoutMs: 5_000, attemptTimeoutMs: 2_000 });
-    const reporter = new ChunkReporter(store);
-    // Deletes are refused until a heartbeat answer brings the leader's fence (see LeaderFence).
-    const leaderFence = new LeaderFence(store.fences);
     const self = { peerId: peer.peerId, addrs: peer.listenAddrs };
-    let registered = false;
-    let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
-
-    const register = async () => {
-      await meta.write({ op: 'registerNode', nodeId: self.peerId, addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
-      registered = true;
-    };
-    const beat = async () => {
-      const s = await store.stats();
-      const usedBytes = s.bytes;
-      const freeBytes = Math.max(0, Math.min(s.freeBytes, options.capacityBytes !== undefined ? options.capacityBytes - usedBytes : Infinity));
-      const { added, removed } = reporter.takeDelta(PAGE_IDS);
-      try {
-        const r = (await meta.leaderRequest({
-          type: 'heartbeat',
-          nodeId: self.peerId,
-          freeBytes,
-          capacityBytes: options.capacityBytes ?? s.totalBytes,
-          usedBytes,
-          chunkCount: s.chunks,
-          inflight: 0,
-          added,
-          removed,
-        })) as { registered: boolean; fullReportWanted: boolean; fence?: unknown };
-        leaderFence.observe(r.fence); // optional in the answer: read defensively
-        if (!r.registered) await register();
-        if (r.fullReportWanted || reporter.overflowed) await sendFullReport();
-      } catch (err) {
-        reporter.putBack(added, removed); // try again with the next beat (a new leader asks for a full report anyway)
-        throw err;
-      }
-    };
-    const sendFullReport = async () => {
-      reporter.clear();
-      let page: string[] = [];
-      let first = true;
-      for await (const c of store.list()) {
-        page.push(c.id);
-        if (page.length === PAGE_IDS) {
-          await meta.leaderRequest({ type: 'report', nodeId: self.peerId, ids: page, first, last: false });
-          first = false;
-          page = [];
-        }
-      }
-      await meta.leaderRequest({ type: 'report', nodeId: self.peerId, ids: page, first, last: true });
-    };
-    const loop = () => {
-      if (stopped) return;
-      const run = registered ? beat() : register().then(beat);
-      run
-        .catch((err: unknown) => {
-          if (!stopped) console.error(`node ${options.name}: heartbeat failed: ${(err as Error).message}`);
-        })
-        .finally(() => {
-          if (!stopped) timer = setTimeout(loop, options.heartbeatMs ?? 1_000);
-        });
-    };
-    loop();
-    const thePeer = peer;
+    const logger = (options.logger ?? silentLogger).child({ node: options.name, peerId: peer.peerId });
+    const log = (what: string, err: unknown): void => logger.warn({ what, err: (err as Error)?.message ?? String(err) }, `${what} failed`);
+    const scrubber = new Scrubber({
+      store,
+      clock,
+      ...(options.scrubIntervalMs !== undefined ? { scrubIntervalMs: options.scrubIntervalMs } : {}),
+      ...(options.scrubMinBytesPerSec !== undefined ? { minBytesPerSec: options.scrubMinBytesPerSec } : {}),
+      ...(options.quarantineRetentionMs !== undefined ? { quarantineRetentionMs: options.quarantineRetentionMs } : {}),
+      onError: (err) => log('scrub', err),
+    });
+    const control = new ControlLoop({
+      nodeId: self.peerId,
+      store,
+      directory,
+      scrubber,
+      clock,
+      onError: log,
+      ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(options.capacityBytes !== undefined ? { capacityBytes: options.capacityBytes } : {}),
+      ...(options.replicationConcurrency !== undefined ? { replicationConcurrency: options.replicationConcurrency } : {}),
+      ...(options.replicationBytesPerSec !== undefined ? { replicationBytesPerSec: options.replicationBytesPerSec } : {}),
+      link: {
+        register: async () => {
+          await meta.write({ op: 'registerNode', nodeId: self.peerId, addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
+        },
+        heartbeat: (request) => meta.leaderRequest({ type: 'heartbeat', ...request }),
+        report: async (page) => {
+          await meta.leaderRequest({ type: 'report', nodeId: self.peerId, ...page });
+        },
+      },
+      // The receipt of the target is checked by putChunk before this resolves.
+      copy: (toAddr, id, bytes, fence, signal) => putChunk(thePeer, [toAddr], id, bytes, fence, { signal }),
+    });
+    control.start();
+    scrubber.start();
     return {
       name: options.name,
       peerId: self.peerId,
       addrs: self.addrs,
       store,
+      control,
+      scrubber,
+      scrubNow: () => scrubber.scrubNow(),
       async stop() {
-        stopped = true;
-        clearTimeout(timer);
         meta.close(); // a heartbeat under way stops retrying now
+        await control.stop();
+        await scrubber.stop();
         await service.stop();
         await thePeer.stop();
         await store.close();
@@ -129,40 +152,5 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     await peer?.stop().catch(() => {});
     await store.close().catch(() => {});
     throw err;
-  }
-}
-
-/** Chunks stored or dropped since the last heartbeat, bounded; overflow means "send a full report". */
-class ChunkReporter {
-  #added = new Set<string>();
-  #removed = new Set<string>();
-  overflowed = false;
-
-  constructor(store: ChunkStore) {
-    store.onChange((id, change) => {
-      const [into, from] = change === 'added' ? [this.#added, this.#removed] : [this.#removed, this.#added];
-      from.delete(id);
-      if (into.size >= 16 * PAGE_IDS) this.overflowed = true;
-      else into.add(id);
-    });
-  }
-
-  takeDelta(max: number): { added: string[]; removed: string[] } {
-    const added = [...this.#added].slice(0, max);
-    const removed = [...this.#removed].slice(0, max);
-    for (const id of added) this.#added.delete(id);
-    for (const id of removed) this.#removed.delete(id);
-    return { added, removed };
-  }
-
-  putBack(added: readonly string[], removed: readonly string[]): void {
-    for (const id of added) if (!this.#removed.has(id)) this.#added.add(id);
-    for (const id of removed) if (!this.#added.has(id)) this.#removed.add(id);
-  }
-
-  clear(): void {
-    this.#added.clear();
-    this.#removed.clear();
-    this.overflowed = false;
   }
 }

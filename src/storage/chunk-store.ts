@@ -50,6 +50,12 @@ export interface StoreDeleteOptions {
 /** What a delete did: removed the chunk, found none, or kept it because of its fence. */
 export type DeleteOutcome = 'deleted' | 'absent' | 'kept';
 
+/**
+ * What `verifyOrQuarantine` found: the chunk good (its verification time recorded), bad (missing,
+ * short, unreadable or corrupt: moved to quarantine and reported removed), or not listed at all.
+ */
+export type VerifyOutcome = 'verified' | 'quarantined' | 'absent';
+
 export interface PutResult {
   /** False when the chunk was already stored, whole (deduplicated); true when this put wrote it. */
   readonly stored: boolean;
@@ -110,6 +116,7 @@ export class ChunkStore {
   readonly #knownShards = new Set<string>();
   readonly #pending = new Set<Promise<unknown>>();
   #tmpCounter = 0;
+  #quarantineCounter = 0;
   /** Free bytes at the last statfs, when it was taken, and bytes written since. */
   #space = { freeBytes: 0, atMs: -Infinity, writtenSince: 0 };
   #chunks: number;
@@ -154,6 +161,7 @@ export class ChunkStore {
     const layout = new StoreLayout(options.dir);
     try {
       await mkdir(layout.tmpDir, { recursive: true });
+      await mkdir(layout.quarantineDir, { recursive: true });
       if ((await mkdir(layout.chunksDir, { recursive: true })) !== undefined) await createOuterShards(layout);
     } catch (err) {
       throw fromSystemError(err, `cannot create chunk store in ${options.dir}`);
@@ -319,6 +327,96 @@ export class ChunkStore {
   }
 
   /**
+   * Re-hashes a listed chunk under its id's lock (the scrubber's step, and what a master's
+   * "verify" asks for). 'verified' when its file is there, of the listed length, and hashes to its
+   * id (the time is recorded, like `verify`). 'quarantined' when the file is missing, of another
+   * length, unreadable (EIO) or corrupt: the file, if any, is moved out of the chunk tree into
+   * quarantine/ (never served again; removed after a retention period, see sweepQuarantine), the
+   * index entry is dropped and listeners hear 'removed' (the next heartbeat reports it, so the
+   * leader copies the chunk again from a good replica). 'absent' when the store does not list it.
+   * Under the lock, a put racing this check either ran before (and left a good file, verified
+   * here) or runs after (and writes the chunk anew): a good file is never quarantined.
+   */
+  verifyOrQuarantine(id: ChunkId): Promise<VerifyOutcome> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      assertChunkId(id);
+      return this.#exclusive(id, () => this.#verifyLocked(id));
+    });
+  }
+
+  async #verifyLocked(id: ChunkId): Promise<VerifyOutcome> {
+    const raw = await this.#db.get(chunkKey(id));
+    if (raw === undefined) return 'absent';
+    const record = decodeRecord(raw);
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await readFile(this.layout.chunkPath(id));
+    } catch (err) {
+      // Missing, or a bad sector: the file is bad. Anything else (EMFILE...) says nothing about it.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EIO' && code !== 'EISDIR') throw fromSystemError(err, `cannot read chunk ${id}`);
+    }
+    const good = bytes !== undefined && this.#blake3.hashHex(bytes) === id;
+    if (good && record !== undefined && bytes!.byteLength === record.size) {
+      await this.#db.put(chunkKey(id), encodeRecord({ ...record, verifiedAtMs: this.#clock() }));
+      return 'verified';
+    }
+    if (good && record === undefined) {
+      // A good file under an entry that does not decode: the entry is what is wrong.
+      await this.#index(id, bytes!.byteLength);
+      this.#chunks += 1;
+      this.#bytes += bytes!.byteLength;
+      return 'verified';
+    }
+    await this.#quarantineLocked(id, record);
+    return 'quarantined';
+  }
+
+  /** Moves a bad chunk's file to quarantine/ and forgets the chunk (under its lock). */
+  async #quarantineLocked(id: ChunkId, record: ChunkRecord | undefined): Promise<void> {
+    const target = join(this.layout.quarantineDir, `${id}.${Math.floor(this.#clock())}.${this.#quarantineCounter++}`);
+    // Index first, then the file (as delete does): a crash in between leaves an unindexed file
+    // that the next open checks again (and removes, being bad), never an entry for a moved file.
+    try {
+      await this.#db.del(chunkKey(id));
+      await rename(this.layout.chunkPath(id), target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `cannot quarantine chunk ${id}`);
+    }
+    if (record !== undefined) {
+      this.#chunks -= 1;
+      this.#bytes -= record.size;
+    }
+    for (const listener of this.#listeners) listener(id, 'removed');
+  }
+
+  /**
+   * Removes quarantined files older than `maxAgeMs` (by the store's clock, from the time they
+   * were quarantined, which their names carry). Returns how many were removed.
+   */
+  sweepQuarantine(maxAgeMs: number): Promise<number> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      const cutoff = this.#clock() - maxAgeMs;
+      let removed = 0;
+      for (const name of await readdirOrEmpty(this.layout.quarantineDir)) {
+        const at = Number(/^[0-9a-f]{64}\.(\d+)\.\d+$/.exec(name)?.[1]);
+        if (!(at <= cutoff)) continue; // not ours (NaN), or too young
+        await rm(join(this.layout.quarantineDir, name), { force: true, recursive: true });
+        removed++;
+      }
+      return removed;
+    });
+  }
+
+  /** The files in quarantine now (names `<id>.<ms>.<n>`). */
+  async quarantined(): Promise<string[]> {
+    this.#assertOpen();
+    return (await readdirOrEmpty(this.layout.quarantineDir)).sort();
+  }
+
+  /**
    * Whether the chunk is stored: listed, and its file there with the listed length (a stat: the
    * index alone would vouch for a file removed or truncated behind the store's back).
    */
@@ -376,10 +474,16 @@ export class ChunkStore {
     return 'deleted';
   }
 
-  /** Every stored chunk, in id order, streamed from the index. */
-  async *list(): AsyncGenerator<ChunkListing> {
+  /**
+   * Every stored chunk, in id order, streamed from the index; with `after`, only ids after it,
+   * and with `limit`, at most that many (a caller that works slowly between entries pages
+   * through the index rather than holding one iterator, and its snapshot, for long).
+   */
+  async *list(options: { readonly after?: string; readonly limit?: number } = {}): AsyncGenerator<ChunkListing> {
     this.#assertOpen();
-    for await (const [key, value] of this.#db.iterator({ gte: CHUNK_KEY_PREFIX, lt: CHUNK_KEY_PREFIX + '\xff' })) {
+    const range = options.after === undefined ? { gte: CHUNK_KEY_PREFIX } : { gt: chunkKey(options.after) };
+    const limit = options.limit ?? -1;
+    for await (const [key, value] of this.#db.iterator({ ...range, lt: CHUNK_KEY_PREFIX + '\xff', limit })) {
       const record = decodeRecord(value);
       if (record) yield { id: key.slice(CHUNK_KEY_PREFIX.length), ...record };
     }

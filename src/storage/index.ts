@@ -9,6 +9,7 @@ export type {
   RecoveryReport,
   StoreDeleteOptions,
   StorePutOptions,
+  VerifyOutcome,
 } from './chunk-store.ts';
 export { DEFAULT_FENCE_CAPACITY, DeleteFences, assertFence, isFence } from './delete-fences.ts';
 export type { ChunkRecord } from './index-record.ts';

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import type { PrivateKey } from '@libp2p/interface';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
 import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/client/chunk-client.ts';
@@ -11,6 +13,7 @@ import type { DfsPeer, Stream } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/node/chunk-protocol.ts';
 import { ChunkService } from '../../src/node/chunk-service.ts';
 import type { ChunkServiceOptions } from '../../src/node/chunk-service.ts';
+import { signReceipt } from '../../src/net/receipt.ts';
 import { ChunkStore } from '../../src/storage/index.ts';
 import { addrOf, startPeer } from '../net/peers.ts';
 import { useTempDirs } from '../support/tmp.ts';
@@ -25,6 +28,7 @@ const FENCE = 1;
 
 interface TestNode {
   readonly peer: DfsPeer;
+  readonly privateKey: PrivateKey;
   readonly store: ChunkStore;
   readonly service: ChunkService;
   readonly addr: string;
@@ -37,10 +41,19 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/**
+ * The storage nodes the test's nodes know (peer id → address), as the masters' node list would
+ * give them: every node started here is in it; a test adds others (holders) or leaves them out.
+ */
+const known = new Map<string, string>();
+afterEach(() => known.clear());
+
 async function startNode(options: Partial<ChunkServiceOptions> = {}): Promise<TestNode> {
-  const peer = await startPeer();
+  const privateKey = await generateKeyPair('Ed25519');
+  const peer = await startPeer({ privateKey });
   const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0 });
-  const service = new ChunkService({ peer, store, blake3, ...options });
+  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => known.get(id), ...options });
+  known.set(peer.peerId, addrOf(peer));
   await service.start();
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -50,7 +63,7 @@ async function startNode(options: Partial<ChunkServiceOptions> = {}): Promise<Te
     await store.close();
   };
   cleanups.push(stop);
-  return { peer, store, service, addr: addrOf(peer) };
+  return { peer, privateKey, store, service, addr: addrOf(peer) };
 }
 
 /** Stops a node's service, store and peer: its address now refuses connections. */
@@ -124,6 +137,7 @@ async function rawExchange(client: DfsPeer, addr: string, frames: readonly Uint8
  */
 async function startHolder(): Promise<{
   peer: DfsPeer;
+  privateKey: PrivateKey;
   addr: string;
   header: Promise<unknown>;
   readPayload(bytes: number): Promise<Uint8Array>;
@@ -131,7 +145,9 @@ async function startHolder(): Promise<{
   readEnd(): Promise<boolean>;
   answer(header: object): void;
 }> {
-  const peer = await startPeer();
+  const privateKey = await generateKeyPair('Ed25519');
+  const peer = await startPeer({ privateKey });
+  known.set(peer.peerId, addrOf(peer)); // a storage node the others may forward to
   const header = Promise.withResolvers<unknown>();
   const readerReady = Promise.withResolvers<FrameReader>();
   const answerNow = Promise.withResolvers<object>();
@@ -146,6 +162,7 @@ async function startHolder(): Promise<{
   });
   return {
     peer,
+    privateKey,
     addr: addrOf(peer),
     header: header.promise,
     async readPayload(bytes) {
@@ -173,7 +190,7 @@ describe('chunk protocol: put and get', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const big = makeChunk(3 * MiB + 12345); // several payload frames
-    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toMatchObject({ stored: [node.peer.peerId] });
     expect(await node.store.has(big.id)).toBe(true);
     expect(sameBytes(await getChunk(client, node.addr, big.id), big.data)).toBe(true);
 
@@ -187,7 +204,7 @@ describe('chunk protocol: put and get', () => {
     expect((await getChunk(client, node.addr, empty.id)).byteLength).toBe(0);
 
     // Putting a chunk again is fine (deduplicated by the store).
-    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], big.id, big.data, FENCE)).toMatchObject({ stored: [node.peer.peerId] });
     expect(node.service.stats).toMatchObject({
       puts: 4,
       bytesIn: 2 * big.data.byteLength + pieced.data.byteLength,
@@ -382,7 +399,7 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     const d = makeChunk(10);
     const second = await rawChunkStream(client, node.addr);
     for (const frame of [utf8({ op: 'put', id: d.id, size: 10, fence: FENCE, pipeline: [] }), d.data, new Uint8Array(0)]) await second.writer.write(frame);
-    expect(await second.answer()).toEqual({ ok: true, stored: [node.peer.peerId] });
+    expect(await second.answer()).toMatchObject({ ok: true, stored: [node.peer.peerId] });
     await second.writer.write(utf8({ op: 'get', id: d.id }));
     for (const { writer, reader, answer } of [first, second]) {
       expect(await answer()).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
@@ -551,7 +568,7 @@ describe('chunk protocol: delete fences', () => {
     node.store.onChange((id, change) => writes.push(`${change} ${id}`));
     // The leader decided at fence 5 that X is garbage. Meanwhile a client puts X with fence 10,
     // and the node acks at once: it holds X, so nothing is written.
-    expect(await putChunk(client, [node.addr], x.id, x.data, 10)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], x.id, x.data, 10)).toMatchObject({ stored: [node.peer.peerId] });
     expect(writes).toEqual([]);
     // Then the delete decided at 5 arrives: X stays, and is reported as kept.
     const missing = makeChunk(10).id;
@@ -606,7 +623,7 @@ describe('chunk protocol: a put repairs a missing file', () => {
     await putChunk(client, [node.addr], x.id, x.data, FENCE);
     await unlink(node.store.layout.chunkPath(x.id));
     expect(await hasChunks(client, node.addr, [x.id])).toEqual([false]);
-    expect(await putChunk(client, [node.addr], x.id, x.data, FENCE)).toEqual({ stored: [node.peer.peerId] });
+    expect(await putChunk(client, [node.addr], x.id, x.data, FENCE)).toMatchObject({ stored: [node.peer.peerId] });
     expect(sameBytes(await getChunk(client, node.addr, x.id), x.data)).toBe(true);
   });
 });
@@ -646,7 +663,8 @@ describe('chunk protocol: limits and malformed input', () => {
   });
 
   it('refuses a put over the in-flight budget with ERR_OVERLOADED, and frees the budget after', async () => {
-    const node = await startNode({ maxInflightBytes: 20 * MiB });
+    // The whole budget here, not one peer's share of it (tested below).
+    const node = await startNode({ maxInflightBytes: 20 * MiB, maxInflightBytesPerPeer: 20 * MiB });
     const client = await startPeer({ listen: [] });
     const holder = await startHolder();
     const big = makeChunk(8 * MiB);
@@ -683,7 +701,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
     const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
     const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    await writer.write(utf8({ op: 'put', id, size: data.byteLength, fence: FENCE, pipeline: [holder.addr] }));
+    await writer.write(utf8({ op: 'put', id, size: data.byteLength, fence: FENCE, pipeline: [holder.peer.peerId] }));
     await holder.header;
     // The holder reads nothing more yet: the client must stall well before its 32 MiB are out.
     let written = 0;
@@ -707,10 +725,10 @@ describe('chunk protocol: limits and malformed input', () => {
     expect(sameBytes(rest, data.subarray(2 * MiB))).toBe(true);
     await writing;
     expect(await holder.readEnd()).toBe(true);
-    holder.answer({ ok: true, stored: [holder.peer.peerId] });
+    holder.answer({ ok: true, stored: [holder.peer.peerId], receipts: [await signReceipt(holder.privateKey, id, FENCE)] });
     const answer = await reader.read({ signal: AbortSignal.timeout(10_000) });
     reader.release();
-    expect(JSON.parse(new TextDecoder().decode(answer?.subarray()))).toEqual({ ok: true, stored: [node.peer.peerId, holder.peer.peerId] });
+    expect(JSON.parse(new TextDecoder().decode(answer?.subarray()))).toMatchObject({ ok: true, stored: [node.peer.peerId, holder.peer.peerId] });
     expect(node.service.stats.bytesForwarded).toBe(data.byteLength);
   });
 
@@ -739,7 +757,9 @@ describe('chunk protocol: limits and malformed input', () => {
       await rawExchange(client, node.addr, [utf8({ op: 'format-disk' })]),
       await rawExchange(client, node.addr, [utf8({ op: 'put', id: 'ABC', size: 1, fence: FENCE, pipeline: [] })]),
       await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: -1, fence: FENCE, pipeline: [] })]),
-      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: FENCE, pipeline: ['not-a-multiaddr'] })]),
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: FENCE, pipeline: ['not-a-peer-id'] })]),
+      // A pipeline names peer ids, never addresses.
+      await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, fence: FENCE, pipeline: ['/dns4/localhost/tcp/22/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'] })]),
       await rawExchange(client, node.addr, [utf8({ op: 'has', ids: Array.from({ length: 4097 }, () => id) })]),
       // Fences: required, and safe integers >= 0.
       await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: 1, pipeline: [] })]),
