@@ -63,16 +63,18 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
       throw new DfsError('ERR_USAGE', `dfs master takes "start" or "init", not "${action}"`);
     });
   cli
-    .command('node <action>', 'Run a storage node (start)')
+    .command('node <action> [node]', 'Run a storage node (start), or manage one: admit, drain, rm [--force], scrub --now')
     .option('--name <name>', 'Name shown in logs (n1, n2, ...)')
     .option('--dir <dir>', 'Data directory (identity and chunks)')
     .option('--listen <multiaddr>', 'Address to listen on, e.g. /ip4/127.0.0.1/tcp/7101')
     .option('--masters <multiaddrs>', 'Every master, comma-separated, each ending in /p2p/<peer id>')
     .option('--capacity <size>', 'Bytes to offer, e.g. 100GiB (default: the free disk)')
     .option('--scrub-interval <ms>', 'Re-hash every chunk within this period (default 604800000: 7 days)')
-    .action(async (action: string, options) => {
+    .option('--force', 'node rm: remove it even if chunks become under-replicated')
+    .option('--now', 'node scrub: re-hash every chunk now')
+    .action(async (action: string, node: string | undefined, options) => {
       if (action === 'start') return (await import('./commands/master.ts')).nodeStartCommand(options, io);
-      throw new DfsError('ERR_USAGE', `dfs node takes "start", not "${action}"`);
+      return (await import('./commands/nodes.ts')).nodeAdminCommand(action, node, options, io);
     });
   cli
     .command('put <local> <remote>', 'Store a local file (or - for stdin) in the cluster')
@@ -84,7 +86,11 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--json', 'Print a JSON summary')
     .action(async (remote: string, local: string, options) => (await import('./commands/data.ts')).getCommand(remote, local, options, io));
   cli
-    .command('status', "Each master's role, term, commit and applied index, and lag")
+    .command('nodes', 'Every storage node: state, space, chunks, last heartbeat, repairs')
+    .option('--json', 'Print JSON')
+    .action(async (options) => (await import('./commands/nodes.ts')).nodesCommand(options, io));
+  cli
+    .command('status', "Each master's role, term, indexes and lag; nodes and chunk health (exit 1 if anything is under-replicated)")
     .option('--json', 'Print JSON')
     .action(async (options) => (await import('./commands/namespace.ts')).statusCommand(options, io));
   cli

@@ -137,6 +137,10 @@ export class MetaService {
           return { ok: true, value: this.#heartbeat(request) };
         case 'nodes':
           return { ok: true, value: this.#nodeViews() };
+        case 'scrubNode':
+          if (!this.#o.machine.state.node(request.nodeId)) throw new DfsError('ERR_NOT_FOUND', `no storage node ${request.nodeId} (see dfs nodes)`);
+          this.#leaderPlane().nodes.requestScrub(request.nodeId);
+          return { ok: true, value: {} };
         case 'report':
           this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
           return { ok: true, value: {} };
@@ -177,6 +181,7 @@ export class MetaService {
       fence: plane.fences.peek(),
       verify: plane.takeVerifyRequests(request.nodeId),
       replicate: plane.nodes.takeReplicate(request.nodeId, REPLICATE_PER_ANSWER),
+      ...(plane.nodes.takeScrub(request.nodeId) ? { scrubNow: true } : {}),
       nodesVersion,
       ...(request.nodesVersion === nodesVersion ? {} : { nodes }),
     };
@@ -190,6 +195,7 @@ export class MetaService {
       const load = plane.nodes.load(n.id);
       return {
         id: n.id,
+        name: n.name ?? null,
         addr: addrOf(n),
         state: n.state,
         capacityBytes: load.capacityBytes || n.capacityBytes,
@@ -411,7 +417,7 @@ export class MetaService {
         // Refused here, before it costs a log entry, if it would be refused at apply.
         return { op: 'commitFile', path: cmd.path, manifest: validateManifest(cmd.manifest), parents: cmd.parents, ifAbsent: cmd.ifAbsent, owner: user, nowMs };
       case 'registerNode':
-        return { op: 'registerNode', nodeId: cmd.nodeId, addrs: cmd.addrs, capacityBytes: cmd.capacityBytes, nowMs, admit: this.#o.autoAdmit === true };
+        return { op: 'registerNode', nodeId: cmd.nodeId, ...(cmd.name !== undefined ? { name: cmd.name } : {}), addrs: cmd.addrs, capacityBytes: cmd.capacityBytes, nowMs, admit: this.#o.autoAdmit === true };
       case 'setNodeState':
         return { op: 'setNodeState', nodeId: cmd.nodeId, state: cmd.state, nowMs };
       case 'admitNode':

@@ -28,6 +28,8 @@ interface NodeSoftState {
   verify: Set<string>;
   /** Copies for the node to make, handed out with its next heartbeat answer. */
   replicate: ReplicateCommand[];
+  /** An operator asked for a full scrub now (`dfs node scrub --now`). */
+  scrubNow: boolean;
 }
 
 const EMPTY_LOAD: NodeLoad = { freeBytes: 0, capacityBytes: 0, usedBytes: 0, chunkCount: 0, inflight: 0 };
@@ -125,10 +127,22 @@ export class NodeTable {
     return s ? s.replicate.splice(0, max) : [];
   }
 
+  requestScrub(nodeId: string): void {
+    this.#state(nodeId).scrubNow = true;
+  }
+
+  /** Whether a scrub was asked for since the last call (each request is handed out once). */
+  takeScrub(nodeId: string): boolean {
+    const s = this.#nodes.get(nodeId);
+    const wanted = s?.scrubNow === true;
+    if (s) s.scrubNow = false;
+    return wanted;
+  }
+
   #state(nodeId: string): NodeSoftState {
     let s = this.#nodes.get(nodeId);
     if (!s) {
-      s = { lastHeartbeatMs: this.#startedMs, load: EMPTY_LOAD, reported: false, reportInProgress: undefined, verify: new Set(), replicate: [] };
+      s = { lastHeartbeatMs: this.#startedMs, load: EMPTY_LOAD, reported: false, reportInProgress: undefined, verify: new Set(), replicate: [], scrubNow: false };
       this.#nodes.set(nodeId, s);
     }
     return s;

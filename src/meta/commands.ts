@@ -23,6 +23,7 @@ export type MetaCommand =
   | {
       readonly op: 'registerNode';
       readonly nodeId: string;
+      readonly name?: string;
       readonly addrs: readonly string[];
       readonly capacityBytes: number;
       readonly nowMs: number;

@@ -19,7 +19,7 @@ export const writeCommandSchema = schema.taggedUnion('op', {
   rm: schema.object({ path, recursive: schema.boolean() }),
   mv: schema.object({ from: path, to: path }),
   commitFile: schema.object({ path, manifest: schema.unknown(), parents: schema.boolean(), ifAbsent: schema.boolean() }),
-  registerNode: schema.object({ nodeId: clientId, addrs: schema.array(schema.string({ maxLength: 1024 }), { maxLength: 32 }), capacityBytes: schema.integer({ min: 0 }) }),
+  registerNode: schema.object({ nodeId: clientId, name: schema.optional(schema.string({ minLength: 1, maxLength: 64 })), addrs: schema.array(schema.string({ maxLength: 1024 }), { maxLength: 32 }), capacityBytes: schema.integer({ min: 0 }) }),
   setNodeState: schema.object({ nodeId: clientId, state: schema.oneOf(NODE_STATES as unknown as ['pending', 'alive', 'suspect', 'dead', 'draining']) }),
   /** A pending node may get data (`dfs node admit`). */
   admitNode: schema.object({ nodeId: clientId }),
@@ -91,6 +91,8 @@ export const metaRequestSchema = schema.taggedUnion('type', {
   locate: schema.object({ ids: chunkIds }),
   /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */
   nodes: schema.object({}),
+  /** Asks a storage node (with its next heartbeat answer) to re-hash every chunk now. */
+  scrubNode: schema.object({ nodeId }),
   /** A client found a replica missing or corrupt. */
   badReplica: schema.object({ id: chunkId, nodeId }),
   stat: schema.object({ path, stale: schema.optional(schema.boolean()) }),
@@ -171,6 +173,7 @@ export interface MasterStatus {
 /** One storage node in a `nodes` answer. */
 export interface NodeView {
   readonly id: string;
+  readonly name: string | null;
   readonly addr: string;
   readonly state: string;
   readonly capacityBytes: number;

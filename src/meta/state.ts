@@ -22,6 +22,8 @@ export type Entry = DirEntry | FileEntry;
 
 export interface NodeRecord {
   readonly id: string;
+  /** What the operator called it (`dfs node start --name`), for tables and logs; not unique. */
+  readonly name?: string;
   readonly addrs: readonly string[];
   readonly capacityBytes: number;
   readonly state: NodeState;
@@ -61,6 +63,7 @@ export interface MetaStateOptions {
 
 const MAX_ID_CHARS = 256;
 const MAX_NODE_ADDRS = 32;
+const MAX_NODE_NAME = 64;
 
 /**
  * The replicated metadata state machine: namespace, manifests, chunk reference counts, node
@@ -270,8 +273,12 @@ export class MetaState {
     // A node that registers again keeps its state (liveness is the failure detector's to set);
     // a new one is pending until admitted, unless the leader admits automatically.
     const state: NodeState = previous ? previous.state : cmd.admit === true ? 'alive' : 'pending';
+    if (cmd.name !== undefined && !(typeof cmd.name === 'string' && cmd.name.length > 0 && cmd.name.length <= MAX_NODE_NAME)) {
+      throw new DfsError('ERR_INVALID_ARGUMENT', `a node name has 1..${MAX_NODE_NAME} characters`);
+    }
     const node: NodeRecord = {
       id,
+      ...(cmd.name !== undefined ? { name: cmd.name } : {}),
       addrs: [...cmd.addrs],
       capacityBytes: cmd.capacityBytes,
       state,
@@ -597,8 +604,10 @@ export class SnapshotRecordChecker {
     }
     if (!isCount(n.capacityBytes)) fail(`node ${id} capacityBytes must be a non-negative integer`);
     if (!NODE_STATES.includes(n.state as NodeState)) fail(`node ${id} has an unknown state`);
+    if (n.name !== undefined && !(typeof n.name === 'string' && n.name.length > 0 && n.name.length <= MAX_NODE_NAME)) fail(`node ${id} name must be 1..${MAX_NODE_NAME} characters`);
     const node: NodeRecord = {
       id,
+      ...(typeof n.name === 'string' ? { name: n.name } : {}),
       addrs: [...(addrs as string[])],
       capacityBytes: n.capacityBytes as number,
       state: n.state as NodeState,

@@ -44,6 +44,8 @@ export interface ChunkServiceOptions {
    * `/p2p/<peerId>`, failedCode ERR_FORBIDDEN). Default: nobody is known (no forwarding).
    */
   readonly resolveNode?: (peerId: string) => string | undefined;
+  /** Brings the node list up to date (asks the masters now); tried once when a pipeline names an unknown node. */
+  readonly refreshNodes?: () => Promise<void>;
   /** Verifies put payloads as they arrive; loaded at start when absent. */
   readonly blake3?: Blake3;
   /**
@@ -177,6 +179,7 @@ export class ChunkService {
   readonly #store: ChunkStore;
   readonly #sign: ReceiptSigner;
   readonly #resolveNode: (peerId: string) => string | undefined;
+  readonly #refreshNodes: (() => Promise<void>) | undefined;
   readonly #maxInflightBytes: number;
   readonly #maxInflightBytesPerPeer: number;
   readonly #transferDeadlineMs: number;
@@ -210,6 +213,7 @@ export class ChunkService {
     }
     this.#sign = receiptSigner(options.privateKey);
     this.#resolveNode = options.resolveNode ?? (() => undefined);
+    this.#refreshNodes = options.refreshNodes;
     this.#maxInflightBytes = positive('maxInflightBytes', options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
     this.#maxInflightBytesPerPeer = positive(
       'maxInflightBytesPerPeer',
@@ -397,7 +401,11 @@ export class ChunkService {
     const whole = this.#wholeTransfer(`put of chunk ${id} (${size} bytes)`);
     const next = pipeline[0];
     // Only a storage node from the masters' list is ever dialled, at the address the list gives.
-    const nextAddr = next === undefined ? undefined : this.#addressOf(next);
+    let nextAddr = next === undefined ? undefined : this.#addressOf(next);
+    if (next !== undefined && nextAddr === undefined && this.#refreshNodes) {
+      await this.#refreshNodes(); // a node that registered since our last heartbeat
+      nextAddr = this.#addressOf(next);
+    }
     const failedTarget = nextAddr ?? `/p2p/${next}`;
     let hasher: Blake3Hasher | undefined;
     let opening: Promise<OutboundPut | DfsError> | undefined;

@@ -116,6 +116,9 @@ export class ControlLoop {
   #inFlight: Promise<boolean> | undefined;
   /** A beat was asked for while one was in flight: send the next right after it. */
   #again = false;
+  /** Waiting for the answer of a beat that starts after they asked (refreshDirectory). */
+  #waitingForNextBeat: Array<() => void> = [];
+  #refreshing: Promise<void> | undefined;
   readonly #queue: CopyJob[] = [];
   /** Copies queued or running, by chunk id and target: a repeated command is not run twice. */
   readonly #pendingCopies = new Set<string>();
@@ -180,6 +183,25 @@ export class ControlLoop {
     for (let round = 0; round < 10_000 && this.#work.size > 0; round++) await Promise.allSettled([...this.#work]);
   }
 
+  /**
+   * Brings the node list up to date now: a heartbeat (which carries the list's version) is sent
+   * at once and its answer awaited, at most `timeoutMs`. Calls made meanwhile share it. For a
+   * pipeline naming a node that registered since the last beat.
+   */
+  refreshDirectory(timeoutMs = 3_000): Promise<void> {
+    this.#refreshing ??= new Promise<void>((resolve) => {
+      const timer = this.#clock.setTimeout(resolve, timeoutMs);
+      this.#waitingForNextBeat.push(() => {
+        timer.cancel();
+        resolve();
+      });
+      this.beatSoon();
+    }).finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
   /** Sends a heartbeat now (right after the one in flight, if any), then resumes the cadence. */
   beatSoon(): void {
     if (!this.#started || this.#stopped) return;
@@ -196,10 +218,12 @@ export class ControlLoop {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#again = false;
+    const waiters = this.#waitingForNextBeat.splice(0);
     const tick = this.#tick();
     this.#inFlight = tick;
     void tick.then((ok) => {
       this.#inFlight = undefined;
+      for (const wake of waiters) wake();
       if (this.#stopped) return;
       if (ok && this.#again) {
         this.stats.earlyBeats++;

@@ -84,6 +84,8 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     const thePeer = peer;
     const masterIds = new Set(options.masters.map(peerIdInAddr).filter((x): x is string => x !== undefined));
     const directory = new NodeDirectory();
+    // The control loop comes next; until it runs there is nothing to refresh from.
+    let refreshDirectory = (): Promise<void> => Promise.resolve();
     const service = new ChunkService({
       peer,
       privateKey,
@@ -91,6 +93,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       blake3,
       canDelete: (peerId) => masterIds.has(peerId),
       resolveNode: (peerId) => directory.addressOf(peerId),
+      refreshNodes: () => refreshDirectory(),
       ...(options.maxInflightBytesPerPeer !== undefined ? { maxInflightBytesPerPeer: options.maxInflightBytesPerPeer } : {}),
     });
     await service.start();
@@ -106,7 +109,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       ...(options.quarantineRetentionMs !== undefined ? { quarantineRetentionMs: options.quarantineRetentionMs } : {}),
       onError: (err) => log('scrub', err),
     });
-    const control = new ControlLoop({
+    const control: ControlLoop = new ControlLoop({
       nodeId: self.peerId,
       store,
       directory,
@@ -119,7 +122,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       ...(options.replicationBytesPerSec !== undefined ? { replicationBytesPerSec: options.replicationBytesPerSec } : {}),
       link: {
         register: async () => {
-          await meta.write({ op: 'registerNode', nodeId: self.peerId, addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
+          await meta.write({ op: 'registerNode', nodeId: self.peerId, name: options.name.slice(0, 64), addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
         },
         heartbeat: (request) => meta.leaderRequest({ type: 'heartbeat', ...request }),
         report: async (page) => {
@@ -129,6 +132,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       // The receipt of the target is checked by putChunk before this resolves.
       copy: (toAddr, id, bytes, fence, signal) => putChunk(thePeer, [toAddr], id, bytes, fence, { signal }),
     });
+    refreshDirectory = () => control.refreshDirectory();
     control.start();
     scrubber.start();
     return {

@@ -39,7 +39,9 @@ describe('dfs CLI against a local cluster', () => {
     try {
       const status = await dfs(cwd, 'status', '--json');
       expect(status.code, status.stderr).toBe(0);
-      const masters = JSON.parse(status.stdout) as Array<{ status?: { role: string } }>;
+      const { masters, nodes, chunks } = JSON.parse(status.stdout) as { masters: Array<{ status?: { role: string } }>; nodes: Array<{ state: string }>; chunks: { underReplicated: number } };
+      expect(nodes.every((n) => n.state === 'alive')).toBe(true);
+      expect(chunks.underReplicated).toBe(0);
       expect(masters.map((m) => m.status?.role).sort()).toEqual(['follower', 'follower', 'leader']);
       expect((await dfs(cwd, 'status')).stdout).toMatch(/leader m\d/);
 

@@ -130,7 +130,7 @@ function expectTable(o: Outcome, frozen: string): string | undefined {
 
 function expectJson(o: Outcome, frozen: string): Array<{ addr: string; code?: string; error?: string; status?: { name: string; role: string } }> {
   expect(o.stderr, o.how).not.toMatch(/^\s+at /m);
-  const all = JSON.parse(o.stdout) as Array<{ addr: string; code?: string; error?: string; status?: { name: string; role: string } }>;
+  const all = (JSON.parse(o.stdout) as { masters: Array<{ addr: string; code?: string; error?: string; status?: { name: string; role: string } }> }).masters;
   expect(all.map((a) => a.addr), o.how).toEqual(cluster.masterAddrs);
   const entry = all.find((a) => a.addr === master(frozen).addr)!;
   expect(entry, o.how).toMatchObject({ code: 'ERR_TIMEOUT', error: expect.stringMatching(/^ERR_TIMEOUT: /) });

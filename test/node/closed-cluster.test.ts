@@ -118,3 +118,22 @@ describe('pipelines name peer ids; a node dials only storage nodes it knows', ()
     expect((await rejection(putChunk(client, [first.addr, '/ip4/127.0.0.1/tcp/1'], x.id, x.data, FENCE))).code).toBe('ERR_INVALID_ARGUMENT');
   });
 });
+
+describe('a pipeline naming a node that registered after our last heartbeat', () => {
+  it('asks the masters for the node list once, then forwards (the first put after a cluster starts)', async () => {
+    const late = await startNode({}, { listed: false });
+    let refreshed = 0;
+    const node = await startNode({
+      refreshNodes: async () => {
+        refreshed++;
+        known.set(late.peer.peerId, late.addr); // what the heartbeat's fresh node list says
+      },
+    });
+    const client = await startPeer({ listen: [] });
+    const x = makeChunk(64 * 1024);
+    const { stored } = await putChunk(client, [node.addr, late.addr], x.id, x.data, FENCE);
+    expect(stored).toEqual([node.peer.peerId, late.peer.peerId]);
+    expect(refreshed).toBe(1);
+    expect(await late.store.has(x.id)).toBe(true);
+  });
+});

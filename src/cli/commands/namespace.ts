@@ -59,30 +59,6 @@ export async function lsCommand(path: string | undefined, options: ClusterOption
   });
 }
 
-/**
- * `dfs status`: every master's role, term, indexes and lag; exit code 1 without a leader. A
- * master that does not answer (down, or stopped and timing out) is a row of its own, ROLE
- * "unreachable" and the reason under ERROR; with --json, an entry with `code` and `error`.
- */
-export async function statusCommand(options: ClusterOption & Json, io: CliIO): Promise<void> {
-  const all = await withMetaClient(options, io, (c) => c.statusAll());
-  if (options.json) {
-    io.stdout.write(JSON.stringify(all) + '\n');
-  } else {
-    const leader = all.find((a) => a.status?.role === 'leader')?.status;
-    const rows = all.map(({ addr, status, error }) => {
-      // The address has its own column: the reason names it "the master" (--json keeps it whole).
-      if (!status) return ['?', 'unreachable', '-', '-', '-', '-', (error ?? 'no answer').split(addr).join('the master').replace(/\s+/g, ' '), addr];
-      const lag = leader?.followerLag?.[status.peerId];
-      return [status.name, status.role, String(status.term), String(status.commitIndex), String(status.appliedIndex), status.role === 'leader' ? '0' : lag === undefined ? '?' : String(lag), '', addr];
-    });
-    io.stdout.write(formatTable(['MASTER', 'ROLE', 'TERM', 'COMMIT', 'APPLIED', 'LAG', 'ERROR', 'ADDRESS'], rows, new Set([2, 3, 4, 5])));
-    const s: MasterStatus | undefined = leader;
-    if (s) io.stdout.write(`\nleader ${s.name}; ${s.counts.entries} namespace entries, ${s.counts.files} files, ${s.counts.nodes} storage nodes\n`);
-  }
-  if (!all.some((a) => a.status?.role === 'leader')) {
-    throw new DfsError('ERR_NO_QUORUM', 'no leader: fewer than a majority of the masters are reachable, or an election is under way');
-  }
-}
+export { statusCommand } from './nodes.ts';
 
 export type { Entry };
