@@ -122,6 +122,17 @@ export class NodeTable {
     return true;
   }
 
+  /** Drops the copies queued for a node that will not take them (not alive). */
+  clearReplicate(nodeId: string): void {
+    const s = this.#nodes.get(nodeId);
+    if (s) s.replicate.length = 0;
+  }
+
+  /** Every node heard since this leader started. */
+  heardIds(): IterableIterator<string> {
+    return this.#nodes.keys();
+  }
+
   takeReplicate(nodeId: string, max: number): ReplicateCommand[] {
     const s = this.#nodes.get(nodeId);
     return s ? s.replicate.splice(0, max) : [];

@@ -43,7 +43,7 @@ export interface RepairOptions {
   readonly reportWaitMs?: number;
   /** Copies one node makes (as source) or receives (as target) at once. Default 8. */
   readonly copiesPerNode?: number;
-  /** A copy not confirmed by its target within this long is given up and tried again. Default 60 s. */
+  /** A copy not confirmed by its target within this long is given up and tried again. Default 30 s. */
   readonly copyTimeoutMs?: number;
   /** Room a target must have for one chunk (the largest a chunk can be). Default 8 MiB. */
   readonly chunkRoomBytes?: number;
@@ -89,8 +89,13 @@ export class RepairTask implements LeaderTask {
     this.#log = (options.logger ?? silentLogger).child({ component: 'repair' });
   }
 
+  /** Counted now (not as of the last round): a status right after a node died shows it. */
   get health(): ChunkHealth {
-    return this.#health;
+    const plane = this.#o.plane();
+    if (!plane || plane !== this.#plane) return this.#health;
+    const states = new Map(this.#o.nodes().map((n) => [n.id, n]));
+    const { health } = this.#survey(plane, states);
+    return { ...this.#health, ...health, repairing: this.#inflightCount() };
   }
 
   /** Copies under way whose source or target is `nodeId`. */
@@ -145,7 +150,10 @@ export class RepairTask implements LeaderTask {
   #settle(plane: DataPlane): void {
     const failed = new Set(this.#results.splice(0).map((r) => `${r.id} ${r.to}`));
     const now = this.#o.now();
-    const timeoutMs = this.#o.copyTimeoutMs ?? 60_000;
+    const timeoutMs = this.#o.copyTimeoutMs ?? 30_000;
+    // Nodes that may still take commands: a dead (or removed) one will not.
+    const alive = new Set(this.#o.nodes().filter((n) => READABLE.has(n.state)).map((n) => n.id));
+    for (const id of plane.nodes.heardIds()) if (!alive.has(id)) plane.nodes.clearReplicate(id);
     for (const [id, copies] of this.#inflight) {
       const holders = plane.locations.holders(id);
       const left = copies.filter((c) => {
@@ -154,7 +162,8 @@ export class RepairTask implements LeaderTask {
           this.#done.push(now);
           return false;
         }
-        return !failed.has(`${id} ${c.target}`) && now - c.startedMs < timeoutMs;
+        // Failed, too slow, or an end of it dead: planned again next round.
+        return !failed.has(`${id} ${c.target}`) && now - c.startedMs < timeoutMs && alive.has(c.source) && alive.has(c.target);
       });
       if (left.length === 0) this.#inflight.delete(id);
       else this.#inflight.set(id, left);
@@ -206,7 +215,10 @@ export class RepairTask implements LeaderTask {
       const going = this.#inflight.get(job.id) ?? [];
       let needed = rf - job.counted - going.length;
       while (needed > 0) {
-        const source = [...job.holders].filter((h) => READABLE.has(states.get(h)?.state ?? 'dead') && free(h)).sort((a, b) => (busy.get(a) ?? 0) - (busy.get(b) ?? 0))[0];
+        // An alive holder if there is one (a suspect may be dead already), least busy first.
+        const source = [...job.holders]
+          .filter((h) => READABLE.has(states.get(h)?.state ?? 'dead') && free(h))
+          .sort((a, b) => Number(states.get(b)?.state === 'alive') - Number(states.get(a)?.state === 'alive') || (busy.get(a) ?? 0) - (busy.get(b) ?? 0))[0];
         if (!source) break;
         const exclude = new Set([...job.holders, ...going.map((c) => c.target), ...[...busy].filter(([, n]) => n >= perNode).map(([id]) => id)]);
         const [target] = plane.pickTargets(this.#o.chunkRoomBytes ?? 8 * 1024 * 1024, 1, exclude);
