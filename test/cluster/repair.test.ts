@@ -96,6 +96,21 @@ describe('repair after node loss (real processes)', () => {
     expect((await c.get('/r/one')).equals(Buffer.from(data))).toBe(true);
   }, 180_000);
 
+  it('the leader SIGKILLed during a repair: the new leader finishes it', async () => {
+    const c = await cluster();
+    const data = new SeededBytes(seed + 5).bytes(48 * 1024 * 1024);
+    await c.put('/r/leader', data);
+    await c.atRf();
+    const victim = [...(await c.holders('/r/leader')).values()][0]![0]!;
+    await c.t.cluster.kill(victim);
+    await c.until('repair under way', c.leaderStatus, (s) => (s.chunks?.repairing ?? 0) > 0 || (s.chunks?.repaired ?? 0) > 0);
+    const leader = await c.t.leaderName();
+    await c.t.cluster.kill(leader);
+    await c.until('a new leader', c.leaderStatus, (s) => s.name !== leader);
+    await c.atRf();
+    expect((await c.get('/r/leader')).equals(Buffer.from(data))).toBe(true);
+  }, 180_000);
+
   it('two nodes killed at once: nothing lost, everything repaired', async () => {
     const c = await cluster();
     const data = new SeededBytes(seed + 1).bytes(12 * 1024 * 1024);
