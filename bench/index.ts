@@ -10,6 +10,7 @@ import { runDataBench } from './data.ts';
 import { runMasterBench } from './master.ts';
 import { runNetBench } from './net.ts';
 import { runRaftBench } from './raft.ts';
+import { runRepairBench } from './repair.ts';
 import { runStoreBench } from './store.ts';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<void>> = {
   master: runMasterBench,
   chunk: runChunkBench,
   data: runDataBench,
+  repair: runRepairBench,
 };
 
 const wanted = process.argv.slice(2);

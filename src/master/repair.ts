@@ -1,5 +1,6 @@
 import { type Logger, silentLogger } from '../log/index.ts';
 import type { NodeRecord, NodeState } from '../meta/index.ts';
+import { verifyReceipt } from '../net/receipt.ts';
 import { addrOf, type DataPlane } from './data-plane.ts';
 import type { NodeChunkDeleter } from './garbage-collector.ts';
 import type { LeaderContext, LeaderTask } from './leader-tasks.ts';
@@ -10,6 +11,8 @@ export interface ReplicateResult {
   readonly to: string;
   readonly ok: boolean;
   readonly code?: string | undefined;
+  /** The target's receipt signature for (id, the copy's fence), when ok. */
+  readonly sig?: string | undefined;
 }
 
 export interface ChunkHealth {
@@ -37,11 +40,11 @@ export interface RepairOptions {
   readonly deleteOnNode: NodeChunkDeleter;
   readonly now: () => number;
   readonly logger?: Logger;
-  /** How often the leader looks for work. Default 500 ms. */
+  /** How often the leader looks for work. Default 200 ms. */
   readonly checkEveryMs?: number;
   /** A new leader decides nothing until every live node reported, or this long. Default 15 s. */
   readonly reportWaitMs?: number;
-  /** Copies one node makes (as source) or receives (as target) at once. Default 8. */
+  /** Copies one node makes (as source) or receives (as target) at once. Default 32. */
   readonly copiesPerNode?: number;
   /** A copy not confirmed by its target within this long is given up and tried again. Default 30 s. */
   readonly copyTimeoutMs?: number;
@@ -52,6 +55,7 @@ export interface RepairOptions {
 interface Copy {
   readonly source: string;
   readonly target: string;
+  readonly fence: number;
   readonly startedMs: number;
 }
 
@@ -105,15 +109,31 @@ export class RepairTask implements LeaderTask {
     return n;
   }
 
-  /** A node's heartbeat told how its copies went (failures are retried at once elsewhere). */
+  /**
+   * A node's heartbeat told how its copies went: a failure is planned again at once; a success
+   * that carries the target's receipt (checked against the copy's fence) counts now — the
+   * target's own word, without waiting for its next report.
+   */
   noteResults(nodeId: string, results: readonly ReplicateResult[]): void {
-    for (const r of results) if (!r.ok) this.#results.push(r);
+    for (const r of results) {
+      if (!r.ok) this.#results.push(r);
+      else if (r.sig !== undefined) void this.#countReceipt(r.id, r.to, r.sig);
+    }
     if (results.some((r) => !r.ok)) this.#log.info({ node: nodeId, failed: results.filter((r) => !r.ok).length }, 'copies failed on a node');
+  }
+
+  async #countReceipt(id: string, to: string, sig: string): Promise<void> {
+    const copy = this.#inflight.get(id)?.find((c) => c.target === to);
+    const plane = this.#plane;
+    if (!copy || !plane) return;
+    if (await verifyReceipt(id, copy.fence, { node: to, sig })) {
+      if (this.#plane === plane && plane.receiptFresh(id, copy.fence)) plane.locations.add(id, to);
+    }
   }
 
   async run(ctx: LeaderContext): Promise<void> {
     for (;;) {
-      await ctx.sleep(this.#o.checkEveryMs ?? 500);
+      await ctx.sleep(this.#o.checkEveryMs ?? 200);
       await this.runOnce(ctx);
     }
   }
@@ -202,7 +222,7 @@ export class RepairTask implements LeaderTask {
 
   #queueCopies(plane: DataPlane, states: ReadonlyMap<string, NodeRecord>, jobs: ReadonlyArray<{ id: string; counted: number; holders: ReadonlySet<string> }>): void {
     const rf = this.#o.replicationFactor();
-    const perNode = this.#o.copiesPerNode ?? 8;
+    const perNode = this.#o.copiesPerNode ?? 32;
     const busy = new Map<string, number>();
     for (const copies of this.#inflight.values()) {
       for (const c of copies) {
@@ -225,7 +245,7 @@ export class RepairTask implements LeaderTask {
         if (!target) break;
         const fence = plane.fences.next();
         if (!plane.queueReplicate(source, { id: job.id, to: target.id, toAddr: addrOf(target), fence })) break;
-        going.push({ source, target: target.id, startedMs: this.#o.now() });
+        going.push({ source, target: target.id, fence, startedMs: this.#o.now() });
         busy.set(source, (busy.get(source) ?? 0) + 1);
         busy.set(target.id, (busy.get(target.id) ?? 0) + 1);
         this.#log.debug({ chunk: job.id, source, target: target.id, counted: job.counted }, 'copy queued');

@@ -75,7 +75,10 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     nodesVersion: schema.optional(schema.string({ maxLength: 64 })),
     /** How the copies the leader asked for went since the last heartbeat. */
     replicated: schema.optional(
-      schema.array(schema.object({ id: chunkId, to: nodeId, ok: schema.boolean(), code: schema.optional(schema.string({ maxLength: 64 })) }), { maxLength: 1024 }),
+      schema.array(
+        schema.object({ id: chunkId, to: nodeId, ok: schema.boolean(), code: schema.optional(schema.string({ maxLength: 64 })), sig: schema.optional(schema.string({ maxLength: 128 })) }),
+        { maxLength: 1024 },
+      ),
     ),
   }),
   /** One page of a storage node's full chunk report. */

@@ -22,7 +22,8 @@ export interface MasterLink {
  * Puts `bytes` (chunk `id`, read and verified here) on the node at `toAddr` under `fence`, and
  * resolves only when it holds them, with its receipt checked (putChunk does both).
  */
-export type CopyChunk = (toAddr: string, id: string, bytes: Uint8Array, fence: number, signal: AbortSignal) => Promise<unknown>;
+/** Puts the bytes on the target; resolves with the nodes' checked receipts (the target's among them). */
+export type CopyChunk = (toAddr: string, id: string, bytes: Uint8Array, fence: number, signal: AbortSignal) => Promise<{ readonly receipts: ReadonlyArray<{ readonly node: string; readonly sig: string }> } | void>;
 
 export interface ControlLoopOptions {
   /** This node's peer id. */
@@ -418,8 +419,10 @@ export class ControlLoop {
         }
         throw err;
       }
-      await this.#o.copy(cmd.toAddr, cmd.id, bytes, cmd.fence, this.#stopping.signal);
-      return { id: cmd.id, to: cmd.to, ok: true };
+      const put = await this.#o.copy(cmd.toAddr, cmd.id, bytes, cmd.fence, this.#stopping.signal);
+      // The target's receipt lets the leader count the copy now, not at the target's next beat.
+      const sig = put?.receipts.find((r) => r.node === cmd.to)?.sig;
+      return { id: cmd.id, to: cmd.to, ok: true, ...(sig !== undefined ? { sig } : {}) };
     } catch (err) {
       return fail(isDfsError(err) ? err.code : 'ERR_INTERNAL');
     }

@@ -77,6 +77,8 @@ export interface ReplicateResult {
   readonly ok: boolean;
   /** Why it failed (an ErrorCode), when !ok. */
   readonly code?: string;
+  /** When ok: the target's receipt signature for (id, the command's fence): the target's own proof. */
+  readonly sig?: string;
 }
 
 /** What a node sends with each heartbeat (the metadata protocol adds `type: 'heartbeat'`). */

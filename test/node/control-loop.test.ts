@@ -1,3 +1,4 @@
+import { verifyReceipt } from '../../src/net/receipt.ts';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { putChunk } from '../../src/client/chunk-client.ts';
@@ -350,7 +351,10 @@ describe('ControlLoop: heartbeat answers', () => {
       await loop.idle();
       expect(Buffer.from(await target.store.get(x!.id)).equals(Buffer.from(x!.data))).toBe(true);
       await loop.beat();
-      expect(master.beats.at(-1)!.replicated).toEqual([{ id: x!.id, to: target.peer.peerId, ok: true }]);
+      const [result] = master.beats.at(-1)!.replicated!;
+      expect(result).toMatchObject({ id: x!.id, to: target.peer.peerId, ok: true });
+      // The target's own receipt rides along, for the leader to count the copy at once.
+      expect(await verifyReceipt(x!.id, 123, { node: target.peer.peerId, sig: result!.sig! })).toBe(true);
       // The fence travelled: a delete decided before it keeps the copy.
       target.store.fences.raiseFloor(0);
       expect(await target.store.delete(x!.id, { fence: 100 })).toBe('kept');
