@@ -4,14 +4,20 @@
  * memory (frame-reader.ts).
  */
 export {
+  DEFAULT_FRAME_IDLE_TIMEOUT_MS,
   DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MIN_FRAME_BYTES_PER_SECOND,
   DEFAULT_READ_HIGH_WATER_BYTES,
   encodeFrame,
   FRAME_HEADER_BYTES,
+  MAX_STREAM_READ_BUFFER_BYTES,
+  MAX_STREAM_WINDOW_BYTES,
   streamClosedError,
+  streamPeer,
+  tagStreamPeer,
 } from './frame-format.ts';
 export type { FrameOptions, SignalOptions } from './frame-format.ts';
 export { FrameWriter, trySendNow, waitForDrain } from './frame-writer.ts';
 export type { FrameWriterStats } from './frame-writer.ts';
-export { FrameReader } from './frame-reader.ts';
-export type { FrameReaderOptions, FrameReaderStats } from './frame-reader.ts';
+export { DEFAULT_RECEIVE_BUDGET, FrameReader, processReceiveBudget, ReceiveBudget } from './frame-reader.ts';
+export type { FrameReaderOptions, FrameReaderStats, ReceiveBudgetLimits, ReceiveBudgetStats } from './frame-reader.ts';

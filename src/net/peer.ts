@@ -11,6 +11,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { DfsError } from '../errors/index.ts';
 import { deadlineSignal, errorFromAbort } from './deadline.ts';
+import { MAX_STREAM_READ_BUFFER_BYTES, MAX_STREAM_WINDOW_BYTES, tagStreamPeer } from './frame-format.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { noisePrologue, swarmKeyFromSecret } from './swarm-key.ts';
 
@@ -35,8 +36,20 @@ export interface PeerOptions {
    * which also encrypts every byte a second time (XSalsa20) before Noise.
    */
   readonly secretMode?: 'handshake' | 'pnet';
-  /** Connections kept before libp2p prunes the least valuable. Default 1000. */
+  /**
+   * Connections in all: inbound ones beyond it are refused, and libp2p prunes the least
+   * valuable when it is passed. Default 512.
+   */
   readonly maxConnections?: number;
+  /** Connections one remote peer (peer id) may have open to us at once; more are refused. Default 4. */
+  readonly maxConnectionsPerPeer?: number;
+  /** New inbound connections one remote host (IP address) may open per second. Default 100. */
+  readonly maxInboundConnectionsPerSecondPerHost?: number;
+  /**
+   * Streams the remote may have open on one connection, all protocols together (each protocol
+   * has its own bound too, HandleOptions.maxInboundStreams); more are reset. Default 512.
+   */
+  readonly maxStreamsPerConnection?: number;
   /** Bound on opening a connection when the caller gives no timeout. Default 10 s. */
   readonly dialTimeoutMs?: number;
 }
@@ -70,16 +83,22 @@ export interface DialOptions {
   readonly negotiateFully?: boolean;
 }
 
-const DEFAULT_MAX_CONNECTIONS = 1000;
-const DEFAULT_DIAL_TIMEOUT_MS = 10_000;
-
 /**
- * Yamux flow control: a stream's receive window may grow up to MAX_STREAM_WINDOW_BYTES. When a
- * reader pauses a stream, the sender may still deliver what is left of the window, which the
- * stream buffers; the read buffer limit (above which the stream is reset) must exceed the window.
+ * Connection and stream bounds, sized for a cluster of tens of masters and storage nodes plus
+ * its clients: a master or node has one connection per other process and per client process
+ * using it. Each connection costs little at rest (~tens of KiB); what its streams may buffer is
+ * bounded by the frame readers' receive budget (FrameReader), not by these counts.
  */
-const MAX_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
-const MAX_STREAM_READ_BUFFER_BYTES = 2 * MAX_STREAM_WINDOW_BYTES;
+const DEFAULT_MAX_CONNECTIONS = 512;
+/** One connection per peer is the norm; two when both dial at once, briefly more on a restart. */
+const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4;
+const DEFAULT_INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 100;
+/**
+ * The per-protocol bounds add up to ~330 on one connection (metadata 256, chunks 64, Raft 6);
+ * this bounds them all together, and streams still negotiating their protocol.
+ */
+const DEFAULT_MAX_STREAMS_PER_CONNECTION = 512;
+const DEFAULT_DIAL_TIMEOUT_MS = 10_000;
 
 /**
  * Peers tagged with a name starting "keep-alive" are redialled by libp2p when they disconnect;
@@ -113,6 +132,11 @@ export class DfsPeer {
     const bootstrapList = [...(options.bootstrap ?? [])];
     for (const addr of [...listen, ...bootstrapList]) parseMultiaddr(addr);
     const dialTimeoutMs = options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
+    const maxConnectionsPerPeer = positiveInteger('maxConnectionsPerPeer', options.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER);
+    const maxStreamsPerConnection = positiveInteger('maxStreamsPerConnection', options.maxStreamsPerConnection ?? DEFAULT_MAX_STREAMS_PER_CONNECTION);
+    // The gater runs before the node exists; it finds the node through this.
+    let started: Libp2p | undefined;
+    const connectionsOf = (peer: PeerId): number => started?.getConnections(peer).length ?? 0;
     const swarmKey = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
     const pnet = swarmKey !== undefined && options.secretMode === 'pnet';
     const prologueBytes = swarmKey !== undefined && !pnet ? noisePrologue(swarmKey) : undefined;
@@ -126,9 +150,14 @@ export class DfsPeer {
         connectionEncrypters: [noise({ crypto: noiseCrypto, ...(prologueBytes ? { prologueBytes } : {}) })],
         streamMuxers: [
           yamux({
+            maxInboundStreams: maxStreamsPerConnection,
             streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES, maxReadBufferLength: MAX_STREAM_READ_BUFFER_BYTES },
           }),
         ],
+        connectionGater: {
+          // Once Noise has told us who it is: a peer already at its bound gets no more.
+          denyInboundEncryptedConnection: (peer: PeerId) => connectionsOf(peer) >= maxConnectionsPerPeer,
+        },
         ...(pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
         peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 0, tagName: BOOTSTRAP_TAG })] : [],
         connectionManager: {
@@ -136,9 +165,17 @@ export class DfsPeer {
           dialTimeout: dialTimeoutMs,
           // Defaults are tuned for the public network (5 new connections per second per host);
           // a cluster restarting behind one NAT, or a test host, opens many more.
-          inboundConnectionThreshold: 100,
+          inboundConnectionThreshold: options.maxInboundConnectionsPerSecondPerHost ?? DEFAULT_INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,
           maxIncomingPendingConnections: 100,
         },
+      });
+      started = node;
+      // Connections upgraded side by side all pass the gater; the ones past the bound close here.
+      node.addEventListener('connection:open', (evt) => {
+        const connection = evt.detail;
+        if (connection.direction === 'inbound' && connectionsOf(connection.remotePeer) > maxConnectionsPerPeer) {
+          connection.abort(new DfsError('ERR_OVERLOADED', `peer ${connection.remotePeer.toString()} has more than ${maxConnectionsPerPeer} connections open to us`));
+        }
       });
     } catch (err) {
       throw new DfsError('ERR_INVALID_ARGUMENT', `cannot start the network peer: ${(err as Error).message}`, { cause: err });
@@ -171,8 +208,10 @@ export class DfsPeer {
     await this.#node.handle(
       protocol,
       async (stream: Stream, connection: Connection) => {
+        const peerId = connection.remotePeer.toString();
+        tagStreamPeer(stream, peerId);
         try {
-          await handler(stream, { peerId: connection.remotePeer.toString(), addr: connection.remoteAddr.toString() });
+          await handler(stream, { peerId, addr: connection.remoteAddr.toString() });
         } catch (err) {
           stream.abort(err instanceof Error ? err : new Error(String(err)));
         }
@@ -203,11 +242,13 @@ export class DfsPeer {
       throw new DfsError('ERR_PEER_UNREACHABLE', `cannot reach ${target}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      return await connection.newStream(protocol, {
+      const stream = await connection.newStream(protocol, {
         signal,
         ...(options.maxOutboundStreams === undefined ? {} : { maxOutboundStreams: options.maxOutboundStreams }),
         ...(options.negotiateFully === undefined ? {} : { negotiateFully: options.negotiateFully }),
       });
+      tagStreamPeer(stream, connection.remotePeer.toString());
+      return stream;
     } catch (err) {
       if (signal.aborted) throw errorFromAbort(signal, `opening ${protocol} to ${target}`);
       const name = (err as Error).name;
@@ -230,6 +271,11 @@ export class DfsPeer {
 /** Starts a peer; see PeerOptions. */
 export function createPeer(options: PeerOptions): Promise<DfsPeer> {
   return DfsPeer.create(options);
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new DfsError('ERR_INVALID_ARGUMENT', `${name} must be a positive integer, got ${value}`);
+  return value;
 }
 
 function parseMultiaddr(addr: string): ReturnType<typeof multiaddr> {

@@ -78,8 +78,8 @@ async function serveOneCall<Request>(
   const transferTimeoutMs = options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS;
   const reader = new FrameReader(stream, {
     maxFrameBytes,
-    // Tell the caller why before the reader aborts the stream, so it sees ERR_PROTOCOL.
-    onOversizedFrame: (err) => trySendNow(stream, errorResponse(err)),
+    // Tell the caller why (oversized, or a bound passed) before the reader aborts the stream.
+    onAbort: (err) => trySendNow(stream, errorResponse(err)),
   });
   let response: Uint8Array;
   try {
@@ -228,12 +228,15 @@ export function parseResponse<T>(envelope: unknown, responseSchema: Schema<T>): 
   if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) {
     throw new DfsError('ERR_PROTOCOL', `response: expected object, got ${Array.isArray(envelope) ? 'array' : envelope === null ? 'null' : typeof envelope}`);
   }
-  if (Object.hasOwn(envelope, 'error')) {
-    const { code, message } = wireError.parseAt((envelope as { error: unknown }).error, 'error');
-    if (Object.hasOwn(ERROR_CODES, code)) throw new DfsError(code as ErrorCode, message);
-    throw new DfsError('ERR_PROTOCOL', `peer answered with unknown error ${code}: ${message}`);
-  }
+  if (Object.hasOwn(envelope, 'error')) throw parseWireError((envelope as { error: unknown }).error);
   return responseSchema.parseAt((envelope as { result?: unknown }).result, 'result');
+}
+
+/** The DfsError a peer sent as `{ code, message }` (a code this build does not know: ERR_PROTOCOL). */
+export function parseWireError(error: unknown): DfsError {
+  const { code, message } = wireError.parseAt(error, 'error');
+  if (Object.hasOwn(ERROR_CODES, code)) return new DfsError(code as ErrorCode, message);
+  return new DfsError('ERR_PROTOCOL', `peer answered with unknown error ${code}: ${message}`);
 }
 
 export function errorResponse(err: unknown): Uint8Array {
