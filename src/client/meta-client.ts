@@ -5,6 +5,7 @@ import {
   type Entry,
   type ListedEntry,
   type MasterStatus,
+  META_MAX_FRAME_BYTES,
   META_PROTOCOL,
   type MetaRequest,
   type MetaResponse,
@@ -187,6 +188,13 @@ export class MetaClient {
         this.#leader = target;
         return response.value;
       }
+      if (response?.code === 'ERR_OVERLOADED') {
+        // The leader sheds load (too much in flight from us or from everyone): wait, then again.
+        tried.push(`${shortAddr(target)}: ERR_OVERLOADED`);
+        await this.#pause(Math.min(backoffMs, Math.max(0, deadline - performance.now())));
+        backoffMs = Math.min(backoffMs * 2, 400);
+        continue;
+      }
       if (response && response.code !== 'ERR_NOT_LEADER' && response.code !== 'ERR_TIMEOUT') {
         throw new DfsError((response.code ?? 'ERR_PROTOCOL') as ErrorCode, response.message ?? 'refused by the master');
       }
@@ -233,7 +241,7 @@ const pools = new WeakMap<DfsPeer, RpcChannelPool>();
 function channelsOf(peer: DfsPeer): RpcChannelPool {
   let pool = pools.get(peer);
   if (!pool) {
-    pool = new RpcChannelPool(peer, META_PROTOCOL);
+    pool = new RpcChannelPool(peer, META_PROTOCOL, { maxFrameBytes: META_MAX_FRAME_BYTES });
     pools.set(peer, pool);
   }
   return pool;

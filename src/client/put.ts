@@ -1,7 +1,7 @@
 import { type Blake3, type Chunk, CHUNKER_ID, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS } from '../chunker/index.ts';
 import { randomBytes } from 'node:crypto';
 import { DfsError, isDfsError } from '../errors/index.ts';
-import { type Manifest, parsePlacements } from '../meta/index.ts';
+import { type Manifest, parsePlacements, STORED_ACKS_PER_REQUEST, type StoredAck } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { ChunkStreams, putChunk } from './chunk-client.ts';
@@ -50,6 +50,8 @@ interface Upload {
 
 /** Upload attempts per chunk before the put fails. */
 const MAX_ATTEMPTS = 4;
+/** Receipts sent ahead in one proveStored request while the upload goes on. */
+const PROOFS_PER_BATCH = 256;
 
 /**
  * Stores a stream as a file: chunk + hash (one pass), placement requests in batches (chunks the
@@ -78,8 +80,9 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   const whole = await o.blake3.createHasher();
   whole.reset();
   const manifestChunks: Array<[string, number]> = [];
-  /** The nodes' signed receipts for each uploaded chunk: the commit's proof of its copies. */
+  /** The nodes' signed receipts for each uploaded chunk: the proof of its copies. */
   const stored = new Map<string, { fence: number; receipts: Receipt[] }>();
+  const proofs = new ProofSender(o.meta);
   const seen = new Set<string>(); // chunk ids met so far in this file (dedup within the file)
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
@@ -100,6 +103,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
       try {
         const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, fence, { pool: streams });
         stored.set(chunk.id, { fence, receipts: r.receipts });
+        proofs.add({ id: chunk.id, fence, receipts: r.receipts });
         sentBytes += chunk.length;
         o.onProgress?.(chunk.length);
         return;
@@ -168,11 +172,58 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   await Promise.all(inflight);
   if (failure) throw failure;
   const manifest: Manifest = { chunker: CHUNKER_ID, params, size, blake3: whole.digestHex(), chunks: manifestChunks };
-  await o.meta.write(
-    { op: 'commitFile', path, manifest, parents: o.parents ?? true, ifAbsent: o.ifAbsent ?? false },
-    { stored: [...stored].map(([id, { fence, receipts }]) => ({ id, fence, receipts })), uploadId },
-  );
+  const commit = (last: StoredAck[]) =>
+    o.meta.write({ op: 'commitFile', path, manifest, parents: o.parents ?? true, ifAbsent: o.ifAbsent ?? false }, { stored: last, uploadId });
+  try {
+    await commit(await proofs.flush());
+  } catch (err) {
+    // A leader that took over since the proofs went ahead does not know them: prove it all again.
+    if (!isDfsError(err, 'ERR_UNDER_REPLICATED') || stored.size === 0) throw err;
+    for (const [id, { fence, receipts }] of stored) proofs.add({ id, fence, receipts });
+    await commit(await proofs.flush());
+  }
   return { size, chunks: manifestChunks.length, sentBytes, dedupedBytes, blake3: manifest.blake3 };
+}
+
+/**
+ * Sends an upload's receipts to the leader as they come (`proveStored`, a batch at a time, one
+ * request in flight), so no single request grows with the file; `flush` sends all but the last
+ * batch and hands that one back for the commit itself. A failed batch is kept and sent again.
+ */
+class ProofSender {
+  readonly #meta: MetaClient;
+  #pending: StoredAck[] = [];
+  #sending: Promise<void> | undefined;
+
+  constructor(meta: MetaClient) {
+    this.#meta = meta;
+  }
+
+  add(ack: StoredAck): void {
+    this.#pending.push(ack);
+    if (this.#pending.length >= PROOFS_PER_BATCH && !this.#sending) {
+      this.#sending = this.#send().finally(() => {
+        this.#sending = undefined;
+      });
+    }
+  }
+
+  /** Sends what is waiting except one last batch, which it returns (for the commit). */
+  async flush(): Promise<StoredAck[]> {
+    await this.#sending;
+    while (this.#pending.length > STORED_ACKS_PER_REQUEST) await this.#send(true);
+    return this.#pending.splice(0);
+  }
+
+  async #send(strict = false): Promise<void> {
+    const batch = this.#pending.splice(0, STORED_ACKS_PER_REQUEST);
+    try {
+      await this.#meta.leaderRequest({ type: 'proveStored', acks: batch });
+    } catch (err) {
+      this.#pending.unshift(...batch); // sent again later, or with the commit
+      if (strict) throw err;
+    }
+  }
 }
 
 function copyOut(chunk: Chunk, pool: BufferPool): Upload {

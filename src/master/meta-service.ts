@@ -7,6 +7,7 @@ import {
   type ApplyResult,
   type MasterStatus,
   type NodeView,
+  META_MAX_FRAME_BYTES,
   META_PROTOCOL,
   type MetaCommand,
   type MetaRequest,
@@ -35,6 +36,8 @@ export interface RepairView {
   inflightFor(nodeId: string): number;
   noteResults(nodeId: string, results: ReadonlyArray<{ id: string; to: string; ok: boolean; code?: string | undefined }>): void;
 }
+
+const MiB = 1024 * 1024;
 
 /** Copies handed to one node per heartbeat answer. */
 const REPLICATE_PER_ANSWER = 64;
@@ -105,7 +108,12 @@ export class MetaService {
   async start(): Promise<void> {
     this.#o.driver.onChange(() => this.#followLeadership());
     await serveMuxRpc(this.#o.peer, META_PROTOCOL, metaRequestSchema, (request, ctx) => this.handle(request, { peerId: ctx.remote.peerId }), {
-      maxInboundStreams: 256,
+      maxFrameBytes: META_MAX_FRAME_BYTES,
+      // A client keeps one stream per master; a few more for tools.
+      maxInboundStreams: 16,
+      // One largest request per peer at a time, a few at once in all.
+      maxBytesPerPeer: META_MAX_FRAME_BYTES + MiB,
+      maxBytesTotal: 6 * META_MAX_FRAME_BYTES,
       handlerTimeoutMs: 15_000,
     });
   }
@@ -148,6 +156,9 @@ export class MetaService {
           return { ok: true, value: this.#place(request.chunks, new Set(request.exclude ?? []), request.uploadId) };
         case 'locate':
           return { ok: true, value: this.#leaderPlane().locate(request.ids) };
+        case 'proveStored':
+          await this.#recordProof(this.#leaderPlane(), request.acks);
+          return { ok: true, value: {} };
         case 'badReplica':
           // A claim about another peer: never believed as such. The node is asked to verify.
           this.#leaderPlane().requestVerify(request.nodeId, request.id);
@@ -343,9 +354,22 @@ export class MetaService {
     // A chunk GC is deleting may have been put again meanwhile: wait for the delete to settle
     // (nodes keep a chunk put under a later fence), then count what is left.
     await plane.deletesSettled(new Map(cmd.manifest.chunks).keys());
+    await this.#recordProof(plane, stored ?? []);
+    for (const [id] of new Map(cmd.manifest.chunks)) {
+      if (plane.holderCount(id) === 0) {
+        throw new DfsError('ERR_UNDER_REPLICATED', `chunk ${id} has no known replica (lost, or being collected); upload the file again`);
+      }
+    }
+  }
+
+  /**
+   * Records the copies receipts prove: a valid signature under a fence newer than any delete this
+   * leader decided for the chunk counts at once; an older one only once the node confirms it.
+   */
+  async #recordProof(plane: DataPlane, acks: readonly StoredAck[]): Promise<void> {
     const proven: Array<[string, string[]]> = [];
     const toAsk: Array<[string, string[]]> = [];
-    for (const ack of stored ?? []) {
+    for (const ack of acks) {
       const nodes: string[] = [];
       for (const r of ack.receipts) if (await verifyReceipt(ack.id, ack.fence, r)) nodes.push(r.node);
       if (nodes.length === 0) continue;
@@ -354,11 +378,6 @@ export class MetaService {
     }
     plane.recordStored(proven);
     if (toAsk.length > 0) plane.recordStored(await this.#confirmWithNodes(toAsk));
-    for (const [id] of new Map(cmd.manifest.chunks)) {
-      if (plane.holderCount(id) === 0) {
-        throw new DfsError('ERR_UNDER_REPLICATED', `chunk ${id} has no known replica (lost, or being collected); upload the file again`);
-      }
-    }
   }
 
   /** Keeps only the copies the named nodes confirm they hold (asked directly, in batches). */

@@ -14,7 +14,8 @@ export { SNAPSHOT_PROTOCOL };
 
 /** Messages waiting for one peer; beyond this the oldest are dropped (Raft resends what matters). */
 const MAX_OUTBOX_MSGS = 4096;
-const MAX_RAFT_FRAME_BYTES = 64 * 1024 * 1024;
+/** The largest Raft message: an append of the largest command (a max manifest, ~5 MB) and more; snapshots travel apart. */
+const MAX_RAFT_FRAME_BYTES = 16 * 1024 * 1024;
 const DIAL_TIMEOUT_MS = 2_000;
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2_000;
@@ -163,6 +164,12 @@ export class Libp2pRaftTransport implements RaftTransport {
   }
 
   async #serveInbound(stream: Stream, remotePeerId: string): Promise<void> {
+    if (!this.#addrs.has(remotePeerId)) {
+      // Not one of the masters this one was told of: not a byte of it is read.
+      this.stats.droppedSpoofed++;
+      stream.abort(new Error('raft: not a master of this cluster'));
+      return;
+    }
     for await (const frame of new FrameReader(stream, { maxFrameBytes: MAX_RAFT_FRAME_BYTES })) {
       if (this.#stopped) break;
       const message = decodeMessage(frame.subarray());

@@ -10,6 +10,15 @@ import { NODE_STATES } from './commands.ts';
  */
 export const META_PROTOCOL = '/dfs/meta/1.0.0';
 
+/**
+ * Largest frame either way: a commit of the largest manifest (65,536 chunks, ~5 MB of JSON) and
+ * up to STORED_ACKS_PER_REQUEST receipts fit; the rest of an upload's receipts go ahead in
+ * `proveStored` requests.
+ */
+export const META_MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** Chunk receipts one request may carry (each ack: up to RF receipts of ~150 bytes). */
+export const STORED_ACKS_PER_REQUEST = 1024;
+
 const path = schema.string({ minLength: 1, maxLength: 8192 });
 const clientId = schema.string({ minLength: 1, maxLength: 128 });
 
@@ -56,8 +65,8 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     seq: schema.integer({ min: 1 }),
     user: schema.optional(clientId),
     cmd: writeCommandSchema,
-    /** With commitFile: the pipeline acks (chunk id → nodes that fsynced it). */
-    stored: schema.optional(schema.array(storedAck, { maxLength: 65_536 })),
+    /** With commitFile: the last of the upload's receipts (the others went in proveStored). */
+    stored: schema.optional(schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST })),
     /** With commitFile: the upload (see place) whose chunks this commit names. */
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
   }),
@@ -90,6 +99,8 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     /** The put this placement is for: keeps its chunks from GC until it commits or goes quiet. */
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
   }),
+  /** Receipts of an upload's chunks, sent as the upload goes (leader only): proof of copies. */
+  proveStored: schema.object({ acks: schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST }) }),
   /** Which nodes hold these chunks (leader only). */
   locate: schema.object({ ids: chunkIds }),
   /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */

@@ -111,3 +111,29 @@ describe('dfs node rm (issue 14)', () => {
     }
   });
 });
+
+describe('proof sent ahead of the commit (proveStored)', () => {
+  it('records copies its receipts prove, ignores forged ones; the commit then needs no acks', async () => {
+    const c = await startInProcessMasters(() => tempDir());
+    try {
+      const leader = await c.leader();
+      for (const id of ids.slice(0, 3)) await register(leader, id);
+      const [x, y] = [cid(11), cid(12)];
+      const placed = await leader.service.handle({ type: 'place', chunks: [{ id: x, size: 10 }, { id: y, size: 10 }], uploadId: 'u' }, CLIENT);
+      const fence = (placed.value as Array<{ fence: number }>)[0]!.fence;
+      const good = await Promise.all(ids.slice(0, 3).map((_, k) => signReceipt(keys[k]!, x, fence)));
+      const forged = await Promise.all(ids.slice(0, 3).map(async (node) => ({ node, sig: (await signReceipt(keys[3]!, y, fence)).sig })));
+      const r = await leader.service.handle({ type: 'proveStored', acks: [{ id: x, fence, receipts: good }, { id: y, fence, receipts: forged }] }, CLIENT);
+      expect(r.ok).toBe(true);
+      expect(leader.service.dataPlane!.holderCount(x)).toBe(3);
+      expect(leader.service.dataPlane!.holderCount(y)).toBe(0);
+      const commit = await leader.service.handle(
+        { type: 'write', clientId: 'c', seq: 1, cmd: { op: 'commitFile', path: '/f', manifest: manifestOf([[x, 10]]), parents: true, ifAbsent: false }, stored: [], uploadId: 'u' },
+        CLIENT,
+      );
+      expect(commit.ok).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  });
+});
