@@ -3,8 +3,8 @@ import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { ChunkGetSession } from './chunk-client.ts';
-import type { MetaClient } from './meta-client.ts';
+import { ChunkGetSession } from '../protocol/chunk-client.ts';
+import type { MetaClient } from '../meta/meta-client.ts';
 
 export interface GetOptions {
   readonly peer: DfsPeer;

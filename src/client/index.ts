@@ -1,6 +1,6 @@
 /** The client side of dfs: metadata (and, later, chunk) operations against a cluster. */
-export { MetaClient } from './meta-client.ts';
-export type { MetaClientOptions } from './meta-client.ts';
+export { MetaClient } from '../meta/meta-client.ts';
+export type { MetaClientOptions } from '../meta/meta-client.ts';
 export { putFile } from './put.ts';
 export type { PutOptions, PutResult } from './put.ts';
 export { getFile } from './get.ts';

@@ -4,10 +4,10 @@ import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Manifest, parsePlacements, STORED_ACKS_PER_REQUEST, type StoredAck } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { ChunkStreams, putChunk } from './chunk-client.ts';
+import { ChunkStreams, putChunk } from '../protocol/chunk-client.ts';
 import type { Receipt } from '../net/receipt.ts';
 import type { ReleasingSource } from './file-source.ts';
-import type { MetaClient } from './meta-client.ts';
+import type { MetaClient } from '../meta/meta-client.ts';
 
 export interface PutOptions {
   readonly peer: DfsPeer;

@@ -1,6 +1,6 @@
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deleteChunks } from '../client/chunk-client.ts';
+import { deleteChunks } from '../protocol/chunk-client.ts';
 import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';

@@ -18,7 +18,7 @@ import {
   type WriteCommand,
 } from '../meta/index.ts';
 import { encodeEnvelope, type MetaMachine } from './meta-machine.ts';
-import { hasChunks } from '../client/chunk-client.ts';
+import { hasChunks } from '../protocol/chunk-client.ts';
 import { verifyReceipt } from '../net/receipt.ts';
 import { addrOf, DataPlane, type DataPlaneOptions, type Placement } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';

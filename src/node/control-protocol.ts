@@ -1,5 +1,5 @@
 import { type Infer, schema } from '../net/index.ts';
-import { peerIdSchema } from './chunk-protocol.ts';
+import { peerIdSchema } from '../protocol/chunk-protocol.ts';
 
 /**
  * The control traffic between a storage node and the leader, carried by the metadata protocol's

@@ -1,8 +1,8 @@
 /** A storage node: chunks on disk, served over /dfs/chunk/1.0.0, reported to the masters. */
 export { startStorageNode } from './storage-node.ts';
 export type { StorageNode, StorageNodeOptions } from './storage-node.ts';
-export { ChunkService } from './chunk-service.ts';
-export type { ChunkServiceOptions } from './chunk-service.ts';
+export { ChunkService } from '../protocol/chunk-service.ts';
+export type { ChunkServiceOptions } from '../protocol/chunk-service.ts';
 export { ControlLoop } from './control-loop.ts';
 export type { ControlLoopOptions, CopyChunk, MasterLink } from './control-loop.ts';
 export { heartbeatAnswerSchema } from './control-protocol.ts';

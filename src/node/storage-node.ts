@@ -1,14 +1,14 @@
 import { type Logger, silentLogger } from '../log/index.ts';
 import { join } from 'node:path';
 import { loadBlake3 } from '../chunker/index.ts';
-import { MetaClient } from '../client/index.ts';
-import { putChunk } from '../client/chunk-client.ts';
+import { MetaClient } from '../meta/meta-client.ts';
+import { putChunk } from '../protocol/chunk-client.ts';
 import type { Clock } from '../env/index.ts';
 import { systemClock } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
 import { createPeer, type DfsPeer, loadOrCreateIdentity, peerIdInAddr, type PeerOptions } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
-import { ChunkService } from './chunk-service.ts';
+import { ChunkService } from '../protocol/chunk-service.ts';
 import { ControlLoop } from './control-loop.ts';
 import { NodeDirectory } from './node-directory.ts';
 import { Scrubber } from './scrubber.ts';

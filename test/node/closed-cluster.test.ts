@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { getChunk, putChunk } from '../../src/client/chunk-client.ts';
+import { getChunk, putChunk } from '../../src/protocol/chunk-client.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
-import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/node/chunk-protocol.ts';
+import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/protocol/chunk-protocol.ts';
 import { addrOf, startPeer } from '../net/peers.ts';
 import { rejection } from '../support/errors.ts';
 import { FENCE, known, makeChunk, MiB, spyDials, startNode, utf8 } from './node-fixture.ts';

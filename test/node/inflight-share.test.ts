@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { putChunk } from '../../src/client/chunk-client.ts';
+import { putChunk } from '../../src/protocol/chunk-client.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
-import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL } from '../../src/node/chunk-protocol.ts';
+import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL } from '../../src/protocol/chunk-protocol.ts';
 import { startPeer } from '../net/peers.ts';
 import { until } from './manual-clock.ts';
 import { FENCE, makeChunk, MiB, startNode, utf8 } from './node-fixture.ts';

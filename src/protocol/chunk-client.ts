@@ -19,8 +19,8 @@ import {
   PIPELINE_MAX_TARGETS,
   payloadFrames,
   putAnswerSchema,
-} from '../node/chunk-protocol.ts';
-import type { PutAnswer } from '../node/chunk-protocol.ts';
+} from './chunk-protocol.ts';
+import type { PutAnswer } from './chunk-protocol.ts';
 import { checkReceipts } from '../net/receipt.ts';
 import type { Receipt } from '../net/receipt.ts';
 // Not the folder's index: that would load LevelDB into every client.

@@ -3,7 +3,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
-import { ChunkStreams, OutboundPut } from '../client/chunk-client.ts';
+import { ChunkStreams, OutboundPut } from './chunk-client.ts';
 import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { deadlineSignal, decodeJson, FrameReader, FrameWriter, peerIdInAddr, trySendNow } from '../net/index.ts';

@@ -12,7 +12,7 @@ import {
   metaResponseSchema,
   type StoredAck,
   type WriteCommand,
-} from '../meta/index.ts';
+} from './index.ts';
 import { type DfsPeer, RpcChannelPool } from '../net/index.ts';
 
 export interface MetaClientOptions {
