@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { hasChunks } from '../src/client/chunk-client.ts';
+import { hasChunks } from '../src/protocol/chunk-client.ts';
 import { MetaClient } from '../src/client/index.ts';
 import { formatTable } from '../src/cli/format.ts';
 import { LocalCluster } from '../src/cluster/index.ts';
