@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ByteSink, getFile, MetaClient, PooledFileReads, putFile } from '../../src/client/index.ts';
-import { hasChunks } from '../../src/client/chunk-client.ts';
+import { hasChunks } from '../../src/protocol/chunk-client.ts';
 import { type Blake3, DEFAULT_CHUNKER_PARAMS, loadBlake3 } from '../../src/chunker/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
 import type { FileEntry } from '../../src/meta/index.ts';

@@ -2,7 +2,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ByteSink, getFile, MetaClient, putFile } from '../../src/client/index.ts';
-import { hasChunks } from '../../src/client/chunk-client.ts';
+import { hasChunks } from '../../src/protocol/chunk-client.ts';
 import { type Blake3, loadBlake3 } from '../../src/chunker/index.ts';
 import type { FileEntry, MasterStatus, NodeView } from '../../src/meta/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
