@@ -61,6 +61,7 @@ export class GarbageCollector implements LeaderTask {
     let going: typeof decided = [];
     try {
       await ctx.confirm();
+      if (!ctx.leading()) return 0; // a higher term arrived since the barrier
       going = this.#stillGarbage(plane, decided);
       this.#log.info({ term: ctx.term, fence, decided: decided.length, going: going.length }, 'gc round decided');
       await this.#send(plane, going, fence);

@@ -16,6 +16,12 @@ export interface LeaderContext {
   confirm(): Promise<void>;
   /** Waits `ms`; rejects with ERR_NOT_LEADER as soon as the leadership ends. */
   sleep(ms: number): Promise<void>;
+  /**
+   * Whether this master still leads in `term` as far as it knows right now. confirm() is a
+   * promise: by the time the code after it runs, the driver may have stepped a higher-term
+   * message. Check this synchronously right before each destructive step.
+   */
+  leading(): boolean;
 }
 
 /** A job only the leader does (GC, repair, ...): runs until its context's signal aborts. */
@@ -155,6 +161,7 @@ export class LeaderTaskHost {
         await driver.readBarrier();
         if (signal.aborted || driver.role !== 'leader' || driver.term !== leadership.term) throw lost();
       },
+      leading: () => !signal.aborted && driver.role === 'leader' && driver.term === leadership.term,
       sleep: (ms) =>
         new Promise<void>((resolve, reject) => {
           if (signal.aborted) return reject(lost());

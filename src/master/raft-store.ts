@@ -212,12 +212,9 @@ export class RaftStore implements RaftLogStore {
     // commit index is learned again from the leader — which halves the fsyncs per commit.
     const previous = this.#hardState;
     const mustSync = rd.snapshot !== null || rd.entries.length > 0 || (rd.hardState !== null && (rd.hardState.term !== previous.term || rd.hardState.vote !== previous.vote));
-    try {
-      await this.#write(ops, mustSync);
-    } catch (err) {
-      if (file) await unlink(join(this.#snapshotDir, file.file)).catch(() => {});
-      throw err;
-    }
+    // On a failed batch the file stays: a write whose fsync failed may still be in LevelDB's log
+    // and be replayed at the next open, pointing at it (load() removes it if nothing does).
+    await this.#write(ops, mustSync);
     if (rd.hardState) this.#hardState = rd.hardState;
     if (rd.snapshot) {
       this.#snapshotIndex = rd.snapshot.metadata.index;
@@ -236,12 +233,7 @@ export class RaftStore implements RaftLogStore {
     const upTo = Math.min(snapshot.metadata.index, this.#last);
     const ops: BatchOp[] = this.#snapshotOps(snapshot, file);
     for (let i = this.#first; i <= upTo; i++) ops.push({ type: 'del', key: entryKey(i) });
-    try {
-      await this.#write(ops);
-    } catch (err) {
-      if (file) await unlink(join(this.#snapshotDir, file.file)).catch(() => {});
-      throw err;
-    }
+    await this.#write(ops); // a failed batch leaves the file, as in #persistReady
     this.#snapshotIndex = snapshot.metadata.index;
     await this.#replaceFile(file);
     this.#first = Math.max(this.#first, snapshot.metadata.index + 1);

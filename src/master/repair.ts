@@ -274,6 +274,7 @@ export class RepairTask implements LeaderTask {
     const gone = new Map<string, string[]>(ids.map((id) => [id, []]));
     try {
       await ctx.confirm();
+      if (!ctx.leading()) return; // a higher term arrived since the barrier
       await Promise.all(
         [...byNode].map(async ([nodeId, chunkIds]) => {
           const node = states.get(nodeId);

@@ -24,7 +24,7 @@ function world(nodeIds: string[], options: { rf?: number } = {}) {
   const load = (free: number) => ({ freeBytes: free, capacityBytes: 1e12, usedBytes: 0, chunkCount: 0, inflight: 0 });
   const beat = (id: string, free = 1e11, added: string[] = []) => plane.heartbeat(id, load(free), added, []);
   const setState = (id: string, state: NodeState) => records.set(id, { ...records.get(id)!, state });
-  const ctx: LeaderContext = { term: 1, signal: new AbortController().signal, confirm: async () => {}, sleep: async () => {} };
+  const ctx: LeaderContext = { term: 1, signal: new AbortController().signal, confirm: async () => {}, sleep: async () => {}, leading: () => true };
   return {
     plane,
     records,
