@@ -8,6 +8,11 @@ export const EXIT = {
   notFound: 3,
   corrupt: 4,
   noSpace: 5,
+  /** Not logged in, or the login expired: dfs login. */
+  unauthenticated: 6,
+  /** Logged in, not allowed: ask for a grant. */
+  forbidden: 7,
+  quota: 8,
   bug: 70,
 } as const;
 
@@ -43,7 +48,6 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_INTERNAL':
     case 'ERR_OVERLOADED':
     case 'ERR_PIPELINE':
-    case 'ERR_FORBIDDEN':
     case 'ERR_UNDER_REPLICATED':
       return EXIT.failure;
     case 'ERR_CHUNK_TOO_LARGE':
@@ -51,5 +55,12 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_STORE_CLOSED':
     case 'ERR_RAFT_STATE_MISSING':
       return EXIT.failure;
+    case 'ERR_UNAUTHENTICATED':
+    case 'ERR_TOKEN_EXPIRED':
+      return EXIT.unauthenticated;
+    case 'ERR_FORBIDDEN':
+      return EXIT.forbidden;
+    case 'ERR_QUOTA':
+      return EXIT.quota;
   }
 }

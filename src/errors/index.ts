@@ -34,6 +34,9 @@ export const ERROR_CODES = {
   ERR_FORBIDDEN: 'the peer is not allowed to do that',
   ERR_UNDER_REPLICATED: 'not enough storage nodes to place every replica',
   ERR_RAFT_STATE_MISSING: 'a master that has run before lost its Raft state; it must not vote',
+  ERR_UNAUTHENTICATED: 'no valid login: log in with dfs login',
+  ERR_TOKEN_EXPIRED: 'the login token or chunk ticket expired: log in again',
+  ERR_QUOTA: "the user's byte or file quota would be exceeded",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
