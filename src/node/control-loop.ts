@@ -127,6 +127,12 @@ export class ControlLoop {
   #results: ReplicateResult[] = [];
   /** When the bandwidth budget next allows a copy to start (clock ms). */
   #bandwidthFreeAtMs = -Infinity;
+  /**
+   * Settles once the last copy started has taken its share of the budget: each copy takes its
+   * share after the one before it, so the shares go in the leader's order (most endangered
+   * first), not in whatever order the copies' `store.info` lookups happen to finish.
+   */
+  #bandwidthTurn: Promise<void> = Promise.resolve();
   readonly #verifyQueue = new Set<string>();
   #verifying = false;
   #scrubbing = false;
@@ -403,10 +409,18 @@ export class ControlLoop {
     // Only a storage node the leader listed, at an address naming that very node, is dialled.
     if (peerIdInAddr(cmd.toAddr) !== cmd.to || !this.directory.knows(cmd.to)) return fail('ERR_FORBIDDEN');
     if (cmd.to === this.#o.nodeId) return fail('ERR_INVALID_ARGUMENT');
+    // Our turn at the budget is taken now, while #pump starts the copies in queue order.
+    const turn = this.#bandwidthTurnFor();
     try {
-      const info = await this.#o.store.info(cmd.id);
+      let info: Awaited<ReturnType<ChunkStore['info']>>;
+      try {
+        info = await this.#o.store.info(cmd.id);
+        await turn.mine;
+      } finally {
+        if (info === undefined) turn.pass(); // no share taken: the next copy goes on
+      }
       if (info === undefined) return fail('ERR_CHUNK_NOT_FOUND');
-      await this.#bandwidth(info.size);
+      await this.#bandwidth(info.size, turn.pass);
       if (this.#stopped) return fail('ERR_ABORTED');
       let bytes: Uint8Array;
       try {
@@ -428,12 +442,28 @@ export class ControlLoop {
     }
   }
 
-  /** Waits until the bandwidth budget allows `bytes` more to go (each copy paced by its size). */
-  async #bandwidth(bytes: number): Promise<void> {
-    if (!Number.isFinite(this.#bytesPerSec)) return;
+  /**
+   * A place in line for the bandwidth budget: `mine` settles once the copies started before have
+   * taken their shares; `pass` (idempotent) lets the next copy take its share.
+   */
+  #bandwidthTurnFor(): { readonly mine: Promise<void> | undefined; readonly pass: () => void } {
+    if (!Number.isFinite(this.#bytesPerSec)) return { mine: undefined, pass: () => {} }; // no budget, no line
+    const mine = this.#bandwidthTurn;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#bandwidthTurn = promise;
+    return { mine, pass: () => resolve() };
+  }
+
+  /**
+   * Takes `bytes` of the bandwidth budget (each copy paced by its size), lets the next copy take
+   * its share (`passTurn`), then waits until this one may go.
+   */
+  async #bandwidth(bytes: number, passTurn: () => void): Promise<void> {
+    if (!Number.isFinite(this.#bytesPerSec)) return passTurn();
     const now = this.#clock.now();
     const start = Math.max(now, this.#bandwidthFreeAtMs);
     this.#bandwidthFreeAtMs = start + (bytes * 1000) / this.#bytesPerSec;
+    passTurn();
     if (start > now) await this.#sleep(start - now);
   }
 

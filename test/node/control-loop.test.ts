@@ -1,7 +1,7 @@
 import { verifyReceipt } from '../../src/net/receipt.ts';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { putChunk } from '../../src/client/chunk-client.ts';
+import { putChunk } from '../../src/protocol/chunk-client.ts';
 import { ControlLoop } from '../../src/node/control-loop.ts';
 import type { ControlLoopOptions, CopyChunk, MasterLink } from '../../src/node/control-loop.ts';
 import type { HeartbeatRequest, ReplicateCommand } from '../../src/node/control-protocol.ts';
@@ -53,15 +53,26 @@ class FakeMaster implements MasterLink {
   }
 }
 
-/** A copy function that records its calls and finishes each when told. */
-function manualCopies(): { copy: CopyChunk; calls: Array<{ toAddr: string; id: string; bytes: Uint8Array; fence: number; finish(err?: Error): void }>; running: () => number } {
-  const calls: Array<{ toAddr: string; id: string; bytes: Uint8Array; fence: number; finish(err?: Error): void }> = [];
+type CopyCall = { toAddr: string; id: string; bytes: Uint8Array; fence: number; /** The clock when it started. */ at: number; finish(err?: Error): void };
+
+/**
+ * A copy function that records its calls and finishes each when told, or when the loop aborts it
+ * (as putChunk does): a test that fails midway still stops, rather than hanging in stop().
+ */
+function manualCopies(clock: ManualClock): { copy: CopyChunk; calls: CopyCall[]; running: () => number } {
+  const calls: CopyCall[] = [];
   let running = 0;
-  const copy: CopyChunk = (toAddr, id, bytes, fence) => {
+  const copy: CopyChunk = (toAddr, id, bytes, fence, signal) => {
     running++;
     const done = Promise.withResolvers<void>();
-    calls.push({ toAddr, id, bytes, fence, finish: (err) => (err ? done.reject(err) : done.resolve()) });
-    return done.promise.finally(() => running--);
+    const abort = (): void => done.reject(signal.reason);
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+    calls.push({ toAddr, id, bytes, fence, at: clock.now(), finish: (err) => (err ? done.reject(err) : done.resolve()) });
+    return done.promise.finally(() => {
+      running--;
+      signal.removeEventListener('abort', abort);
+    });
   };
   return { copy, calls, running: () => running };
 }
@@ -70,7 +81,7 @@ async function setUp(options: Partial<ControlLoopOptions> = {}) {
   const clock = new ManualClock(0);
   const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0, clock: () => clock.now() });
   const master = new FakeMaster();
-  const copies = manualCopies();
+  const copies = manualCopies(clock);
   const loop = new ControlLoop({ nodeId: SELF, store, link: master, copy: copies.copy, clock, ...options });
   const stop = async (): Promise<void> => {
     await loop.stop();
@@ -240,27 +251,62 @@ describe('ControlLoop: heartbeat answers', () => {
     }
   });
 
-  it('replicate: paced to `replicationBytesPerSec` on the clock', async () => {
+  /**
+   * Three copies (1 MiB, 1 MiB, 0.5 MiB) at 1 MiB/s: they start at 0, 1 s and 2 s on the clock,
+   * in the leader's order. Each step is checked on the manual clock alone: advancing it fires
+   * what is due synchronously, so "nothing released yet" is read off its timers, not waited for.
+   */
+  async function pacedCopies(holdFirstLookup: boolean): Promise<void> {
     const { clock, store, loop, copies, stop } = await setUp({ replicationBytesPerSec: MiB });
     try {
       const chunks = await putChunks(store, [MiB, MiB, MiB / 2]);
+      // Optionally, the first chunk's lookup finishes last (as it may, on a loaded machine).
+      const firstLookup = Promise.withResolvers<void>();
+      let lookups = 0;
+      if (holdFirstLookup) {
+        const info = store.info.bind(store);
+        store.info = async (id) => {
+          const record = await info(id);
+          if (id === chunks[0]!.id) await firstLookup.promise;
+          else lookups++;
+          return record;
+        };
+      }
       await loop.handleAnswer({ ...BASE, nodes: [{ id: PEER(1), addrs: [ADDR(1)] }], replicate: chunks.map((c) => copy(c.id, 1)) });
+      if (holdFirstLookup) {
+        await until(() => lookups === 2, 5000, 'the other two lookups');
+        firstLookup.resolve();
+      }
       await until(() => copies.calls.length === 1 && clock.pending === 2, 5000, 'one copy, two waiting');
+      expect(clock.nextAt).toBe(1000);
       clock.advance(999);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(copies.calls).toHaveLength(1);
+      expect(clock.pending).toBe(2); // nothing was due
       clock.advance(1);
       await until(() => copies.calls.length === 2, 5000, 'the second copy after 1 s');
+      expect(clock.nextAt).toBe(2000);
       clock.advance(999);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(copies.calls).toHaveLength(2);
+      expect(clock.pending).toBe(1);
       clock.advance(1);
       await until(() => copies.calls.length === 3, 5000, 'the third after 2 s');
+      expect(copies.calls.map((c) => [c.id, c.at])).toEqual([
+        [chunks[0]!.id, 0],
+        [chunks[1]!.id, 1000],
+        [chunks[2]!.id, 2000],
+      ]);
       for (const c of copies.calls) c.finish();
       await loop.idle();
+      expect(loop.stats).toMatchObject({ copiesOk: 3, copiesFailed: 0 });
     } finally {
       await stop();
     }
+  }
+
+  it('replicate: paced to `replicationBytesPerSec` on the clock', async () => {
+    await pacedCopies(false);
+  });
+
+  it("replicate: the bandwidth goes in the leader's order, even when a later chunk's lookup finishes first", async () => {
+    await pacedCopies(true);
   });
 
   it('scrubNow: asks the scrubber once, even when repeated while it runs', async () => {
