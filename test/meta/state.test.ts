@@ -133,14 +133,18 @@ describe('MetaState sessions and nodes', () => {
     expect(kept).toEqual(['a', 'c']);
   });
 
-  it('registers nodes and records state transitions', () => {
+  it('registers nodes (pending unless admitted) and records state transitions; registering again keeps the state', () => {
     const d = driver();
-    d.run({ op: 'registerNode', nodeId: 'n1', addrs: ['/ip4/127.0.0.1/tcp/1'], capacityBytes: 100, nowMs: 10 });
+    d.run({ op: 'registerNode', nodeId: 'n0', addrs: ['/ip4/127.0.0.1/tcp/9'], capacityBytes: 100, nowMs: 5 });
+    expect(d.state.node('n0')).toMatchObject({ state: 'pending' });
+    d.run({ op: 'registerNode', nodeId: 'n1', addrs: ['/ip4/127.0.0.1/tcp/1'], capacityBytes: 100, nowMs: 10, admit: true });
+    expect(d.state.node('n1')).toMatchObject({ state: 'alive' });
     d.run({ op: 'setNodeState', nodeId: 'n1', state: 'dead', nowMs: 20 });
     expect(d.state.node('n1')).toMatchObject({ state: 'dead', stateSinceMs: 20, registeredAtMs: 10 });
-    const r = d.run({ op: 'registerNode', nodeId: 'n1', addrs: ['/ip4/127.0.0.1/tcp/2'], capacityBytes: 100, nowMs: 30 });
+    const r = d.run({ op: 'registerNode', nodeId: 'n1', addrs: ['/ip4/127.0.0.1/tcp/2'], capacityBytes: 100, nowMs: 30, admit: true });
     expect(r).toMatchObject({ ok: true, value: { rejoined: true } });
-    expect(d.state.node('n1')).toMatchObject({ state: 'alive', stateSinceMs: 30, registeredAtMs: 10, addrs: ['/ip4/127.0.0.1/tcp/2'] });
+    // Liveness is the failure detector's to set: a node that registers again is not alive by saying so.
+    expect(d.state.node('n1')).toMatchObject({ state: 'dead', stateSinceMs: 20, registeredAtMs: 10, addrs: ['/ip4/127.0.0.1/tcp/2'] });
   });
 
   it('a snapshot restores to the same state hash, reference counts recounted', async () => {

@@ -257,8 +257,9 @@ describe('serveMuxRpc bounds', () => {
     const two = await startPeer({ listen: [] });
     const theirs = new RpcChannel(two, target, MUX);
     const both = await Promise.allSettled([
-      ...Array.from({ length: 3 }, (_, n) => channels[1]!.call({ n, delayMs: 400, pad }, response)),
-      ...Array.from({ length: 3 }, (_, n) => delay(100).then(() => theirs.call({ n, delayMs: 400, pad }, response))),
+      // Held long enough that the other peer's calls arrive while they are, even on a loaded machine.
+      ...Array.from({ length: 3 }, (_, n) => channels[1]!.call({ n, delayMs: 3_000, pad }, response, { timeoutMs: 10_000 })),
+      ...Array.from({ length: 3 }, (_, n) => delay(300).then(() => theirs.call({ n, delayMs: 400, pad }, response, { timeoutMs: 10_000 }))),
     ]);
     expect(both.filter((o) => o.status === 'fulfilled')).toHaveLength(5);
     expect(both.filter((o) => o.status === 'rejected' && /the server holds \d+ bytes/.test((o.reason as Error).message))).toHaveLength(1);
