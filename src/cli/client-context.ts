@@ -4,7 +4,10 @@ import { MetaClient } from '../client/index.ts';
 import { CLIENT_CONFIG_FILE, type ClientConfig, parseClientConfig } from '../cluster/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { userInfo } from 'node:os';
-import { createPeer, type DfsPeer } from '../net/index.ts';
+import { access } from 'node:fs/promises';
+import type { PrivateKey } from '@libp2p/interface';
+import { ADMIN_IDENTITY_DIR } from '../cluster/index.ts';
+import { createPeer, type DfsPeer, IDENTITY_FILE_NAME, loadOrCreateIdentity } from '../net/index.ts';
 import { type ClusterSecret, clientSecret, type SecretOptions } from './cluster-secret.ts';
 import type { CliIO } from './io.ts';
 
@@ -46,6 +49,16 @@ export async function findClientConfig(option: string | undefined, io: CliIO, cw
   );
 }
 
+/** The admin identity beside a client config (`admin/peer-key`), if there is one. */
+async function readAdminIdentity(configDir: string): Promise<PrivateKey | undefined> {
+  const dir = join(configDir, ADMIN_IDENTITY_DIR);
+  const exists = await access(join(dir, IDENTITY_FILE_NAME)).then(
+    () => true,
+    () => false,
+  );
+  return exists ? loadOrCreateIdentity(dir) : undefined;
+}
+
 /** Who writes are attributed to (not authenticated yet): $USER, else the OS account. */
 export function currentUser(io: CliIO): string {
   if (io.env.USER) return io.env.USER;
@@ -61,10 +74,21 @@ export function currentUser(io: CliIO): string {
  * cluster; always stops the peer. A client whose secret the masters do not share fails at once
  * with one line saying so, instead of retrying until the metadata client's deadline.
  */
-export async function withClusterClient<T>(options: ClusterOption, io: CliIO, fn: (peer: DfsPeer, meta: MetaClient) => Promise<T>): Promise<T> {
+export async function withClusterClient<T>(
+  options: ClusterOption,
+  io: CliIO,
+  fn: (peer: DfsPeer, meta: MetaClient) => Promise<T>,
+  as: { admin?: boolean } = {},
+): Promise<T> {
   const { path, config } = await findClientConfig(options.cluster, io);
   const secret = await clientSecret(options, io, path, config);
-  const peer = await createPeer(secret.psk ? { psk: secret.psk, secretMode: secret.secretMode } : {});
+  // Node administration is accepted only from the masters and the cluster's admin identity,
+  // which a local cluster keeps beside its client config; other commands use a fresh identity.
+  const adminKey = as.admin ? await readAdminIdentity(dirname(path)) : undefined;
+  if (as.admin && !adminKey) {
+    throw new DfsError('ERR_FORBIDDEN', `no admin identity beside ${path} (${ADMIN_IDENTITY_DIR}/${IDENTITY_FILE_NAME}): run this where the cluster's admin key is, or start the masters with --admin-peers naming yours`);
+  }
+  const peer = await createPeer({ ...(secret.psk ? { psk: secret.psk, secretMode: secret.secretMode } : {}), ...(adminKey ? { privateKey: adminKey } : {}) });
   try {
     const rejected = await handshakeRejections(peer, config.masters);
     if (rejected) throw wrongSecret(rejected, secret);
@@ -140,6 +164,6 @@ function wrongSecret(rejected: { failed: string[]; of: number }, secret: Cluster
   );
 }
 
-export function withMetaClient<T>(options: ClusterOption, io: CliIO, fn: (client: MetaClient) => Promise<T>): Promise<T> {
-  return withClusterClient(options, io, (_, meta) => fn(meta));
+export function withMetaClient<T>(options: ClusterOption, io: CliIO, fn: (client: MetaClient) => Promise<T>, as: { admin?: boolean } = {}): Promise<T> {
+  return withClusterClient(options, io, (_, meta) => fn(meta), as);
 }

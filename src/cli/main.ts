@@ -57,6 +57,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--suspect-after <ms>', 'A storage node silent this long gets no new data (default 3000)')
     .option('--dead-after <ms>', 'A storage node silent this long is dead: its chunks are copied elsewhere (default 10000)')
     .option('--admit-nodes <mode>', 'auto: new storage nodes get data at once; manual: after dfs node admit (default manual)')
+    .option('--admin-peers <ids>', 'Peer ids, comma-separated, allowed to admit, drain, remove and scrub nodes (besides the masters)')
     .action(async (action: string, options) => {
       if (action === 'start') return (await import('./commands/master.ts')).masterStartCommand(options, io);
       if (action === 'init') return (await import('./commands/master.ts')).masterInitCommand(options, io);

@@ -82,7 +82,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   const manifestChunks: Array<[string, number]> = [];
   /** The nodes' signed receipts for each uploaded chunk: the proof of its copies. */
   const stored = new Map<string, { fence: number; receipts: Receipt[] }>();
-  const proofs = new ProofSender(o.meta);
+  const proofs = new ProofSender(o.meta, uploadId);
   const seen = new Set<string>(); // chunk ids met so far in this file (dedup within the file)
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
@@ -192,11 +192,13 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
  */
 class ProofSender {
   readonly #meta: MetaClient;
+  readonly #uploadId: string;
   #pending: StoredAck[] = [];
   #sending: Promise<void> | undefined;
 
-  constructor(meta: MetaClient) {
+  constructor(meta: MetaClient, uploadId: string) {
     this.#meta = meta;
+    this.#uploadId = uploadId;
   }
 
   add(ack: StoredAck): void {
@@ -218,7 +220,7 @@ class ProofSender {
   async #send(strict = false): Promise<void> {
     const batch = this.#pending.splice(0, STORED_ACKS_PER_REQUEST);
     try {
-      await this.#meta.leaderRequest({ type: 'proveStored', acks: batch });
+      await this.#meta.leaderRequest({ type: 'proveStored', uploadId: this.#uploadId, acks: batch });
     } catch (err) {
       this.#pending.unshift(...batch); // sent again later, or with the commit
       if (strict) throw err;

@@ -44,6 +44,9 @@ export interface ReadyInfo {
   readonly addrs: readonly string[];
 }
 
+/** Where a local cluster keeps the identity its operator administers nodes with. */
+export const ADMIN_IDENTITY_DIR = 'admin';
+
 export interface LocalClusterOptions {
   readonly dir: string;
   readonly masters?: number;
@@ -267,7 +270,8 @@ export class LocalCluster {
   async startMaster(name: string): Promise<void> {
     const m = this.#master(name);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
-    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', ...(this.#o.masterArgs ?? [])]);
+    const admin = await this.adminPeerId();
+    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', '--admin-peers', admin, ...(this.#o.masterArgs ?? [])]);
   }
 
   /** Starts one storage node process; resolves when it prints its ready line. */
@@ -315,6 +319,19 @@ export class LocalCluster {
   /** A libp2p peer that can reach this cluster (holds its secret); the caller stops it. */
   createClientPeer(options: PeerOptions = {}): Promise<DfsPeer> {
     return createPeer({ ...options, ...this.peerOptions });
+  }
+
+  /**
+   * The identity allowed to administer nodes (admit, drain, rm, scrub) besides the masters: a
+   * key in `<dir>/admin` (0600), made once. The CLI uses it from the cluster's directory.
+   */
+  async adminPeerId(): Promise<string> {
+    return peerIdFromPrivateKey(await loadOrCreateIdentity(join(this.dir, ADMIN_IDENTITY_DIR))).toString();
+  }
+
+  /** A client peer with the admin identity (one at a time: a peer id may hold few connections). */
+  async createAdminPeer(): Promise<DfsPeer> {
+    return createPeer({ ...this.peerOptions, privateKey: await loadOrCreateIdentity(join(this.dir, ADMIN_IDENTITY_DIR)) });
   }
 
   /** Runs `fn` with a metadata client of this cluster (its own short-lived libp2p peer). */

@@ -53,8 +53,9 @@ export class ChunkLocations {
     return this.#byNode.get(nodeId) ?? EMPTY;
   }
 
+  /** Restarts a located chunk's GC grace (an unknown id records nothing: no growth from requests). */
   touch(id: string): void {
-    this.#touchedMs.set(id, this.#now());
+    if (this.#holders.has(id)) this.#touchedMs.set(id, this.#now());
   }
 
   touchedMs(id: string): number {

@@ -1,4 +1,5 @@
 import type { NodeRecord, Placement } from '../meta/index.ts';
+import { peerIdInAddr } from '../net/index.ts';
 import { DeleteFences } from '../storage/delete-fences.ts';
 import { ChunkLocations } from './chunk-locations.ts';
 import { type NodeLoad, NodeTable, type ReplicateCommand } from './node-table.ts';
@@ -39,6 +40,8 @@ export interface DataPlaneOptions {
   readonly rng: () => number;
   /** Registered nodes (from the replicated state). */
   readonly nodes: () => readonly NodeRecord[];
+  /** One registered node, by id (from the replicated state). */
+  readonly node: (id: string) => NodeRecord | undefined;
   readonly replicationFactor: () => number;
   readonly refCount: (chunkId: string) => number;
   /** The leader's term: fences are issued from it. */
@@ -73,6 +76,7 @@ export class DataPlane {
    */
   readonly #deleting = new Map<string, { settled: Promise<void>; resolve: () => void }>();
   readonly #startedMs: number;
+  #gcCursor = 0;
   /**
    * The last fence a delete was decided under, per chunk (bounded: forgotten ones raise a floor,
    * which starts at this term's first fence): a receipt signed under a lower fence may describe
@@ -200,8 +204,22 @@ export class DataPlane {
     });
   }
 
+  /** Copies a commit may count: on registered, admitted nodes that are not dead. */
   holderCount(id: string): number {
-    return this.#deleting.has(id) ? 0 : this.locations.holders(id).size;
+    if (this.#deleting.has(id)) return 0;
+    let n = 0;
+    for (const h of this.locations.holders(id)) if (this.#countable(h)) n++;
+    return n;
+  }
+
+  #countable(nodeId: string): boolean {
+    const state = this.#o.node(nodeId)?.state;
+    return state !== undefined && state !== 'dead' && state !== 'pending';
+  }
+
+  /** A node was removed from the cluster: what it held no longer counts anywhere. */
+  forgetNode(nodeId: string): void {
+    this.locations.replaceNode(nodeId, new Set());
   }
 
   // ---- uploads ----
@@ -232,12 +250,19 @@ export class DataPlane {
     if (now - this.#startedMs < graceMs) return [];
     const promised = this.uploads.promisedChunks();
     const out: Array<{ id: string; holders: string[] }> = [];
-    for (const [id, holders] of this.locations.entries()) {
-      if (out.length >= limit) break;
+    // Only holders a delete can reach; a rotating start, so chunks whose deletes keep failing
+    // (a node gone quiet) do not hold the same batch forever.
+    const reachable = new Set(this.#o.nodes().filter((n) => n.state !== 'dead' && n.state !== 'pending').map((n) => n.id));
+    const entries = [...this.locations.entries()];
+    const start = entries.length === 0 ? 0 : this.#gcCursor % entries.length;
+    for (let k = 0; k < entries.length && out.length < limit; k++) {
+      const [id, holders] = entries[(start + k) % entries.length]!;
       if (this.#o.refCount(id) > 0 || this.#deleting.has(id) || promised.has(id)) continue;
       if (now - this.locations.touchedMs(id) < graceMs) continue;
-      out.push({ id, holders: [...holders] });
+      const targets = [...holders].filter((h) => reachable.has(h));
+      if (targets.length > 0) out.push({ id, holders: targets });
     }
+    this.#gcCursor = start + limit;
     return out;
   }
 
@@ -280,8 +305,16 @@ export class DataPlane {
   }
 }
 
-/** A node's dialable address: its first registered multiaddr, with /p2p/<id>. */
+/**
+ * A node's dialable address: its first registered multiaddr that names it (or names no peer,
+ * then /p2p/<id> is added). Never one naming another peer: deletes and checks for this node
+ * must reach this node. With none, an address that fails to dial.
+ */
 export function addrOf(node: NodeRecord): string {
-  const addr = node.addrs[0] ?? '';
-  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${node.id}`;
+  for (const addr of node.addrs) {
+    const named = peerIdInAddr(addr);
+    if (named === node.id) return addr;
+    if (named === undefined && !addr.includes('/p2p/')) return `${addr}/p2p/${node.id}`;
+  }
+  return `/p2p/${node.id}`;
 }

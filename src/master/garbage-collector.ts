@@ -97,7 +97,11 @@ export class GarbageCollector implements LeaderTask {
           this.stats.keptByFence += keptSet.size;
           this.#log.info({ node: nodeId, fence, deleted: ids.filter((id) => !keptSet.has(id)), kept }, 'gc deleted chunks on a node');
         } catch (err) {
-          this.stats.failures++; // retried in a later round: the node still reports the chunk
+          // Unknown whether it deleted: the copies no longer count until the node says again
+          // what it holds (a full report), so no commit is accepted on a copy that may be gone.
+          for (const id of ids) plane.locations.remove(id, nodeId);
+          plane.nodes.forgetReport(nodeId);
+          this.stats.failures++;
           this.#log.warn({ node: nodeId, fence, ids: ids.length, err: (err as Error).message }, 'gc delete failed on a node');
         }
       }),

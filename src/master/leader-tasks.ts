@@ -158,7 +158,22 @@ export class LeaderTaskHost {
       signal,
       confirm: async () => {
         if (signal.aborted) throw lost();
-        await driver.readBarrier();
+        // The barrier races the leadership: a task waiting here ends the moment it is lost, even
+        // if the driver never answers (stopped or failed mid-Ready), so stop() always returns.
+        await new Promise<void>((resolve, reject) => {
+          const onAbort = () => reject(lost());
+          signal.addEventListener('abort', onAbort, { once: true });
+          driver.readBarrier().then(
+            () => {
+              signal.removeEventListener('abort', onAbort);
+              resolve();
+            },
+            (err: unknown) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(err);
+            },
+          );
+        });
         if (signal.aborted || driver.role !== 'leader' || driver.term !== leadership.term) throw lost();
       },
       leading: () => !signal.aborted && driver.role === 'leader' && driver.term === leadership.term,

@@ -38,6 +38,8 @@ export interface MasterOptions {
   readonly deadAfterMs?: number;
   /** New storage nodes get data at once ('auto', a local cluster) or after `dfs node admit` ('manual', the default). */
   readonly admitNodes?: 'auto' | 'manual';
+  /** Peer ids that may admit, drain, remove and scrub nodes, besides the masters. */
+  readonly adminPeers?: readonly string[];
   /** A new leader waits at most this long for the nodes' full reports before repairing. Default 15 s. */
   readonly repairReportWaitMs?: number;
   readonly clock?: Clock;
@@ -167,6 +169,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       dataPlane: { ...(options.gcGraceMs !== undefined ? { gcGraceMs: options.gcGraceMs } : {}) },
       repair: () => repair,
       autoAdmit: options.admitNodes === 'auto',
+      adminPeers: new Set(options.adminPeers ?? []),
     });
     const metaService = service;
     await metaService.start();

@@ -2,7 +2,7 @@ import { loadBlake3 } from '../chunker/index.ts';
 import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
-import { type DfsPeer, serveMuxRpc } from '../net/index.ts';
+import { type DfsPeer, peerIdInAddr, serveMuxRpc } from '../net/index.ts';
 import {
   type ApplyResult,
   type MasterStatus,
@@ -57,6 +57,8 @@ export interface MetaServiceOptions {
   readonly repair?: () => RepairView | undefined;
   /** New storage nodes get data at once (a local cluster), or wait for `dfs node admit`. Default false. */
   readonly autoAdmit?: boolean;
+  /** Peers that may administer nodes (admit, drain, rm, scrub), besides the masters. */
+  readonly adminPeers?: ReadonlySet<string>;
 }
 
 /**
@@ -96,6 +98,7 @@ export class MetaService {
         rng: this.#o.rng ?? systemRng,
         term: this.#dataPlaneTerm,
         nodes: () => state().nodes(),
+        node: (id) => state().node(id),
         replicationFactor: () => state().settings.replicationFactor,
         refCount: (id) => state().refCount(id),
         ...this.#o.dataPlane,
@@ -156,9 +159,13 @@ export class MetaService {
           return { ok: true, value: this.#place(request.chunks, new Set(request.exclude ?? []), request.uploadId) };
         case 'locate':
           return { ok: true, value: this.#leaderPlane().locate(request.ids) };
-        case 'proveStored':
-          await this.#recordProof(this.#leaderPlane(), request.acks);
+        case 'proveStored': {
+          const plane = this.#leaderPlane();
+          // Proven chunks are promised to the upload: this leader may not know it yet.
+          if (request.uploadId !== undefined) plane.uploads.promise(request.uploadId, request.acks.map((a) => a.id));
+          await this.#recordProof(plane, request.acks);
           return { ok: true, value: {} };
+        }
         case 'badReplica':
           // A claim about another peer: never believed as such. The node is asked to verify.
           this.#leaderPlane().requestVerify(request.nodeId, request.id);
@@ -182,6 +189,8 @@ export class MetaService {
   #heartbeat(request: Extract<MetaRequest, { type: 'heartbeat' }>): object {
     const plane = this.#leaderPlane();
     const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
+    // An unregistered peer is told to register, and nothing it says is recorded.
+    if (!registered) return { registered, fullReportWanted: true, fence: plane.fences.peek(), verify: [], replicate: [] };
     const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
     if (request.replicated && request.replicated.length > 0) this.#o.repair?.()?.noteResults(request.nodeId, request.replicated);
     const nodes = plane.dialableNodes();
@@ -239,6 +248,9 @@ export class MetaService {
     if (cmd.op === 'admitNode' && node.state !== 'pending') throw new DfsError('ERR_INVALID_ARGUMENT', `node ${cmd.nodeId} is ${node.state}, not pending: nothing to admit`);
     if (cmd.op === 'drainNode' && (node.state === 'pending' || node.state === 'draining')) throw new DfsError('ERR_INVALID_ARGUMENT', `node ${cmd.nodeId} is ${node.state}: nothing to drain`);
     if (cmd.op !== 'removeNode') return;
+    if (!cmd.force && !this.#leaderPlane().nodes.reported(cmd.nodeId) && node.state !== 'dead') {
+      throw new DfsError('ERR_NOT_EMPTY', `node ${cmd.nodeId} has not told this leader what it holds yet: try again shortly, or --force`);
+    }
     const lacking = this.#chunksOnlyOn(cmd.nodeId);
     if (lacking > 0 && !cmd.force) {
       throw new DfsError('ERR_NOT_EMPTY', `node ${cmd.nodeId} still holds ${lacking} chunk(s) with too few copies elsewhere: drain it first (dfs node drain), or --force to remove it anyway`);
@@ -271,10 +283,26 @@ export class MetaService {
     if ((request.type === 'heartbeat' || request.type === 'report') && request.nodeId !== from.peerId) {
       forbid(`peer ${from.peerId} may not speak for storage node ${request.nodeId}`);
     }
+    // Only a registered node's word about its own chunks counts (not any peer's that heartbeats).
+    if ((request.type === 'heartbeat' || request.type === 'report') && !this.#o.machine.state.node(from.peerId)) {
+      if (request.type === 'report') forbid(`peer ${from.peerId} is not a registered storage node`);
+    }
+    const isAdmin = this.#o.masterAddrs.has(from.peerId) || this.#o.adminPeers?.has(from.peerId) === true;
+    if (request.type === 'scrubNode' && !isAdmin) forbid(`only the masters and the cluster's admin may ask for a scrub; ${from.peerId} is neither`);
     if (request.type !== 'write') return;
     const cmd = request.cmd;
-    if (cmd.op === 'registerNode' && cmd.nodeId !== from.peerId) forbid(`peer ${from.peerId} may register only itself, not ${cmd.nodeId}`);
+    if (cmd.op === 'registerNode') {
+      if (cmd.nodeId !== from.peerId) forbid(`peer ${from.peerId} may register only itself, not ${cmd.nodeId}`);
+      // An address naming another peer would send that peer's deletes and checks elsewhere.
+      for (const addr of cmd.addrs) {
+        const named = peerIdInAddr(addr);
+        if (named !== undefined && named !== from.peerId) forbid(`node ${from.peerId} may not register an address of peer ${named} (${addr})`);
+      }
+    }
     if (cmd.op === 'setNodeState' && !this.#o.masterAddrs.has(from.peerId)) forbid(`only masters change a node's state; ${from.peerId} is not one`);
+    if ((cmd.op === 'admitNode' || cmd.op === 'drainNode' || cmd.op === 'removeNode') && !isAdmin) {
+      forbid(`only the masters and the cluster's admin identity may ${cmd.op.replace('Node', '')} nodes; ${from.peerId} is neither (see --admin-peers)`);
+    }
   }
 
   async status(withHash = false): Promise<MasterStatus> {
@@ -369,9 +397,17 @@ export class MetaService {
   async #recordProof(plane: DataPlane, acks: readonly StoredAck[]): Promise<void> {
     const proven: Array<[string, string[]]> = [];
     const toAsk: Array<[string, string[]]> = [];
+    const rf = this.#o.machine.state.settings.replicationFactor;
+    let checked = 0;
     for (const ack of acks) {
       const nodes: string[] = [];
-      for (const r of ack.receipts) if (await verifyReceipt(ack.id, ack.fence, r)) nodes.push(r.node);
+      // At most RF receipts an ack, from distinct registered nodes: the signature checks (the
+      // costly part) are bounded by what a real upload needs, and the loop yields now and then.
+      for (const r of ack.receipts) {
+        if (nodes.length >= rf || nodes.includes(r.node) || !this.#o.machine.state.node(r.node)) continue;
+        if (++checked % 128 === 0) await new Promise((resolve) => setImmediate(resolve));
+        if (await verifyReceipt(ack.id, ack.fence, r)) nodes.push(r.node);
+      }
       if (nodes.length === 0) continue;
       if (plane.receiptFresh(ack.id, ack.fence)) proven.push([ack.id, nodes]);
       else toAsk.push([ack.id, nodes]);
@@ -405,17 +441,29 @@ export class MetaService {
     if (this.#o.driver.role !== 'leader') return this.#refusal(new DfsError('ERR_NOT_LEADER', 'not the leader'));
     const cmd = this.#stamp(request.cmd, request.user ?? 'anonymous');
     if (request.cmd.op === 'admitNode' || request.cmd.op === 'drainNode' || request.cmd.op === 'removeNode') this.#checkNodeChange(request.cmd);
-    if (cmd.op === 'commitFile') {
-      // A retry of a commit that already applied (its answer lost in a leader change) gets the
-      // first answer, before any check that could only fail now (the new leader may not know
-      // the chunks' holders yet). The barrier applies everything committed before it first.
-      await this.#o.driver.readBarrier();
-      const first = this.#o.machine.state.resultOf(request.clientId, request.seq);
-      if (first) return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
-      await this.#checkCommit(cmd, request.stored);
+    // A commit's chunks are promised to it before anything is awaited: a GC round deciding now
+    // calls them off, one deciding earlier is waited for (#checkCommit). Until the entry applies
+    // (the references then protect them) or the commit is refused.
+    const promise = cmd.op === 'commitFile' ? (request.uploadId ?? `commit:${request.clientId}:${request.seq}`) : undefined;
+    if (cmd.op === 'commitFile') this.#leaderPlane().uploads.promise(promise!, cmd.manifest.chunks.map(([id]) => id));
+    let result: ApplyResult | undefined;
+    try {
+      if (cmd.op === 'commitFile') {
+        // A retry of a commit that already applied (its answer lost in a leader change) gets the
+        // first answer, before any check that could only fail now (the new leader may not know
+        // the chunks' holders yet). The barrier applies everything committed before it first.
+        await this.#o.driver.readBarrier();
+        const first = this.#o.machine.state.resultOf(request.clientId, request.seq);
+        if (first) return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
+        await this.#checkCommit(cmd, request.stored);
+      }
+      result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;
+    } finally {
+      // An upload's own promise outlives a refused commit (the client may try again); a
+      // commit's own promise, and an upload's once committed, end here.
+      if (promise !== undefined && (result?.ok === true || request.uploadId === undefined)) this.#dataPlane?.endUpload(promise);
     }
-    const result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;
-    if (result.ok && request.uploadId !== undefined) this.#dataPlane?.endUpload(request.uploadId);
+    if (cmd.op === 'removeNode' && result.ok) this.#dataPlane?.forgetNode(cmd.nodeId);
     if (cmd.op === 'registerNode' || cmd.op === 'setNodeState') {
       this.#log.info({ op: cmd.op, nodeId: cmd.nodeId, ...(cmd.op === 'setNodeState' ? { state: cmd.state } : { addrs: cmd.addrs }), ok: result.ok }, 'node state change');
     }

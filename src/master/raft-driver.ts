@@ -80,6 +80,15 @@ interface PendingRead {
   readonly timer: TimerHandle;
 }
 
+/**
+ * An input that arrived while a Ready was being persisted (the core allows none then), with
+ * what fails it if the driver stops or fails before it runs: every promise handed out settles.
+ */
+interface QueuedInput {
+  readonly fn: () => void;
+  readonly onError: ((err: DfsError) => void) | undefined;
+}
+
 /** Inputs that arrive while a Ready is being persisted wait here (the core allows none then). */
 const MAX_QUEUED_INPUTS = 50_000;
 
@@ -109,7 +118,7 @@ export class RaftDriver {
   readonly #requestTimeoutMs: number;
   readonly #proposals = new Map<number, PendingProposal>();
   readonly #reads = new Map<string, PendingRead>();
-  readonly #queue: Array<() => void> = [];
+  readonly #queue: QueuedInput[] = [];
   #inReady = false;
   #draining: Promise<void> | undefined;
   #applied = 0;
@@ -283,12 +292,25 @@ export class RaftDriver {
     this.#input(() => void this.#node.transferLeadership(to));
   }
 
-  /** Stops ticking and answering. Not a clean shutdown of the store: that is close(). */
+  /**
+   * Stops ticking and answering. Not a clean shutdown of the store: that is close(). Every
+   * proposal, read and queued input still waiting fails with ERR_NOT_LEADER.
+   */
   stop(): void {
+    this.#halt(new DfsError('ERR_NOT_LEADER', 'this master is shutting down'), new DfsError('ERR_NOT_LEADER', 'this master is not running'));
+  }
+
+  /**
+   * Stops for good: `pending` fails the proposals and reads under way, `queued` the inputs that
+   * wait for a Ready to end (a halted driver runs none of them), so no promise it handed out is
+   * left pending — a snapshot job waiting for its compact input ends, and close() with it.
+   */
+  #halt(pending: DfsError, queued: DfsError): void {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#ticker?.cancel();
-    this.#failAll(new DfsError('ERR_NOT_LEADER', 'this master is shutting down'));
+    this.#failAll(pending);
+    for (const { onError } of this.#queue.splice(0)) onError?.(queued);
     this.#notify();
   }
 
@@ -341,7 +363,7 @@ export class RaftDriver {
         onError?.(new DfsError('ERR_TIMEOUT', 'this master is overloaded'));
         return; // a dropped tick or message is harmless to Raft
       }
-      this.#queue.push(fn);
+      this.#queue.push({ fn, onError });
       return;
     }
     fn();
@@ -375,7 +397,17 @@ export class RaftDriver {
         this.#node.advance();
         this.#inReady = false;
       }
-      for (const fn of this.#queue.splice(0)) fn();
+      // (Stopped during the Ready: #halt already failed what was queued, nothing runs.)
+      const queued = this.#queue.splice(0);
+      for (let i = 0; i < queued.length; i++) {
+        try {
+          queued[i]!.fn();
+        } catch (err) {
+          // The loop crashes; what did not run goes back, for #crash to fail it.
+          for (let j = i + 1; j < queued.length; j++) this.#queue.push(queued[j]!);
+          throw err;
+        }
+      }
       this.#maybeSnapshot();
     }
   }
@@ -527,7 +559,8 @@ export class RaftDriver {
     if (this.#failure) return;
     this.#failure = err instanceof Error ? err : new Error(String(err));
     this.#log.fatal({ err: this.#failure.message, term: this.term, wasRole: this.#soft.role }, 'persistence failed: this master stops');
-    this.stop();
+    const stopped = new DfsError('ERR_NOT_LEADER', `this master is not running (persistence failed: ${this.#failure.message})`);
+    this.#halt(stopped, stopped);
     this.#notify();
     this.#onFailure?.(this.#failure);
   }

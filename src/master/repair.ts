@@ -116,6 +116,8 @@ export class RepairTask implements LeaderTask {
    */
   noteResults(nodeId: string, results: readonly ReplicateResult[]): void {
     for (const r of results) {
+      // Only the node a copy was asked of may say how it went.
+      if (!this.#inflight.get(r.id)?.some((c) => c.target === r.to && c.source === nodeId)) continue;
       if (!r.ok) this.#results.push(r);
       else if (r.sig !== undefined) void this.#countReceipt(r.id, r.to, r.sig);
     }

@@ -1,5 +1,6 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DfsError, fromSystemError } from '../errors/index.ts';
 
@@ -63,20 +64,84 @@ export async function writeSnapshotFile(dir: string, name: string, data: Uint8Ar
   return { file: name, bytes: data.length, sha256: hash.digest('hex') };
 }
 
-/** Reads a snapshot file back and checks its length and digest; ERR_IO if anything is off. */
-export async function readSnapshotFile(dir: string, info: SnapshotFileInfo): Promise<Uint8Array> {
-  const path = join(dir, info.file);
-  let buf: Buffer;
+export interface ReadSnapshotOptions {
+  /**
+   * Files larger than this are refused (ERR_IO) before anything is allocated; default and upper
+   * bound: buffer.constants.MAX_LENGTH, the largest Uint8Array this Node can make.
+   */
+  readonly maxBytes?: number;
+  /** Bytes read (and hashed) per call, one event-loop turn each; default 4 MiB. For tests. */
+  readonly pieceBytes?: number;
+}
+
+/**
+ * Reads the whole file at `path`, which must hold exactly `bytes` bytes (and hash to `sha256`,
+ * hex, if given), into one Uint8Array of that size: in pieces through a file handle, hashing
+ * as it goes, because readFile refuses files over 2 GiB (ERR_FS_FILE_TOO_LARGE) while a
+ * snapshot may be larger. ERR_IO (`what` names the file in the message) if the file cannot be
+ * read, is larger than the limit, is shorter or longer than `bytes`, or hashes differently.
+ */
+export async function readWholeFile(
+  path: string,
+  expect: { readonly bytes: number; readonly sha256?: string },
+  what: string,
+  options: ReadSnapshotOptions = {},
+): Promise<Uint8Array> {
+  const limit = Math.min(options.maxBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
+  const pieceBytes = options.pieceBytes ?? PIECE_BYTES;
+  if (!Number.isSafeInteger(pieceBytes) || pieceBytes <= 0) throw new RangeError(`pieceBytes must be a positive integer, got ${pieceBytes}`);
+  const tooLarge = (size: number): DfsError =>
+    new DfsError('ERR_IO', `${what} is ${size} bytes, over the ${limit}-byte limit of what can be read into memory (${limitName(limit, options.maxBytes)})`);
+  if (expect.bytes > limit) throw tooLarge(expect.bytes);
+  let fh: Awaited<ReturnType<typeof open>>;
   try {
-    buf = await readFile(path);
+    fh = await open(path, 'r');
   } catch (err) {
-    throw fromSystemError(err, `cannot read the snapshot file ${path} that the raft log points at`);
+    throw fromSystemError(err, `cannot read ${what}`);
   }
-  const data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (data.length !== info.bytes) throw new DfsError('ERR_IO', `snapshot file ${path} has ${data.length} bytes, the raft log says ${info.bytes}`);
-  const digest = await sha256Hex(data);
-  if (digest !== info.sha256) throw new DfsError('ERR_IO', `snapshot file ${path} is corrupt (SHA-256 ${digest}, the raft log says ${info.sha256})`);
-  return data;
+  try {
+    const size = (await fh.stat()).size;
+    if (size > limit) throw tooLarge(size);
+    if (size !== expect.bytes) throw new DfsError('ERR_IO', `${what} has ${size} bytes, expected ${expect.bytes}`);
+    let data: Uint8Array;
+    try {
+      // Not zero-filled (seconds for GiBs): every byte is read into it, or it is dropped.
+      const buf = Buffer.allocUnsafeSlow(size);
+      data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    } catch (err) {
+      throw new DfsError('ERR_IO', `cannot read ${what}: cannot allocate ${size} bytes (${(err as Error).message})`, { cause: err });
+    }
+    const hash = expect.sha256 === undefined ? undefined : createHash('sha256');
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await fh.read(data, at, Math.min(pieceBytes, size - at), at);
+      if (bytesRead === 0) throw new DfsError('ERR_IO', `${what} ended after ${at} of ${size} bytes (truncated while being read)`);
+      hash?.update(data.subarray(at, at + bytesRead));
+      at += bytesRead;
+      await nextTurn();
+    }
+    // The file must end here: one that grew after the stat is not the file that was written.
+    if ((await fh.read(new Uint8Array(1), 0, 1, size)).bytesRead !== 0) throw new DfsError('ERR_IO', `${what} has more than the ${size} bytes expected (it grew while being read)`);
+    if (hash !== undefined) {
+      const digest = hash.digest('hex');
+      if (digest !== expect.sha256) throw new DfsError('ERR_IO', `${what} is corrupt (SHA-256 ${digest}, expected ${expect.sha256})`);
+    }
+    return data;
+  } catch (err) {
+    throw fromSystemError(err, `cannot read ${what}`);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+function limitName(limit: number, maxBytes: number | undefined): string {
+  return maxBytes !== undefined && maxBytes <= bufferConstants.MAX_LENGTH ? 'the configured maximum snapshot size' : 'buffer.constants.MAX_LENGTH';
+}
+
+/** Reads a snapshot file back and checks its length and digest; ERR_IO if anything is off. */
+export async function readSnapshotFile(dir: string, info: SnapshotFileInfo, options: ReadSnapshotOptions = {}): Promise<Uint8Array> {
+  const path = join(dir, info.file);
+  return readWholeFile(path, info, `the snapshot file ${path} that the raft log points at`, options);
 }
 
 /** Removes every file in `dir` but `keep` (left by a crash or superseded); returns their names. */

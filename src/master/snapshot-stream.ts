@@ -1,5 +1,6 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Stream, StreamCloseEvent } from '@libp2p/interface';
 import { Uint8ArrayList } from 'uint8arraylist';
@@ -7,6 +8,7 @@ import { DfsError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import { type DfsPeer, FrameReader, FrameWriter } from '../net/index.ts';
 import { type InstallSnapshot, validateMessage } from '../raft/index.ts';
+import { readWholeFile } from './snapshot-file.ts';
 
 /**
  * InstallSnapshot over its own libp2p protocol, so that a snapshot of any size travels in
@@ -207,6 +209,8 @@ export interface SnapshotReceiverOptions {
   readonly idleTimeoutMs: number;
   /** Checks the content; throws (anything) if it is not a valid snapshot. Must not change state. */
   readonly validate: (data: Uint8Array) => Promise<void>;
+  /** Bytes per read when the received file is read back; default 4 MiB. For tests. */
+  readonly readPieceBytes?: number;
 }
 
 /** Why a snapshot was refused: a message for the log, and whether the peer lied about who it is. */
@@ -316,9 +320,13 @@ export class SnapshotReceiver {
       if (received !== header.bytes) throw new Refusal(`truncated: ${received} of ${header.bytes} bytes`);
       const actual = hash.digest('hex');
       if (digest !== actual) throw new Refusal(`digest mismatch (sent ${digest}, received data hashes to ${actual})`);
-      const buf = await readFile(temp);
-      const data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-      if (data.length !== header.bytes) throw new Refusal(`the temp file holds ${data.length} of ${header.bytes} bytes`);
+      // Read back in pieces (readFile stops at 2 GiB), checking the length and the digest again.
+      let data: Uint8Array;
+      try {
+        data = await readWholeFile(temp, { bytes: header.bytes, sha256: actual }, `the received snapshot's temp file ${temp}`, { maxBytes: this.#o.maxBytes, pieceBytes: this.#o.readPieceBytes });
+      } catch (err) {
+        throw new Refusal(`cannot read the received snapshot back: ${(err as Error).message}`);
+      }
       try {
         await this.#o.validate(data);
       } catch (err) {
@@ -358,6 +366,7 @@ export class SnapshotReceiver {
     const bytes = h.bytes;
     if (!Number.isSafeInteger(bytes) || (bytes as number) < 0) throw new Refusal('malformed header: bytes');
     if ((bytes as number) > this.#o.maxBytes) throw new Refusal(`${bytes as number} bytes exceed the ${this.#o.maxBytes}-byte limit`);
+    if ((bytes as number) > bufferConstants.MAX_LENGTH) throw new Refusal(`${bytes as number} bytes exceed buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH}), the largest snapshot this node can hold`);
     const message = validateMessage({ type: 'installSnapshot', from: h.from, to: h.to, term: h.term, snapshot: { metadata: h.metadata, data: new Uint8Array(0) } });
     if (message?.type !== 'installSnapshot') throw new Refusal('malformed header: not a valid InstallSnapshot');
     return { message, bytes: bytes as number };

@@ -201,7 +201,9 @@ export class MetaClient {
       if (response) tried.push(`${shortAddr(target)}: ${response.code}`);
       this.#leader = undefined;
       const hinted = response?.leaderAddr ?? undefined;
-      if (hinted && hinted !== target) {
+      // A hint is followed only to a master this client was configured with: a master's answer
+      // must not send it (and a storage node's heartbeats) to a peer of the master's choosing.
+      if (hinted && hinted !== target && this.#o.masters.includes(hinted)) {
         target = hinted; // follow the hint at once
         continue;
       }

@@ -100,7 +100,7 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
   }),
   /** Receipts of an upload's chunks, sent as the upload goes (leader only): proof of copies. */
-  proveStored: schema.object({ acks: schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST }) }),
+  proveStored: schema.object({ uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })), acks: schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST }) }),
   /** Which nodes hold these chunks (leader only). */
   locate: schema.object({ ids: chunkIds }),
   /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */

@@ -160,7 +160,11 @@ describe('repair after node loss (real processes)', () => {
     await c.atRf();
     const target = [...(await c.holders('/r/drain')).values()][0]![0]!;
     const node = (await c.nodes()).find((n) => n.name === target)!;
-    await c.meta.write({ op: 'drainNode', nodeId: node.id });
+    // Node administration comes from the cluster's admin identity (or a master) only.
+    const adminPeer = await c.t.cluster.createAdminPeer();
+    const admin = new MetaClient({ peer: adminPeer, masters: c.t.cluster.masterAddrs });
+    await expect(c.meta.write({ op: 'drainNode', nodeId: node.id })).rejects.toThrow(/only the masters and the cluster's admin/);
+    await admin.write({ op: 'drainNode', nodeId: node.id });
     let minCopies = Infinity;
     await c.until(
       'drained',
@@ -172,7 +176,9 @@ describe('repair after node loss (real processes)', () => {
       (h) => [...h.values()].every((names) => !names.includes(target)),
     );
     expect(minCopies).toBeGreaterThanOrEqual(3);
-    await c.meta.write({ op: 'removeNode', nodeId: node.id, force: false });
+    await admin.write({ op: 'removeNode', nodeId: node.id, force: false });
+    admin.close();
+    await adminPeer.stop();
     expect((await c.nodes()).some((n) => n.id === node.id)).toBe(false);
     expect((await c.get('/r/drain')).equals(Buffer.from(data))).toBe(true);
   }, 180_000);

@@ -17,6 +17,7 @@ function world(nodeIds: string[], options: { rf?: number } = {}) {
     now: () => nowMs,
     rng: () => 0.5,
     nodes: () => [...records.values()],
+    node: (id) => records.get(id),
     replicationFactor: () => options.rf ?? 3,
     refCount: (id) => refs.get(id) ?? 0,
     term: 1,
@@ -184,9 +185,14 @@ describe('repair planning (injected clock, no processes)', () => {
     w.report('d', []);
     const repair = repairOf(w);
     await repair.runOnce(w.ctx);
-    const [copy] = [...w.plane.nodes.takeReplicate('a', 10), ...w.plane.nodes.takeReplicate('b', 10)];
+    const fromA = w.plane.nodes.takeReplicate('a', 10);
+    const [copy] = [...fromA, ...w.plane.nodes.takeReplicate('b', 10)];
     expect(copy).toBeDefined();
+    const source = fromA.length > 0 ? 'a' : 'b';
+    // Only the copy's source may report on it.
     repair.noteResults(copy!.to, [{ id: x, to: copy!.to, ok: false, code: 'ERR_TIMEOUT' }]);
+    expect(repair.health.repairing).toBe(1);
+    repair.noteResults(source, [{ id: x, to: copy!.to, ok: false, code: 'ERR_TIMEOUT' }]);
     await repair.runOnce(w.ctx);
     const [again] = [...w.plane.nodes.takeReplicate('a', 10), ...w.plane.nodes.takeReplicate('b', 10)];
     expect(again).toBeDefined();

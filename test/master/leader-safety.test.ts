@@ -172,7 +172,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   }
 
   async function setUp() {
-    const c = await startInProcessMasters(() => tempDir(), { gcGraceMs: 1 });
+    const c = await startInProcessMasters(() => tempDir(), { gcGraceMs: 150 });
     const leader = await c.leader();
     const nodeIds = await threeLiveNodes(leader);
     const nodes = new Map(nodeIds.map((id) => [id, new FencedNode()]));
@@ -183,7 +183,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
     }
     await leader.driver.until(() => leader.host.confirmedTerm !== null, 5_000);
     const plane = leader.service.dataPlane!;
-    await new Promise((r) => setTimeout(r, 5)); // the 1 ms grace period (and the plane's start) pass
+    await new Promise((r) => setTimeout(r, 200)); // the grace period (and the plane's start) pass; an upload stays alive as long
     return { c, leader, nodes, x, plane, ctx: leader.task.runs[0]! };
   }
 
@@ -263,6 +263,36 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
     }
   });
 
+  it('a commit naming an unpromised chunk promises it before anything else: a GC round deciding meanwhile calls it off (review)', async () => {
+    const { c, leader, nodes, x, ctx } = await setUp();
+    try {
+      const { GarbageCollector } = await import('../../src/master/garbage-collector.ts');
+      const sent: string[] = [];
+      const gc = new GarbageCollector({
+        plane: () => leader.service.dataPlane,
+        refCount: (id) => leader.machine.state.refCount(id),
+        node: (id) => leader.machine.state.node(id),
+        deleteOnNode: async (node, ids, fence) => {
+          sent.push(...ids);
+          return nodes.get(node.id)!.delete(ids, fence);
+        },
+        intervalMs: 1_000,
+      });
+      // The commit (no upload this leader knows of: it began under another) and a GC round, at once.
+      const commit = leader.service.handle(
+        { type: 'write', clientId: 'client-c', seq: 1, cmd: { op: 'commitFile', path: '/late', manifest: manifestOf([[x, 10]]), parents: true, ifAbsent: false }, stored: [] },
+        CLIENT,
+      );
+      const round = gc.runOnce(ctx);
+      expect(await commit).toMatchObject({ ok: true });
+      await round;
+      expect(sent).toEqual([]);
+      for (const n of nodes.values()) expect(n.chunks.has(x)).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('an unreferenced, unpromised chunk is deleted everywhere', async () => {
     const { c, leader, nodes, x, ctx } = await setUp();
     try {
@@ -298,6 +328,9 @@ describe('requests are checked against the authenticated peer (issue 12)', () =>
       expect(await leader.service.handle(kill, { peerId: N2 })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
       expect(leader.machine.state.node(N1)?.state).toBe('alive');
       expect(leader.machine.state.node('fake-1')).toBeUndefined();
+      // Nor may it register an address of another peer (deletes for it would go there).
+      const other = `/ip4/127.0.0.1/tcp/9000/p2p/${N2}`;
+      expect(await leader.service.handle({ type: 'write', clientId: 'r2', seq: 1, cmd: { op: 'registerNode', nodeId: 'rogue', addrs: [other], capacityBytes: 1 } }, { peerId: 'rogue' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
 
       // Twelve bad-replica reports remove nothing; the node is asked to verify, once.
       const x = cid(9);

@@ -9,6 +9,8 @@ import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
 const CLIENT = { peerId: 'client' };
+/** A master (the in-process fixture's ids): node administration comes from masters or admins. */
+const ADMIN = { peerId: 'm1' };
 const keys = await Promise.all([1, 2, 3, 4].map(() => generateKeyPair('Ed25519')));
 const ids = keys.map((k) => peerIdFromPrivateKey(k).toString());
 const heartbeat = (nodeId: string, added: string[] = []): MetaRequest => ({ type: 'heartbeat', nodeId, freeBytes: 1e12, capacityBytes: 1e12, usedBytes: 0, chunkCount: 0, inflight: 0, added, removed: [] });
@@ -17,6 +19,7 @@ async function register(m: InProcessMaster, nodeId: string): Promise<void> {
   const r = await m.service.handle({ type: 'write', clientId: nodeId, seq: 1, cmd: { op: 'registerNode', nodeId, addrs: ['/ip4/127.0.0.1/tcp/1'], capacityBytes: 1e12 } }, { peerId: nodeId });
   expect(r.ok).toBe(true);
   await m.service.handle(heartbeat(nodeId), { peerId: nodeId });
+  await m.service.handle({ type: 'report', nodeId, ids: [], first: true, last: true }, { peerId: nodeId });
 }
 
 describe('storage node admission (issue 12)', () => {
@@ -32,9 +35,10 @@ describe('storage node admission (issue 12)', () => {
       expect((hb.value as { nodes?: unknown[] }).nodes).toEqual([]);
       let seq = 0;
       for (const id of ids.slice(0, 3)) {
-        expect(await leader.service.handle({ type: 'write', clientId: 'admin', seq: ++seq, cmd: { op: 'admitNode', nodeId: id } }, CLIENT)).toMatchObject({ ok: true });
+        expect(await leader.service.handle({ type: 'write', clientId: 'admin', seq: ++seq, cmd: { op: 'admitNode', nodeId: id } }, CLIENT)).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+        expect(await leader.service.handle({ type: 'write', clientId: 'admin', seq: ++seq, cmd: { op: 'admitNode', nodeId: id } }, ADMIN)).toMatchObject({ ok: true });
       }
-      expect(await leader.service.handle({ type: 'write', clientId: 'admin', seq: ++seq, cmd: { op: 'admitNode', nodeId: ids[0]! } }, CLIENT)).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
+      expect(await leader.service.handle({ type: 'write', clientId: 'admin', seq: ++seq, cmd: { op: 'admitNode', nodeId: ids[0]! } }, ADMIN)).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
       expect((await leader.service.handle({ type: 'place', chunks: [{ id: cid(1), size: 10 }] }, CLIENT)).ok).toBe(true);
     } finally {
       await c.stop();
@@ -46,7 +50,7 @@ describe('storage node admission (issue 12)', () => {
     try {
       const leader = await c.leader();
       await register(leader, ids[0]!);
-      await leader.service.handle({ type: 'write', clientId: 'admin', seq: 1, cmd: { op: 'drainNode', nodeId: ids[0]! } }, CLIENT);
+      await leader.service.handle({ type: 'write', clientId: 'admin', seq: 1, cmd: { op: 'drainNode', nodeId: ids[0]! } }, ADMIN);
       await register(leader, ids[0]!);
       expect(leader.machine.state.node(ids[0]!)?.state).toBe('draining');
     } finally {
@@ -101,10 +105,10 @@ describe('dfs node rm (issue 14)', () => {
       const receipts = await Promise.all(ids.slice(0, 3).map((_, k) => signReceipt(keys[k]!, x, fence)));
       await leader.service.handle({ type: 'write', clientId: 'c', seq: 1, cmd: { op: 'commitFile', path: '/f', manifest: manifestOf([[x, 10]]), parents: true, ifAbsent: false }, stored: [{ id: x, fence, receipts }], uploadId: 'u' }, CLIENT);
       const rm = (force: boolean, seq: number): MetaRequest => ({ type: 'write', clientId: 'admin', seq, cmd: { op: 'removeNode', nodeId: ids[0]!, force } });
-      const refused = await leader.service.handle(rm(false, 1), CLIENT);
+      const refused = await leader.service.handle(rm(false, 1), ADMIN);
       expect(refused).toMatchObject({ ok: false, code: 'ERR_NOT_EMPTY' });
       expect(refused.message).toMatch(/1 chunk\(s\).*dfs node drain/);
-      expect(await leader.service.handle(rm(true, 2), CLIENT)).toMatchObject({ ok: true });
+      expect(await leader.service.handle(rm(true, 2), ADMIN)).toMatchObject({ ok: true });
       expect(leader.machine.state.node(ids[0]!)).toBeUndefined();
     } finally {
       await c.stop();

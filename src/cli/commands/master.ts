@@ -39,6 +39,7 @@ export interface MasterStartOptions extends SecretOptions {
   suspectAfter?: string;
   deadAfter?: string;
   admitNodes?: string;
+  adminPeers?: string;
 }
 
 /** A duration option in milliseconds: a positive integer, or ERR_USAGE naming the flag. */
@@ -93,6 +94,7 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
     ...(options.tickMs !== undefined ? { tickMs: Number(options.tickMs) } : {}),
     ...(options.gcGraceMs !== undefined ? { gcGraceMs: Number(options.gcGraceMs) } : {}),
     ...timingOptions(options),
+    ...(options.adminPeers ? { adminPeers: String(options.adminPeers).split(',').map((x) => x.trim()).filter(Boolean) } : {}),
   });
   io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs }) + '\n');
   io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}\n`);

@@ -84,7 +84,7 @@ export async function nodeAdminCommand(action: string, ref: string | undefined, 
       default:
         throw new DfsError('ERR_USAGE', `dfs node takes start, admit, drain, rm or scrub, not "${action}"`);
     }
-  });
+  }, { admin: true });
 }
 
 /**
