@@ -87,6 +87,10 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--json', 'Print a JSON summary')
     .action(async (remote: string, local: string, options) => (await import('./commands/data.ts')).getCommand(remote, local, options, io));
   cli
+    .command('rebalance', 'Even out storage node usage: copies move from the fullest nodes to the emptiest')
+    .option('--max <chunks>', 'At most this many chunks (default 10000)')
+    .action(async (options) => (await import('./commands/nodes.ts')).rebalanceCommand(options, io));
+  cli
     .command('nodes', 'Every storage node: state, space, chunks, last heartbeat, repairs')
     .option('--json', 'Print JSON')
     .action(async (options) => (await import('./commands/nodes.ts')).nodesCommand(options, io));

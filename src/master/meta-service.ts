@@ -35,6 +35,7 @@ export interface RepairView {
   readonly health: NonNullable<MasterStatus['chunks']>;
   inflightFor(nodeId: string): number;
   noteResults(nodeId: string, results: ReadonlyArray<{ id: string; to: string; ok: boolean; code?: string | undefined }>): void;
+  requestRebalance(maxChunks: number): void;
 }
 
 const MiB = 1024 * 1024;
@@ -148,6 +149,13 @@ export class MetaService {
           return { ok: true, value: this.#heartbeat(request) };
         case 'nodes':
           return { ok: true, value: this.#nodeViews() };
+        case 'rebalance': {
+          const repair = this.#o.repair?.();
+          this.#leaderPlane();
+          if (!repair) throw new DfsError('ERR_NOT_LEADER', 'no repair task on this master');
+          repair.requestRebalance(request.maxChunks);
+          return { ok: true, value: {} };
+        }
         case 'scrubNode':
           if (!this.#o.machine.state.node(request.nodeId)) throw new DfsError('ERR_NOT_FOUND', `no storage node ${request.nodeId} (see dfs nodes)`);
           this.#leaderPlane().nodes.requestScrub(request.nodeId);
@@ -288,7 +296,7 @@ export class MetaService {
       if (request.type === 'report') forbid(`peer ${from.peerId} is not a registered storage node`);
     }
     const isAdmin = this.#o.masterAddrs.has(from.peerId) || this.#o.adminPeers?.has(from.peerId) === true;
-    if (request.type === 'scrubNode' && !isAdmin) forbid(`only the masters and the cluster's admin may ask for a scrub; ${from.peerId} is neither`);
+    if ((request.type === 'scrubNode' || request.type === 'rebalance') && !isAdmin) forbid(`only the masters and the cluster's admin may ask for a ${request.type}; ${from.peerId} is neither`);
     if (request.type !== 'write') return;
     const cmd = request.cmd;
     if (cmd.op === 'registerNode') {

@@ -150,8 +150,50 @@ export class RepairTask implements LeaderTask {
     this.#settle(plane);
     const { jobs, extras, health } = this.#survey(plane, states);
     if (ready) this.#queueCopies(plane, states, jobs);
+    if (ready && jobs.length === 0 && this.#rebalanceLeft > 0) this.#rebalance(plane, states);
     this.#health = { ...health, ready, repairing: this.#inflightCount(), repaired: this.#repaired, copiesPerSecond: this.#rate() };
     if (ready && extras.length > 0) await this.#trim(ctx, plane, states, extras);
+  }
+
+  /**
+   * Evens out usage (`dfs rebalance`): up to `maxChunks` chunks at RF on the fullest nodes get
+   * one more copy on the emptiest node without one; trim then removes the copy on the fuller
+   * node (it deletes from the node with the least free space first). Only while nothing needs
+   * repair, within the same per-node copy budget.
+   */
+  requestRebalance(maxChunks: number): void {
+    this.#rebalanceLeft = Math.max(0, Math.min(maxChunks, 1_000_000));
+  }
+
+  #rebalanceLeft = 0;
+
+  #rebalance(plane: DataPlane, states: ReadonlyMap<string, NodeRecord>): void {
+    const live = [...states.values()].filter((n) => n.state === 'alive');
+    const usage = (id: string) => {
+      const l = plane.nodes.load(id);
+      return l.capacityBytes > 0 ? l.usedBytes / l.capacityBytes : 0;
+    };
+    const ranked = live.sort((a, b) => usage(b.id) - usage(a.id));
+    const fullest = ranked[0];
+    const emptiest = ranked[ranked.length - 1];
+    // Done when the spread is within 5 points of capacity.
+    if (!fullest || !emptiest || usage(fullest.id) - usage(emptiest.id) < 0.05) {
+      this.#rebalanceLeft = 0;
+      return;
+    }
+    const rf = this.#o.replicationFactor();
+    let queued = 0;
+    for (const id of plane.locations.chunksOf(fullest.id)) {
+      if (queued >= 64 || this.#rebalanceLeft <= 0) break;
+      const holders = plane.locations.holders(id);
+      if (holders.has(emptiest.id) || holders.size !== rf || this.#inflight.has(id) || this.#o.refCount(id) === 0) continue;
+      const fence = plane.fences.next();
+      if (!plane.queueReplicate(fullest.id, { id, to: emptiest.id, toAddr: addrOf(emptiest), fence })) break;
+      this.#inflight.set(id, [{ source: fullest.id, target: emptiest.id, fence, startedMs: this.#o.now() }]);
+      this.#rebalanceLeft--;
+      queued++;
+    }
+    if (queued === 0) this.#rebalanceLeft = 0; // nothing movable: stop
   }
 
   #resetFor(plane: DataPlane): void {

@@ -105,6 +105,8 @@ export const metaRequestSchema = schema.taggedUnion('type', {
   locate: schema.object({ ids: chunkIds }),
   /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */
   nodes: schema.object({}),
+  /** Moves up to maxChunks copies from the fullest to the emptiest nodes (`dfs rebalance`). */
+  rebalance: schema.object({ maxChunks: schema.integer({ min: 1, max: 1_000_000 }) }),
   /** Asks a storage node (with its next heartbeat answer) to re-hash every chunk now. */
   scrubNode: schema.object({ nodeId }),
   /** A client found a replica missing or corrupt. */

@@ -261,3 +261,40 @@ describe('repair planning (injected clock, no processes)', () => {
     expect(deletes).toEqual([['a', [x]]]);
   });
 });
+
+describe('rebalance (injected clock, no processes)', () => {
+  it('moves copies from the fullest node to the emptiest: a copy there, then the fuller one trimmed', async () => {
+    const w = world(['a', 'b', 'c', 'd']);
+    const x = cid(9);
+    w.refs.set(x, 1);
+    const used = (id: string, usedBytes: number, added: string[] = []) =>
+      w.plane.heartbeat(id, { freeBytes: 1e12 - usedBytes, capacityBytes: 1e12, usedBytes, chunkCount: 0, inflight: 0 }, added, []);
+    for (const [n, u] of [['a', 9e11], ['b', 5e11], ['c', 5e11], ['d', 1e10]] as const) {
+      used(n, u);
+      w.plane.report(n, n === 'd' ? [] : [x], true, true);
+    }
+    const deletes: Array<[string, string[]]> = [];
+    const repair = new RepairTask({
+      plane: () => w.plane,
+      nodes: () => [...w.records.values()],
+      refCount: (id) => w.refs.get(id) ?? 0,
+      referencedChunks: () => w.refs.keys(),
+      replicationFactor: () => 3,
+      deleteOnNode: async (node, ids) => {
+        deletes.push([node.id, [...ids]]);
+        return { kept: [] };
+      },
+      now: w.now,
+    });
+    await repair.runOnce(w.ctx);
+    expect(w.plane.nodes.takeReplicate('a', 10)).toEqual([]); // balanced enough to do nothing unasked
+    repair.requestRebalance(10);
+    await repair.runOnce(w.ctx);
+    const [copy] = w.plane.nodes.takeReplicate('a', 10);
+    expect(copy).toMatchObject({ id: x, to: 'd' });
+    used('d', 1e10, [x]); // d vouches for its copy
+    await repair.runOnce(w.ctx);
+    await repair.runOnce(w.ctx);
+    expect(deletes).toEqual([['a', [x]]]);
+  });
+});

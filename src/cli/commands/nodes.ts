@@ -57,6 +57,14 @@ function resolveNode(nodes: readonly NodeView[], ref: string): NodeView {
   throw new DfsError('ERR_INVALID_ARGUMENT', `"${ref}" names ${matches.length} storage nodes: give the full peer id (dfs nodes --json)`);
 }
 
+/** `dfs rebalance [--max N]`: moves copies from the fullest to the emptiest nodes, in the background. */
+export async function rebalanceCommand(options: ClusterOption & { max?: string }, io: CliIO): Promise<void> {
+  const maxChunks = options.max === undefined ? 10_000 : Number(options.max);
+  if (!Number.isSafeInteger(maxChunks) || maxChunks < 1) throw new DfsError('ERR_USAGE', `--max takes a positive number of chunks, not "${String(options.max)}"`);
+  await withMetaClient(options, io, (c) => c.leaderRequest({ type: 'rebalance', maxChunks }), { admin: true });
+  io.stderr.write(`rebalancing: up to ${maxChunks} chunk copies move from the fullest to the emptiest nodes, within each node's copy budget; dfs nodes shows usage even out\n`);
+}
+
 /** `dfs node admit|drain|rm|scrub <node>`. */
 export async function nodeAdminCommand(action: string, ref: string | undefined, options: ClusterOption & { force?: boolean; now?: boolean }, io: CliIO): Promise<void> {
   if (!ref) throw new DfsError('ERR_USAGE', `dfs node ${action} needs a node: its name or peer id (see dfs nodes)`);
