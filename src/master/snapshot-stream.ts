@@ -209,8 +209,6 @@ export interface SnapshotReceiverOptions {
   readonly idleTimeoutMs: number;
   /** Checks the content; throws (anything) if it is not a valid snapshot. Must not change state. */
   readonly validate: (data: Uint8Array) => Promise<void>;
-  /** Bytes per read when the received file is read back; default 4 MiB. For tests. */
-  readonly readPieceBytes?: number;
 }
 
 /** Why a snapshot was refused: a message for the log, and whether the peer lied about who it is. */
@@ -323,7 +321,7 @@ export class SnapshotReceiver {
       // Read back in pieces (readFile stops at 2 GiB), checking the length and the digest again.
       let data: Uint8Array;
       try {
-        data = await readWholeFile(temp, { bytes: header.bytes, sha256: actual }, `the received snapshot's temp file ${temp}`, { maxBytes: this.#o.maxBytes, pieceBytes: this.#o.readPieceBytes });
+        data = await readWholeFile(temp, { bytes: header.bytes, sha256: actual }, `the received snapshot's temp file ${temp}`, { maxBytes: this.#o.maxBytes });
       } catch (err) {
         throw new Refusal(`cannot read the received snapshot back: ${(err as Error).message}`);
       }
