@@ -3,6 +3,9 @@ import type { NodeRecord, NodeState } from '../meta/index.ts';
 import type { DataPlane } from './data-plane.ts';
 import type { LeaderContext, LeaderTask } from './leader-tasks.ts';
 
+/** Time a node gets, past suspect-after, to find a new leader before that leader judges it. */
+const NEW_LEADER_GRACE_MS = 5_000;
+
 export interface FailureDetectorOptions {
   readonly plane: () => DataPlane | undefined;
   /** Registered nodes, from the replicated state. */
@@ -60,8 +63,12 @@ export class FailureDetector implements LeaderTask {
   async check(): Promise<void> {
     const plane = this.#o.plane();
     if (!plane) return;
+    // A new leader gives every node time to find it (nodes learn of a leader change when their
+    // heartbeat to the old one fails or is refused) before it calls anyone suspect.
+    const young = this.#o.now() - plane.startedMs < (this.#o.suspectAfterMs ?? 3_000) + NEW_LEADER_GRACE_MS;
     for (const node of this.#o.nodes()) {
       if (node.state === 'pending') continue; // not admitted: nothing to watch yet
+      if (young && !plane.nodes.heardSinceStart(node.id)) continue;
       const next = this.desired(plane, node);
       if (next === node.state) continue;
       this.#log.info({ node: node.id, from: node.state, to: next, silentMs: plane.nodes.silentForMs(node.id) }, 'node state change');

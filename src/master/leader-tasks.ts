@@ -1,5 +1,5 @@
 import { type Clock, systemClock } from '../env/index.ts';
-import { DfsError } from '../errors/index.ts';
+import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
 
 /** What a leader-only task sees of the leadership it runs under. */
@@ -139,7 +139,13 @@ export class LeaderTaskHost {
         if (!ctx.signal.aborted) this.#log.warn({ task: task.name, term: ctx.term }, 'leader task returned while still leading; restarting it');
       } catch (err) {
         if (ctx.signal.aborted) return;
-        this.#log.error({ task: task.name, term: ctx.term, err: (err as Error).message }, 'leader task failed; restarting it');
+        // Leadership slipping away under a task (a proposal or barrier refused) is routine: the
+        // host stops it the moment the driver says so. Anything else is a failure worth a line.
+        if (isDfsError(err, 'ERR_NOT_LEADER') || isDfsError(err, 'ERR_TIMEOUT')) {
+          this.#log.info({ task: task.name, term: ctx.term, err: (err as Error).message }, 'leader task interrupted (leadership moving?); restarting it');
+        } else {
+          this.#log.error({ task: task.name, term: ctx.term, err: (err as Error).message }, 'leader task failed; restarting it');
+        }
       }
       try {
         await ctx.sleep(this.#o.restartDelayMs ?? 1_000);

@@ -357,6 +357,12 @@ export class MetaService {
     const placed = plane.place(chunks, exclude, uploadId);
     const shortAt = placed.findIndex((p) => 'targets' in p && p.targets.length < rf);
     if (shortAt >= 0) {
+      // A new leader that has not heard every node yet knows neither their room nor their
+      // state: "not yet", which clients retry, rather than blaming the cluster.
+      const unheard = plane.liveNodes().filter((n) => !plane.nodes.heardSinceStart(n.id)).length;
+      if (unheard > 0 && this.#clock.now() - plane.startedMs < 15_000) {
+        throw new DfsError('ERR_TIMEOUT', `this leader took over moments ago and has not heard ${unheard} storage node(s) yet; retry`);
+      }
       // Say which shortage it is: nodes down (or failed by this client), or nodes full.
       const live = plane.liveNodes();
       const usable = live.filter((n) => !exclude.has(n.id)).length;

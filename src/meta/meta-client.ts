@@ -181,7 +181,9 @@ export class MetaClient {
       try {
         response = await this.#call(target, request, Math.min(attemptTimeoutMs, remaining));
       } catch (err) {
-        if (!isDfsError(err) || !RETRYABLE.has(err.code)) throw err;
+        // A master restarting serves the protocol a moment after it accepts connections.
+        const notYet = isDfsError(err, 'ERR_PROTOCOL') && /does not support/.test(err.message);
+        if (!isDfsError(err) || (!RETRYABLE.has(err.code) && !notYet)) throw err;
         tried.push(`${shortAddr(target)}: ${err.code}`);
       }
       if (response?.ok) {

@@ -83,12 +83,17 @@ describe('failure detector (one health model, injected clock)', () => {
     expect(w.records.get('b')!.state).toBe('alive');
   });
 
-  it('a new leader measures silence from its own start, so nobody is declared dead at once', async () => {
-    const w = world(['a']);
+  it('a new leader measures silence from its own start, and gives nodes time to find it, so nobody is suspect at once', async () => {
+    const w = world(['a', 'b']);
     const { d, committed } = detector(w);
     await d.check();
     expect(committed).toEqual([]);
     w.advance(3_000);
+    w.beat('b');
+    await d.check();
+    expect(committed).toEqual([]); // still looking for the new leader
+    w.advance(5_000);
+    w.beat('b');
     await d.check();
     expect(committed).toEqual([['a', 'suspect']]);
   });
