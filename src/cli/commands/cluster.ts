@@ -75,6 +75,7 @@ export async function clusterUpCommand(options: ClusterUpOptions, io: CliIO): Pr
 
 export async function clusterDownCommand(options: { dir?: string }, io: CliIO): Promise<void> {
   const dir = resolve(options.dir ?? DEFAULT_CLUSTER_DIR);
-  const stopped = await stopDetachedCluster(dir);
+  // Stopped in parallel: listed by name, masters first, whatever order they went in.
+  const stopped = (await stopDetachedCluster(dir)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   io.stdout.write(stopped.length ? `stopped ${stopped.join(', ')}\n` : 'nothing was running\n');
 }
