@@ -1,7 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { once } from 'node:events';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +9,13 @@ import { formatTable } from '../src/cli/format.ts';
 import { LocalCluster } from '../src/cluster/index.ts';
 import { SERVER_V8_FLAGS } from '../src/cli/v8-flags.ts';
 import { DEFAULT_REPLICATION_FACTOR } from '../src/meta/index.ts';
+import { randomFile } from './harness.ts';
 
 const BIN = new URL('../bin/dfs.js', import.meta.url).pathname;
 const SINK = new URL('./support/raw-sink.ts', import.meta.url).pathname;
 const SOURCE = new URL('./support/raw-source.ts', import.meta.url).pathname;
 const run = promisify(execFile);
 
-async function randomFile(path: string, bytes: number): Promise<void> {
-  const out = createWriteStream(path);
-  const block = new Uint8Array(4 * 1024 * 1024);
-  for (let written = 0; written < bytes; written += block.length) {
-    randomFillSync(block);
-    if (!out.write(block.subarray(0, Math.min(block.length, bytes - written)))) await once(out, 'drain');
-  }
-  out.end();
-  await once(out, 'close');
-}
 
 interface RawFigures {
   mbPerS: number;

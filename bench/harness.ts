@@ -1,4 +1,6 @@
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { once } from 'node:events';
+import { createWriteStream, writeFileSync, mkdirSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
 import { formatTable } from '../src/cli/format.ts';
 
 /** One measured figure. `vs` names the yardstick row measured in the same run. */
@@ -70,4 +72,16 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
   await fn();
   return performance.now() - start;
+}
+
+/** Writes `bytes` of random data to `path`, 4 MiB at a time. */
+export async function randomFile(path: string, bytes: number): Promise<void> {
+  const out = createWriteStream(path);
+  const block = new Uint8Array(4 * 1024 * 1024);
+  for (let written = 0; written < bytes; written += block.length) {
+    randomFillSync(block);
+    if (!out.write(block.subarray(0, Math.min(block.length, bytes - written)))) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'close');
 }

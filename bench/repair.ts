@@ -1,7 +1,4 @@
 import { execFile } from 'node:child_process';
-import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { randomFillSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,21 +8,11 @@ import { MetaClient } from '../src/client/index.ts';
 import { formatTable } from '../src/cli/format.ts';
 import { LocalCluster } from '../src/cluster/index.ts';
 import type { FileEntry, MasterStatus, NodeView } from '../src/meta/index.ts';
-import { benchBytes } from './harness.ts';
+import { benchBytes, randomFile } from './harness.ts';
 
 const BIN = new URL('../bin/dfs.js', import.meta.url).pathname;
 const run = promisify(execFile);
 
-async function randomFile(path: string, bytes: number): Promise<void> {
-  const out = createWriteStream(path);
-  const block = new Uint8Array(4 * 1024 * 1024);
-  for (let written = 0; written < bytes; written += block.length) {
-    randomFillSync(block);
-    if (!out.write(block.subarray(0, Math.min(block.length, bytes - written)))) await once(out, 'drain');
-  }
-  out.end();
-  await once(out, 'close');
-}
 
 async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number, pollMs = 50): Promise<T> {
   const deadline = performance.now() + timeoutMs;

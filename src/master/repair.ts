@@ -1,5 +1,5 @@
 import { type Logger, silentLogger } from '../log/index.ts';
-import type { NodeRecord, NodeState } from '../meta/index.ts';
+import type { MasterStatus, NodeRecord, NodeState } from '../meta/index.ts';
 import { verifyReceipt } from '../net/receipt.ts';
 import { addrOf, type DataPlane } from './data-plane.ts';
 import type { NodeChunkDeleter } from './garbage-collector.ts';
@@ -15,21 +15,8 @@ export interface ReplicateResult {
   readonly sig?: string | undefined;
 }
 
-export interface ChunkHealth {
-  /** Chunks committed manifests reference. */
-  readonly total: number;
-  /** Referenced chunks with fewer live copies than the replication factor (missing ones included). */
-  readonly underReplicated: number;
-  /** Referenced chunks no node is known to hold. */
-  readonly missing: number;
-  /** Copies being made now. */
-  readonly repairing: number;
-  /** Copies made by this leader so far, and the bytes/s of the last minute (by chunk count × average size unknown: copies/s). */
-  readonly repaired: number;
-  readonly copiesPerSecond: number;
-  /** Whether the leader has heard every live node's full report (before that it decides nothing). */
-  readonly ready: boolean;
-}
+/** Replication health of the referenced chunks, as `dfs status` shows it (the protocol's type). */
+export type ChunkHealth = NonNullable<MasterStatus['chunks']>;
 
 export interface RepairOptions {
   readonly plane: () => DataPlane | undefined;

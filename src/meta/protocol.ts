@@ -176,12 +176,18 @@ export interface MasterStatus {
   readonly stateHash?: string;
   /** On the leader: replication health of the referenced chunks. */
   readonly chunks?: {
+    /** Chunks committed manifests reference. */
     readonly total: number;
+    /** Referenced chunks with fewer counted copies than the replication factor (missing ones included). */
     readonly underReplicated: number;
+    /** Referenced chunks no node is known to hold. */
     readonly missing: number;
+    /** Copies being made now. */
     readonly repairing: number;
+    /** Copies this leader made so far, and how many a second over the last minute. */
     readonly repaired: number;
     readonly copiesPerSecond: number;
+    /** Whether the leader has heard every live node's full report (before that it decides nothing). */
     readonly ready: boolean;
   };
 }
