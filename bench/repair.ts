@@ -49,7 +49,12 @@ export async function runRepairBench(): Promise<void> {
     const peer = await cluster.createClientPeer();
     const meta = new MetaClient({ peer, masters: cluster.masterAddrs });
     try {
-      const status = () => meta.leaderRequest({ type: 'status' }) as Promise<MasterStatus>;
+      // Any master answers status: the leader's is the one with chunk health.
+      const status = async (): Promise<MasterStatus> => {
+        const leader = (await meta.statusAll()).find((a) => a.status?.role === 'leader')?.status;
+        if (!leader) throw new Error('no leader right now');
+        return leader;
+      };
       const nodes = () => meta.leaderRequest({ type: 'nodes' }) as Promise<NodeView[]>;
       const atRf = (s: MasterStatus) => s.chunks !== undefined && s.chunks.ready && s.chunks.total > 0 && s.chunks.underReplicated === 0 && s.chunks.repairing === 0;
       await until(status, atRf, 120_000);

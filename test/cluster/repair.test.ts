@@ -39,7 +39,12 @@ async function cluster(nodeArgs: string[] = []) {
     await getFile(path, sink, { peer: p, meta, blake3 });
     return Buffer.concat(parts);
   };
-  const leaderStatus = async (): Promise<MasterStatus> => (await meta.leaderRequest({ type: 'status' })) as MasterStatus;
+  // Any master answers status: ask them all and take the leader's (it alone knows chunk health).
+  const leaderStatus = async (): Promise<MasterStatus> => {
+    const leader = (await meta.statusAll()).find((a) => a.status?.role === 'leader')?.status;
+    if (!leader) throw new Error('no leader right now');
+    return leader;
+  };
   const nodes = async (): Promise<NodeView[]> => (await meta.leaderRequest({ type: 'nodes' })) as NodeView[];
   /** Polls `probe` until it holds; fails with the last value after `timeoutMs`. */
   const until = async <T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => {
