@@ -1,10 +1,11 @@
+import { recordUnhandledRejections } from '../support/unhandled.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT, main } from '../../src/cli/index.ts';
 import type { CliIO } from '../../src/cli/index.ts';
 import { LocalCluster } from '../../src/cluster/index.ts';
@@ -31,17 +32,9 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-// Every rejection nobody handled while a test ran (vitest stands back while another listener
-// exists, so these tests check it themselves). And main() sets process.exitCode, as the bin
-// relies on: the test run must not inherit it.
-let unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-beforeEach(() => {
-  unhandled = [];
-  process.on('unhandledRejection', onUnhandled);
-});
+const unhandledNow = recordUnhandledRejections();
+// main() sets process.exitCode, as the bin relies on: the test run must not inherit it.
 afterEach(() => {
-  process.off('unhandledRejection', onUnhandled);
   process.exitCode = 0;
 });
 
@@ -153,7 +146,7 @@ function expectHealthyStatus(r: { tables: Outcome[]; jsons: Outcome[] }, frozen:
 
 async function strayRejections(): Promise<string[]> {
   await new Promise((ok) => setImmediate(ok));
-  return unhandled.map((r) => (r instanceof Error ? r.message : String(r)));
+  return unhandledNow().map((r) => (r instanceof Error ? r.message : String(r)));
 }
 
 describe('dfs status with one master frozen (SIGSTOP)', () => {

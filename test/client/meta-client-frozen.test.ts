@@ -1,8 +1,9 @@
+import { recordUnhandledRejections } from '../support/unhandled.ts';
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetaClient } from '../../src/client/index.ts';
 import { createPeer, type DfsPeer } from '../../src/net/index.ts';
 import { rejection } from '../support/errors.ts';
@@ -31,23 +32,13 @@ afterAll(async () => {
   await new Promise<void>((ok) => silent.close(() => ok()));
 });
 
-// Every rejection nobody handled while a test ran. (Vitest also fails the run on one; this
-// pins the failure on the test that caused it.)
-let unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-beforeEach(() => {
-  unhandled = [];
-  process.on('unhandledRejection', onUnhandled);
-});
-afterEach(() => {
-  process.off('unhandledRejection', onUnhandled);
-});
+const unhandledNow = recordUnhandledRejections();
 
 /** Lets any timer of the test's calls fire, then reports what went unhandled meanwhile. */
 async function strayRejections(): Promise<string[]> {
   await sleep(300);
   await new Promise((ok) => setImmediate(ok));
-  return unhandled.map((r) => (r instanceof Error ? r.message : String(r)));
+  return unhandledNow().map((r) => (r instanceof Error ? r.message : String(r)));
 }
 
 describe('MetaClient against a master that accepts connections and never answers (frozen)', () => {

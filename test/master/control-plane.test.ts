@@ -139,21 +139,24 @@ describe('failure detector (one health model, injected clock)', () => {
   });
 });
 
+/** A repair task over the world's plane; deletes it sends are recorded in `deletes`. */
+function repairOf(w: ReturnType<typeof world>, deletes: Array<[string, string[]]> = [], copiesPerNode?: number): RepairTask {
+  return new RepairTask({
+    plane: () => w.plane,
+    nodes: () => [...w.records.values()],
+    refCount: (id) => w.refs.get(id) ?? 0,
+    referencedChunks: () => w.refs.keys(),
+    replicationFactor: () => 3,
+    deleteOnNode: async (node, ids) => {
+      deletes.push([node.id, [...ids]]);
+      return { kept: [] };
+    },
+    now: w.now,
+    ...(copiesPerNode !== undefined ? { copiesPerNode } : {}),
+  });
+}
+
 describe('repair planning (injected clock, no processes)', () => {
-  const repairOf = (w: ReturnType<typeof world>, deletes: Array<[string, string[]]> = []) =>
-    new RepairTask({
-      plane: () => w.plane,
-      nodes: () => [...w.records.values()],
-      refCount: (id) => w.refs.get(id) ?? 0,
-      referencedChunks: () => w.refs.keys(),
-      replicationFactor: () => 3,
-      deleteOnNode: async (node, ids) => {
-        deletes.push([node.id, [...ids]]);
-        return { kept: [] };
-      },
-      now: w.now,
-      copiesPerNode: 2,
-    });
 
   it('copies the most endangered chunks first, from a live holder to a node without a copy', async () => {
     const w = world(['a', 'b', 'c', 'd', 'e']);
@@ -166,7 +169,7 @@ describe('repair planning (injected clock, no processes)', () => {
     w.report('d', []);
     w.report('e', []);
     w.setState('c', 'dead');
-    const repair = repairOf(w);
+    const repair = repairOf(w, [], 2);
     await repair.runOnce(w.ctx);
     expect(repair.health).toMatchObject({ total: 2, underReplicated: 2, missing: 0, ready: true });
     const fromA = w.plane.nodes.takeReplicate('a', 100);
@@ -188,7 +191,7 @@ describe('repair planning (injected clock, no processes)', () => {
     w.report('b', [x]);
     w.report('c', []);
     w.report('d', []);
-    const repair = repairOf(w);
+    const repair = repairOf(w, [], 2);
     await repair.runOnce(w.ctx);
     const fromA = w.plane.nodes.takeReplicate('a', 10);
     const [copy] = [...fromA, ...w.plane.nodes.takeReplicate('b', 10)];
@@ -214,7 +217,7 @@ describe('repair planning (injected clock, no processes)', () => {
     w.beat('b'); // b, c, d heard but have not reported yet
     w.beat('c');
     w.beat('d');
-    const repair = repairOf(w);
+    const repair = repairOf(w, [], 2);
     await repair.runOnce(w.ctx);
     expect(repair.health.ready).toBe(false);
     expect(w.plane.nodes.takeReplicate('a', 10)).toEqual([]);
@@ -231,7 +234,7 @@ describe('repair planning (injected clock, no processes)', () => {
     for (const n of ['a', 'b', 'c', 'd']) w.report(n, [x]);
     w.setState('b', 'draining');
     const deletes: Array<[string, string[]]> = [];
-    await repairOf(w, deletes).runOnce(w.ctx);
+    await repairOf(w, deletes, 2).runOnce(w.ctx);
     expect(deletes).toEqual([['b', [x]]]);
     expect([...w.plane.locations.holders(x)].sort()).toEqual(['a', 'c', 'd']);
   });
@@ -243,7 +246,7 @@ describe('repair planning (injected clock, no processes)', () => {
     for (const n of ['a', 'b', 'c', 'd']) w.report(n, [x]);
     w.plane.nodes.forgetReport('c');
     const deletes: Array<[string, string[]]> = [];
-    await repairOf(w, deletes).runOnce(w.ctx);
+    await repairOf(w, deletes, 2).runOnce(w.ctx);
     expect(deletes).toEqual([]);
   });
 
@@ -255,7 +258,7 @@ describe('repair planning (injected clock, no processes)', () => {
     w.report('d', []);
     w.setState('a', 'draining');
     const deletes: Array<[string, string[]]> = [];
-    const repair = repairOf(w, deletes);
+    const repair = repairOf(w, deletes, 2);
     await repair.runOnce(w.ctx);
     expect(deletes).toEqual([]); // 2 counted copies: nothing may go yet
     const copies = ['a', 'b', 'c'].flatMap((n) => w.plane.nodes.takeReplicate(n, 10));
@@ -279,18 +282,7 @@ describe('rebalance (injected clock, no processes)', () => {
       w.plane.report(n, n === 'd' ? [] : [x], true, true);
     }
     const deletes: Array<[string, string[]]> = [];
-    const repair = new RepairTask({
-      plane: () => w.plane,
-      nodes: () => [...w.records.values()],
-      refCount: (id) => w.refs.get(id) ?? 0,
-      referencedChunks: () => w.refs.keys(),
-      replicationFactor: () => 3,
-      deleteOnNode: async (node, ids) => {
-        deletes.push([node.id, [...ids]]);
-        return { kept: [] };
-      },
-      now: w.now,
-    });
+    const repair = repairOf(w, deletes);
     await repair.runOnce(w.ctx);
     expect(w.plane.nodes.takeReplicate('a', 10)).toEqual([]); // balanced enough to do nothing unasked
     repair.requestRebalance(10);

@@ -3,6 +3,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { isDfsError } from '../../src/errors/index.ts';
 import { signReceipt } from '../../src/net/receipt.ts';
+import { GarbageCollector, type NodeChunkDeleter } from '../../src/master/garbage-collector.ts';
 import { encodeEnvelope } from '../../src/master/meta-machine.ts';
 import type { MetaRequest, MetaResponse } from '../../src/meta/index.ts';
 import { startInProcessMasters } from '../support/master-fixture.ts';
@@ -149,6 +150,17 @@ describe('a commit retried after a leader change (issue 11, bug 4)', () => {
   });
 });
 
+/** The leader's GC, sending its deletes through `deleteOnNode` (the test's stand-in nodes). */
+function gcFor(leader: InProcessMaster, deleteOnNode: NodeChunkDeleter): GarbageCollector {
+  return new GarbageCollector({
+    plane: () => leader.service.dataPlane,
+    refCount: (id) => leader.machine.state.refCount(id),
+    node: (id) => leader.machine.state.node(id),
+    deleteOnNode,
+    intervalMs: 1_000,
+  });
+}
+
 describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the leader', () => {
   /**
    * A node that keeps chunks and honours fences the way ChunkStore does: a delete under fence E
@@ -190,24 +202,19 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   it('a delete sent before the re-put reached a node does not land after it', async () => {
     const { c, leader, nodes, x, ctx } = await setUp();
     try {
-      const { GarbageCollector } = await import('../../src/master/garbage-collector.ts');
       let releaseDeletes!: () => void;
       const deletesHeld = new Promise<void>((r) => (releaseDeletes = r));
       let deleteFence = -1;
-      const gc = new GarbageCollector({
-        plane: () => leader.service.dataPlane,
-        refCount: (id) => leader.machine.state.refCount(id),
-        node: (id) => leader.machine.state.node(id),
-        deleteOnNode: async (node, ids, fence) => {
-          deleteFence = fence;
-          await deletesHeld; // the batch is on its way (behind other ids)...
-          return nodes.get(node.id)!.delete(ids, fence);
-        },
-        intervalMs: 1_000,
+      let deleteSent!: () => void;
+      const deleteStarted = new Promise<void>((r) => (deleteSent = r));
+      const gc = gcFor(leader, async (node, ids, fence) => {
+        deleteFence = fence;
+        deleteSent();
+        await deletesHeld; // the batch is on its way (behind other ids)...
+        return nodes.get(node.id)!.delete(ids, fence);
       });
       const round = gc.runOnce(ctx);
-      await leader.driver.until(() => deleteFence >= 0, 5_000).catch(() => {});
-      await new Promise((r) => setTimeout(r, 20));
+      await deleteStarted;
       expect(deleteFence).toBeGreaterThan(0);
       // ...a client puts the same bytes again: placed (not "existing": it is being deleted), the
       // put reaches every target, which still hold X and ack at once.
@@ -238,17 +245,10 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   it('a chunk promised to an upload between the decision and the send is not deleted at all', async () => {
     const { c, leader, nodes, x, ctx } = await setUp();
     try {
-      const { GarbageCollector } = await import('../../src/master/garbage-collector.ts');
       const sent: string[] = [];
-      const gc = new GarbageCollector({
-        plane: () => leader.service.dataPlane,
-        refCount: (id) => leader.machine.state.refCount(id),
-        node: (id) => leader.machine.state.node(id),
-        deleteOnNode: async (node, ids, fence) => {
-          sent.push(...ids);
-          return nodes.get(node.id)!.delete(ids, fence);
-        },
-        intervalMs: 1_000,
+      const gc = gcFor(leader, async (node, ids, fence) => {
+        sent.push(...ids);
+        return nodes.get(node.id)!.delete(ids, fence);
       });
       // The round decides X, then waits for its leadership barrier; meanwhile X is placed again.
       const round = gc.runOnce(ctx);
@@ -266,17 +266,10 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   it('a commit naming an unpromised chunk promises it before anything else: a GC round deciding meanwhile calls it off (review)', async () => {
     const { c, leader, nodes, x, ctx } = await setUp();
     try {
-      const { GarbageCollector } = await import('../../src/master/garbage-collector.ts');
       const sent: string[] = [];
-      const gc = new GarbageCollector({
-        plane: () => leader.service.dataPlane,
-        refCount: (id) => leader.machine.state.refCount(id),
-        node: (id) => leader.machine.state.node(id),
-        deleteOnNode: async (node, ids, fence) => {
-          sent.push(...ids);
-          return nodes.get(node.id)!.delete(ids, fence);
-        },
-        intervalMs: 1_000,
+      const gc = gcFor(leader, async (node, ids, fence) => {
+        sent.push(...ids);
+        return nodes.get(node.id)!.delete(ids, fence);
       });
       // The commit (no upload this leader knows of: it began under another) and a GC round, at once.
       const commit = leader.service.handle(
@@ -296,14 +289,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   it('an unreferenced, unpromised chunk is deleted everywhere', async () => {
     const { c, leader, nodes, x, ctx } = await setUp();
     try {
-      const { GarbageCollector } = await import('../../src/master/garbage-collector.ts');
-      const gc = new GarbageCollector({
-        plane: () => leader.service.dataPlane,
-        refCount: (id) => leader.machine.state.refCount(id),
-        node: (id) => leader.machine.state.node(id),
-        deleteOnNode: async (node, ids, fence) => nodes.get(node.id)!.delete(ids, fence),
-        intervalMs: 1_000,
-      });
+      const gc = gcFor(leader, async (node, ids, fence) => nodes.get(node.id)!.delete(ids, fence));
       expect(await gc.runOnce(ctx)).toBe(1);
       for (const n of nodes.values()) expect(n.chunks.has(x)).toBe(false);
       expect(leader.service.dataPlane!.holderCount(x)).toBe(0);
