@@ -94,10 +94,17 @@ export async function signTicket(privateKey: PrivateKey, claims: TicketClaims): 
 export interface TicketRequest {
   /** Clock.now() of the node. */
   readonly now: number;
-  readonly op: TicketOp;
+  /** The operation, or the operations of which the ticket may be for any (a put takes 'put' or 'replicate'). */
+  readonly op: TicketOp | readonly TicketOp[];
   readonly chunkId: string;
   /** The Noise-authenticated peer id of the stream the request came on. */
   readonly bearerPeerId: string;
+  /**
+   * The remote (`bearerPeerId`) is a storage node forwarding the request down a pipeline: it
+   * checked the bearer itself and vouches for it, so the ticket's bearer is not compared here
+   * (everything else is). Only for a remote the caller knows to be a storage node.
+   */
+  readonly bearerVouched?: boolean;
   /** The request's fence, for operations that carry one (put, delete). */
   readonly fence?: number;
 }
@@ -146,11 +153,19 @@ function hasId(sortedIds: readonly string[], id: string): boolean {
   return false;
 }
 
+function opMatches(op: TicketOp, wanted: TicketOp | readonly TicketOp[]): boolean {
+  return typeof wanted === 'string' ? op === wanted : wanted.includes(op);
+}
+
+function opText(op: TicketOp | readonly TicketOp[]): string {
+  return typeof op === 'string' ? op : op.join(' or ');
+}
+
 /** The request-specific checks, on claims whose signature is already good. */
 function checkClaims(claims: TicketClaims, req: TicketRequest): TicketResult {
   if (req.now >= claims.exp) return refuse('expired', `the chunk ticket expired at ${new Date(claims.exp).toISOString()}; ask the masters for a new one`);
-  if (claims.op !== req.op) return refuse('wrong-op', `the chunk ticket is for ${claims.op}, not ${req.op}`);
-  if (claims.bearer !== req.bearerPeerId) return refuse('wrong-bearer', `the chunk ticket was issued to peer ${claims.bearer}, not to ${req.bearerPeerId}`);
+  if (!opMatches(claims.op, req.op)) return refuse('wrong-op', `the chunk ticket is for ${claims.op}, not ${opText(req.op)}`);
+  if (req.bearerVouched !== true && claims.bearer !== req.bearerPeerId) return refuse('wrong-bearer', `the chunk ticket was issued to peer ${claims.bearer}, not to ${req.bearerPeerId}`);
   if (!hasId(claims.ids, req.chunkId)) return refuse('wrong-chunk', `the chunk ticket does not cover chunk ${req.chunkId}`);
   if (claims.fence !== undefined && claims.fence !== req.fence) {
     return refuse('wrong-fence', `the chunk ticket is for fence ${claims.fence}, the request has ${req.fence === undefined ? 'none' : String(req.fence)}`);
@@ -163,7 +178,7 @@ function checkClaims(claims: TicketClaims, req: TicketRequest): TicketResult {
  * TicketVerifier, which skips the signature check for a ticket it has already verified.
  */
 export function verifyTicket(ticket: unknown, options: VerifyTicketOptions): TicketResult {
-  if (ticket === undefined || ticket === null || ticket === '') return refuse('missing', `no chunk ticket with the ${options.op} of chunk ${options.chunkId}; the masters hand one out with each placement or location answer`);
+  if (ticket === undefined || ticket === null || ticket === '') return refuse('missing', `no chunk ticket with the ${opText(options.op)} of chunk ${options.chunkId}; the masters hand one out with each placement or location answer`);
   if (typeof ticket !== 'string') return refuse('malformed', 'the chunk ticket is not a string');
   const claims = openTicket(ticket, options.publicKey);
   return 'ok' in claims ? claims : checkClaims(claims, options);

@@ -1,11 +1,12 @@
-import type { NodeRecord, Placement } from '../meta/index.ts';
+import type { NodeRecord } from '../meta/index.ts';
 import { peerIdInAddr } from '../net/index.ts';
 import { DeleteFences } from '../storage/delete-fences.ts';
 import { ChunkLocations } from './chunk-locations.ts';
 import { type NodeLoad, NodeTable, type ReplicateCommand } from './node-table.ts';
 import { UploadSessions } from './upload-sessions.ts';
 
-export type { Placement } from '../meta/index.ts';
+/** A placement before the leader signs its ticket (see MetaService). */
+export type UnsignedPlacement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[]; readonly fence: number };
 export type { NodeLoad, ReplicateCommand } from './node-table.ts';
 
 /**
@@ -48,6 +49,8 @@ export interface DataPlaneOptions {
   readonly term: number;
   /** Unreferenced chunks are collected once untouched for this long. Default 10 min. */
   readonly gcGraceMs?: number;
+  /** Uploads one peer may have open at once (UploadSessions). */
+  readonly maxUploadsPerPeer?: number;
 }
 
 /** A node as the leader serves it to peers: its id and where to dial it. */
@@ -91,7 +94,7 @@ export class DataPlane {
     this.#deleteFences = new DeleteFences({ floor: this.fences.peek() - 1 });
     this.nodes = new NodeTable(options.now);
     this.locations = new ChunkLocations(options.now);
-    this.uploads = new UploadSessions(options.now, options.gcGraceMs ?? 600_000);
+    this.uploads = new UploadSessions(options.now, options.gcGraceMs ?? 600_000, options.maxUploadsPerPeer);
   }
 
   get startedMs(): number {
@@ -165,10 +168,10 @@ export class DataPlane {
    * needed → the chunk is missing from the answer's targets (the caller fails clearly). Every
    * chunk asked about is promised to the upload, "existing" ones too.
    */
-  place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string): Placement[] {
+  place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string, owner?: string): UnsignedPlacement[] {
     const rf = this.#o.replicationFactor();
     const live = this.liveNodes().filter((n) => !exclude.has(n.id));
-    if (uploadId !== undefined) this.uploads.promise(uploadId, chunks.map((c) => c.id));
+    if (uploadId !== undefined) this.uploads.promise(uploadId, chunks.map((c) => c.id), owner);
     const fence = this.fences.next();
     return chunks.map(({ id, size }) => {
       this.locations.touch(id);

@@ -1,5 +1,6 @@
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { HashPasswordOptions } from '../auth/index.ts';
 import { deleteChunks } from '../protocol/chunk-client.ts';
 import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
@@ -38,8 +39,10 @@ export interface MasterOptions {
   readonly deadAfterMs?: number;
   /** New storage nodes get data at once ('auto', a local cluster) or after `dfs node admit` ('manual', the default). */
   readonly admitNodes?: 'auto' | 'manual';
-  /** Peer ids that may admit, drain, remove and scrub nodes, besides the masters. */
+  /** Peer ids holding the cluster's admin key: taken for user `admin`, role admin (see access.ts). */
   readonly adminPeers?: readonly string[];
+  /** Argon2 parameters for new password hashes (tests pass cheap ones; default OWASP's). */
+  readonly passwords?: HashPasswordOptions;
   /** A new leader waits at most this long for the nodes' full reports before repairing. Default 15 s. */
   readonly repairReportWaitMs?: number;
   readonly clock?: Clock;
@@ -145,7 +148,12 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
     await rm(join(options.dir, BOOTSTRAP_MARKER), { force: true });
     let service: MetaService | undefined;
     const plane = () => service?.dataPlane;
-    const deleteOnNode: NodeChunkDeleter = (node, ids, fence) => deleteChunks(peer, addrOf(node), ids, fence);
+    // GC and repair deletes carry delete tickets, signed by this leader for itself as bearer.
+    const deleteOnNode: NodeChunkDeleter = (node, ids, fence) => {
+      if (!service) throw new DfsError('ERR_NOT_LEADER', 'the metadata service is not running');
+      const access = service.access;
+      return deleteChunks(peer, addrOf(node), ids, fence, (batch) => access.ticket('delete', batch, peer.peerId, fence));
+    };
     const repair = new RepairTask({
       plane,
       nodes: () => machine.state.nodes(),
@@ -170,6 +178,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       repair: () => repair,
       autoAdmit: options.admitNodes === 'auto',
       adminPeers: new Set(options.adminPeers ?? []),
+      ...(options.passwords ? { passwords: options.passwords } : {}),
     });
     const metaService = service;
     await metaService.start();

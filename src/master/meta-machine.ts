@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { DfsError } from '../errors/index.ts';
+import { DfsError, isDfsError } from '../errors/index.ts';
 import { type ApplyResult, type MetaEnvelope, MetaState, type SnapshotRecord } from '../meta/index.ts';
+import { parseEnvelope } from '../meta/envelope.ts';
 import { SnapshotRecordChecker } from '../meta/state.ts';
 import type { ReplicatedStateMachine } from './raft-driver.ts';
 
@@ -53,7 +54,7 @@ export class MetaMachine implements ReplicatedStateMachine {
       envelope = decodeEnvelope(data);
     } catch (err) {
       // Deterministic on every master: the same bytes fail the same way.
-      return { ok: false, code: 'ERR_PROTOCOL', message: (err as Error).message };
+      return isDfsError(err) ? { ok: false, code: err.code, message: err.message } : { ok: false, code: 'ERR_PROTOCOL', message: String((err as Error).message) };
     }
     return this.#state.apply(index, envelope);
   }
@@ -205,11 +206,13 @@ async function concatPieces(pieces: Uint8Array[], bytes: number, pause: () => Pr
 
 const EMPTY = new Uint8Array(0);
 
+/** A log entry's bytes as an envelope, checked whole by the one envelope schema (src/meta/envelope.ts). */
 function decodeEnvelope(data: Uint8Array): MetaEnvelope {
-  const value = JSON.parse(decoder.decode(data)) as Partial<MetaEnvelope>;
-  if (typeof value !== 'object' || value === null) throw new DfsError('ERR_PROTOCOL', 'log entry is not an object');
-  if (typeof value.clientId !== 'string' || !Number.isSafeInteger(value.seq) || typeof value.cmd !== 'object' || value.cmd === null) {
-    throw new DfsError('ERR_PROTOCOL', 'log entry is not a {clientId, seq, cmd} envelope');
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(data));
+  } catch (err) {
+    throw new DfsError('ERR_PROTOCOL', `log entry is not JSON: ${(err as Error).message}`);
   }
-  return value as MetaEnvelope;
+  return parseEnvelope(value);
 }

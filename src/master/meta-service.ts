@@ -3,9 +3,16 @@ import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
 import { type DfsPeer, peerIdInAddr, serveMuxRpc } from '../net/index.ts';
+import { type HashPasswordOptions, type LoginLimiterOptions, type Operation, type Role, type VerifyPasswordOptions, wouldExceed } from '../auth/index.ts';
 import {
+  type AclView,
   type ApplyResult,
+  type Manifest,
   type MasterStatus,
+  normalizePath,
+  parentOf,
+  ROOT,
+  type UserView,
   type NodeView,
   META_MAX_FRAME_BYTES,
   META_PROTOCOL,
@@ -20,8 +27,11 @@ import {
 import { encodeEnvelope, type MetaMachine } from './meta-machine.ts';
 import { hasChunks } from '../protocol/chunk-client.ts';
 import { verifyReceipt } from '../net/receipt.ts';
-import { addrOf, DataPlane, type DataPlaneOptions, type Placement } from './data-plane.ts';
+import { addrOf, DataPlane, type DataPlaneOptions } from './data-plane.ts';
 import type { RaftDriver } from './raft-driver.ts';
+import { Access, type Caller, newClusterKeyCommand } from './access.ts';
+import { PeerRateLimit } from './rate-limit.ts';
+import type { LocatedChunk, Placement } from '../meta/index.ts';
 
 export type DataPlaneSettings = Pick<DataPlaneOptions, 'gcGraceMs'>;
 
@@ -58,8 +68,22 @@ export interface MetaServiceOptions {
   readonly repair?: () => RepairView | undefined;
   /** New storage nodes get data at once (a local cluster), or wait for `dfs node admit`. Default false. */
   readonly autoAdmit?: boolean;
-  /** Peers that may administer nodes (admit, drain, rm, scrub), besides the masters. */
+  /**
+   * Peers that hold the cluster's admin key: the masters take them for user `admin`, role admin
+   * (a key-based root login). Everyone else needs a login token.
+   */
   readonly adminPeers?: ReadonlySet<string>;
+  /** Argon2 parameters for new password hashes (tests pass cheap ones; default OWASP's). */
+  readonly passwords?: HashPasswordOptions;
+  readonly verifyPasswords?: VerifyPasswordOptions;
+  readonly loginLimits?: Omit<LoginLimiterOptions, 'clock'>;
+  /** Lifetime of chunk tickets (default 60 s). */
+  readonly ticketTtlMs?: number;
+  /** Uploads one peer may have open at once (default 64): more get ERR_OVERLOADED. */
+  readonly maxUploadsPerPeer?: number;
+  /** `status` with a state hash, bad-replica reports and scrubs: per peer, a burst then this rate. */
+  readonly costlyRequestsPerSecond?: number;
+  readonly costlyRequestBurst?: number;
 }
 
 /**
@@ -74,12 +98,57 @@ export class MetaService {
   readonly #startedAt: number;
   /** The leader's soft state about data; made anew each time this master becomes leader. */
   #dataPlane: DataPlane | undefined;
+  readonly access: Access;
+  readonly #hashLimit: PeerRateLimit;
+  readonly #badReplicaLimit: PeerRateLimit;
+  readonly #scrubLimit: PeerRateLimit;
+  /** A cluster key proposal under way (see #ensureClusterKey). */
+  #proposingKey: Promise<void> | undefined;
+  /** Each manifest's chunk ids, for checking that a located chunk belongs to the named file. */
+  readonly #chunkSets = new WeakMap<Manifest, ReadonlySet<string>>();
 
   constructor(options: MetaServiceOptions) {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
-    this.#log = (options.logger ?? silentLogger).child({ component: 'meta' });
+    const logger = options.logger ?? silentLogger;
+    this.#log = logger.child({ component: 'meta' });
     this.#startedAt = this.#clock.now();
+    this.access = new Access({
+      state: () => options.machine.state,
+      masterAddrs: options.masterAddrs,
+      adminPeers: options.adminPeers ?? new Set(),
+      clock: this.#clock,
+      logger,
+      ...(options.passwords ? { passwords: options.passwords } : {}),
+      ...(options.verifyPasswords ? { verifyPasswords: options.verifyPasswords } : {}),
+      ...(options.loginLimits ? { loginLimits: options.loginLimits } : {}),
+      ...(options.ticketTtlMs !== undefined ? { ticketTtlMs: options.ticketTtlMs } : {}),
+    });
+    const perSecond = options.costlyRequestsPerSecond ?? 2;
+    const burst = options.costlyRequestBurst ?? 20;
+    this.#hashLimit = new PeerRateLimit({ clock: this.#clock, perSecond, burst });
+    this.#badReplicaLimit = new PeerRateLimit({ clock: this.#clock, perSecond: perSecond * 50, burst: burst * 50 });
+    this.#scrubLimit = new PeerRateLimit({ clock: this.#clock, perSecond, burst });
+    // The cluster key is proposed as soon as this master leads, served or not.
+    options.driver.onChange(() => this.#ensureClusterKey());
+  }
+
+  /**
+   * A new cluster's first leader gives it its signing key: proposed from the injected rng when
+   * the state has none. A second proposal (two leaders racing, or one whose state lags) is
+   * refused at apply, so the first key stays.
+   */
+  #ensureClusterKey(): void {
+    if (this.#proposingKey || this.#o.machine.state.authKey !== undefined || this.#o.driver.role !== 'leader') return;
+    this.#proposingKey = (async () => {
+      try {
+        await this.proposeOwn(await newClusterKeyCommand(this.#o.rng ?? systemRng));
+      } catch (err) {
+        this.#log.debug({ err: (err as Error).message }, 'cluster key proposal failed; the next leader or request tries again');
+      } finally {
+        this.#proposingKey = undefined;
+      }
+    })();
   }
 
   /** The data plane while this master leads, else undefined. */
@@ -123,33 +192,56 @@ export class MetaService {
   }
 
   /**
-   * Answers one request from `from`, the Noise-authenticated peer that sent it: a storage node
+   * Answers one request from `from`, the Noise-authenticated peer that sent it. The caller's
+   * identity comes from its peer id (a master, the admin key) or its login token (see access.ts);
+   * every metadata operation is checked against the policy here, on the master. A storage node
    * speaks only for itself (heartbeat, report, registration under its own peer id); node state
    * changes come only from masters; a client's report of a bad copy is a request to verify it.
    */
   async handle(request: MetaRequest, from: RequestContext): Promise<MetaResponse> {
+    const caller = this.access.resolve(request.token, from.peerId);
     try {
-      this.#authorize(request, from);
+      this.#authorizeNodeTraffic(request, caller);
       switch (request.type) {
         case 'status':
+          if (request.withHash === true && caller.kind !== 'master' && !this.#hashLimit.take(from.peerId)) {
+            throw new DfsError('ERR_OVERLOADED', 'too many state-hash requests from this peer: retry in a few seconds');
+          }
           return { ok: true, value: await this.status(request.withHash === true) };
+        case 'login':
+          this.#leaderPlane();
+          return { ok: true, value: await this.access.login(request.user, request.password, from.peerId, request.ttlMs) };
+        case 'whoami': {
+          const identity = this.access.identify(caller, 'whoami');
+          return { ok: true, value: { user: identity.user, roles: [...identity.roles], via: caller.kind, ...(caller.expiresAtMs !== undefined ? { expiresAtMs: caller.expiresAtMs } : {}) } };
+        }
+        case 'users':
+          this.access.check(caller, { op: 'users' }, 'users');
+          return await this.#read(false, () => this.#userViews());
+        case 'acl':
+          this.access.check(caller, { op: 'acl', path: request.path }, 'acl');
+          return await this.#read(false, () => this.#aclView(request.path));
         case 'write':
-          return await this.#write(request);
+          return await this.#write(request, caller);
         case 'stat':
+          this.access.check(caller, { op: 'stat', path: request.path }, 'stat');
           return await this.#read(request.stale === true, () => {
             const entry = this.#o.machine.state.stat(request.path);
             if (!entry) throw new DfsError('ERR_NOT_FOUND', `${request.path}: no such file or directory`);
             return entry;
           });
         case 'list':
+          this.access.check(caller, { op: 'ls', path: request.path }, 'list');
           return await this.#read(request.stale === true, () =>
             this.#o.machine.state.list(request.path, { ...(request.after !== undefined ? { after: request.after } : {}), ...(request.limit !== undefined ? { limit: request.limit } : {}) }),
           );
         case 'heartbeat':
-          return { ok: true, value: this.#heartbeat(request) };
+          return { ok: true, value: await this.#heartbeat(request) };
         case 'nodes':
+          this.access.identify(caller, 'nodes');
           return { ok: true, value: this.#nodeViews() };
         case 'rebalance': {
+          this.access.check(caller, { op: 'nodes' }, 'rebalance');
           const repair = this.#o.repair?.();
           this.#leaderPlane();
           if (!repair) throw new DfsError('ERR_NOT_LEADER', 'no repair task on this master');
@@ -157,6 +249,8 @@ export class MetaService {
           return { ok: true, value: {} };
         }
         case 'scrubNode':
+          this.access.check(caller, { op: 'nodes' }, 'scrubNode');
+          if (caller.kind !== 'master' && !this.#scrubLimit.take(from.peerId)) throw new DfsError('ERR_OVERLOADED', 'too many scrub requests from this peer: retry in a few seconds');
           if (!this.#o.machine.state.node(request.nodeId)) throw new DfsError('ERR_NOT_FOUND', `no storage node ${request.nodeId} (see dfs nodes)`);
           this.#leaderPlane().nodes.requestScrub(request.nodeId);
           return { ok: true, value: {} };
@@ -164,27 +258,123 @@ export class MetaService {
           this.#leaderPlane().report(request.nodeId, request.ids, request.first, request.last);
           return { ok: true, value: {} };
         case 'place':
-          return { ok: true, value: this.#place(request.chunks, new Set(request.exclude ?? []), request.uploadId) };
+          return { ok: true, value: await this.#place(request, caller) };
         case 'locate':
-          return { ok: true, value: this.#leaderPlane().locate(request.ids) };
+          return { ok: true, value: await this.#locate(request, caller) };
         case 'proveStored': {
+          this.access.identify(caller, 'proveStored');
           const plane = this.#leaderPlane();
           // Proven chunks are promised to the upload: this leader may not know it yet.
-          if (request.uploadId !== undefined) plane.uploads.promise(request.uploadId, request.acks.map((a) => a.id));
+          if (request.uploadId !== undefined) plane.uploads.promise(uploadKey(from.peerId, request.uploadId), request.acks.map((a) => a.id), from.peerId);
           await this.#recordProof(plane, request.acks);
           return { ok: true, value: {} };
         }
         case 'badReplica':
+          this.access.identify(caller, 'badReplica');
+          if (caller.kind !== 'master' && !this.#badReplicaLimit.take(from.peerId)) throw new DfsError('ERR_OVERLOADED', 'too many bad-replica reports from this peer: retry later');
           // A claim about another peer: never believed as such. The node is asked to verify.
           this.#leaderPlane().requestVerify(request.nodeId, request.id);
           return { ok: true, value: {} };
       }
     } catch (err) {
       if (!isDfsError(err)) throw err;
+      if (err.code === 'ERR_UNAVAILABLE') this.#ensureClusterKey();
       // Not-leader answers are routine (clients follow the hint); anything else is worth a line.
       const level = err.code === 'ERR_NOT_LEADER' ? 'debug' : 'info';
       this.#log[level]({ request: request.type, code: err.code, reason: err.message }, 'refused a request');
       return this.#refusal(err);
+    }
+  }
+
+  /** Every user, without password hashes. */
+  #userViews(): UserView[] {
+    const state = this.#o.machine.state;
+    return state.users().map((u) => ({ name: u.name, roles: [...u.roles], disabled: u.disabled, usage: { ...state.usage(u.name) }, ...(u.quota ? { quota: { ...u.quota } } : {}) }));
+  }
+
+  /** The owner of `path` and every grant that applies there (its own, then inherited ones, nearest first). */
+  #aclView(input: string): AclView {
+    const path = normalizePath(input);
+    const state = this.#o.machine.state;
+    const entry = state.stat(path);
+    if (!entry) throw new DfsError('ERR_NOT_FOUND', `${path}: no such file or directory`);
+    const grants: AclView['grants'] = [];
+    for (let p = path; ; p = parentOf(p)) {
+      for (const g of state.grantsAt(p)) grants.push({ path: g.path, principal: g.principal, level: g.level, inherited: p !== path });
+      if (p === ROOT) break;
+    }
+    return { path, owner: path === ROOT ? null : entry.owner, grants };
+  }
+
+  /**
+   * Requests that speak for a storage node must come from that node; node state changes from
+   * masters only; registrations of the caller itself only. ERR_FORBIDDEN (audited) otherwise.
+   */
+  #authorizeNodeTraffic(request: MetaRequest, caller: Caller): void {
+    const forbid = (why: string): never => {
+      throw this.access.refuse('ERR_FORBIDDEN', why, caller, request.type);
+    };
+    const peer = caller.peerId;
+    if ((request.type === 'heartbeat' || request.type === 'report') && request.nodeId !== peer) {
+      forbid(`peer ${peer} may not speak for storage node ${request.nodeId}`);
+    }
+    // Only a registered node's word about its own chunks counts (not any peer's that heartbeats).
+    if (request.type === 'report' && !this.#o.machine.state.node(peer)) forbid(`peer ${peer} is not a registered storage node`);
+    if (request.type !== 'write') return;
+    const cmd = request.cmd;
+    if (cmd.op === 'registerNode') {
+      if (cmd.nodeId !== peer) forbid(`peer ${peer} may register only itself, not ${cmd.nodeId}`);
+      // An address naming another peer would send that peer's deletes and checks elsewhere.
+      for (const addr of cmd.addrs) {
+        const named = peerIdInAddr(addr);
+        if (named !== undefined && named !== peer) forbid(`node ${peer} may not register an address of peer ${named} (${addr})`);
+      }
+    }
+    if (cmd.op === 'setNodeState' && caller.kind !== 'master') forbid(`only masters change a node's state; ${peer} is not one`);
+  }
+
+  /**
+   * What a write asks of the policy, checked now (against the state this leader has applied);
+   * returns the identity the command is stamped with. setPassword of oneself needs the old
+   * password; revokeTokens of oneself is always allowed.
+   */
+  async #authorizeWrite(cmd: WriteCommand, caller: Caller): Promise<string> {
+    const check = (operation: Operation): string => this.access.check(caller, operation, cmd.op).user;
+    switch (cmd.op) {
+      case 'registerNode':
+        return caller.identity?.user ?? caller.peerId; // checked by #authorizeNodeTraffic
+      case 'setNodeState':
+        return 'root';
+      case 'admitNode':
+      case 'drainNode':
+      case 'removeNode':
+        return check({ op: 'nodes' });
+      case 'mkdir':
+        return check({ op: 'mkdir', path: cmd.path });
+      case 'rm':
+        return check({ op: 'rm', path: cmd.path });
+      case 'mv':
+        return check({ op: 'mv', from: cmd.from, to: cmd.to });
+      case 'commitFile':
+        return check({ op: 'put', path: cmd.path });
+      case 'grant':
+      case 'revoke':
+        return check({ op: cmd.op, path: cmd.path });
+      case 'setPassword':
+      case 'revokeTokens': {
+        const identity = this.access.identify(caller, cmd.op);
+        const self = identity.user === cmd.name && caller.kind === 'token';
+        if (identity.roles.includes('admin') || (self && cmd.op === 'revokeTokens')) return identity.user;
+        if (!self) return check({ op: 'users' });
+        if (cmd.op === 'setPassword' && cmd.oldPassword !== undefined && (await this.access.checkPassword(cmd.name, cmd.oldPassword))) return identity.user;
+        throw this.access.refuse('ERR_FORBIDDEN', 'the current password is wrong or missing: give it to change your password (dfs user passwd)', caller, cmd.op);
+      }
+      case 'addUser':
+      case 'removeUser':
+      case 'setUserDisabled':
+      case 'setUserRoles':
+      case 'setQuota':
+        return check({ op: 'users' });
     }
   }
 
@@ -194,21 +384,30 @@ export class MetaService {
    * chunks a client found bad there; `replicate`: copies to make (repair); `nodes`: the storage
    * nodes it may dial, when its list is out of date.
    */
-  #heartbeat(request: Extract<MetaRequest, { type: 'heartbeat' }>): object {
+  async #heartbeat(request: Extract<MetaRequest, { type: 'heartbeat' }>): Promise<object> {
     const plane = this.#leaderPlane();
     const registered = this.#o.machine.state.node(request.nodeId) !== undefined;
+    // The public half of the cluster key: what the node checks chunk tickets with.
+    const keys = this.access.keys();
+    const clusterKey = keys ? { clusterKey: keys.publicText } : {};
     // An unregistered peer is told to register, and nothing it says is recorded.
-    if (!registered) return { registered, fullReportWanted: true, fence: plane.fences.peek(), verify: [], replicate: [] };
+    if (!registered) return { registered, fullReportWanted: true, fence: plane.fences.peek(), verify: [], replicate: [], ...clusterKey };
     const { fullReportWanted } = plane.heartbeat(request.nodeId, request, request.added, request.removed);
     if (request.replicated && request.replicated.length > 0) this.#o.repair?.()?.noteResults(request.nodeId, request.replicated);
     const nodes = plane.dialableNodes();
     const nodesVersion = versionOf(nodes);
+    // Copies are handed out only with a ticket (bearer: this node, which sends the copy); before
+    // the key has applied they wait in the queue.
+    const replicate = keys
+      ? await Promise.all(plane.nodes.takeReplicate(request.nodeId, REPLICATE_PER_ANSWER).map(async (c) => ({ ...c, ticket: await this.access.ticket('replicate', [c.id], request.nodeId, c.fence) })))
+      : [];
     return {
       registered,
       fullReportWanted,
       fence: plane.fences.peek(),
       verify: plane.takeVerifyRequests(request.nodeId),
-      replicate: plane.nodes.takeReplicate(request.nodeId, REPLICATE_PER_ANSWER),
+      replicate,
+      ...clusterKey,
       ...(plane.nodes.takeScrub(request.nodeId) ? { scrubNow: true } : {}),
       nodesVersion,
       ...(request.nodesVersion === nodesVersion ? {} : { nodes }),
@@ -282,37 +481,6 @@ export class MetaService {
     return lacking;
   }
 
-  /** ERR_FORBIDDEN for a request `from` may not make (see handle). */
-  #authorize(request: MetaRequest, from: RequestContext): void {
-    const forbid = (why: string): never => {
-      this.#log.warn({ request: request.type, peer: from.peerId, why }, 'refused a request from a peer');
-      throw new DfsError('ERR_FORBIDDEN', why);
-    };
-    if ((request.type === 'heartbeat' || request.type === 'report') && request.nodeId !== from.peerId) {
-      forbid(`peer ${from.peerId} may not speak for storage node ${request.nodeId}`);
-    }
-    // Only a registered node's word about its own chunks counts (not any peer's that heartbeats).
-    if ((request.type === 'heartbeat' || request.type === 'report') && !this.#o.machine.state.node(from.peerId)) {
-      if (request.type === 'report') forbid(`peer ${from.peerId} is not a registered storage node`);
-    }
-    const isAdmin = this.#o.masterAddrs.has(from.peerId) || this.#o.adminPeers?.has(from.peerId) === true;
-    if ((request.type === 'scrubNode' || request.type === 'rebalance') && !isAdmin) forbid(`only the masters and the cluster's admin may ask for a ${request.type}; ${from.peerId} is neither`);
-    if (request.type !== 'write') return;
-    const cmd = request.cmd;
-    if (cmd.op === 'registerNode') {
-      if (cmd.nodeId !== from.peerId) forbid(`peer ${from.peerId} may register only itself, not ${cmd.nodeId}`);
-      // An address naming another peer would send that peer's deletes and checks elsewhere.
-      for (const addr of cmd.addrs) {
-        const named = peerIdInAddr(addr);
-        if (named !== undefined && named !== from.peerId) forbid(`node ${from.peerId} may not register an address of peer ${named} (${addr})`);
-      }
-    }
-    if (cmd.op === 'setNodeState' && !this.#o.masterAddrs.has(from.peerId)) forbid(`only masters change a node's state; ${from.peerId} is not one`);
-    if ((cmd.op === 'admitNode' || cmd.op === 'drainNode' || cmd.op === 'removeNode') && !isAdmin) {
-      forbid(`only the masters and the cluster's admin identity may ${cmd.op.replace('Node', '')} nodes; ${from.peerId} is neither (see --admin-peers)`);
-    }
-  }
-
   async status(withHash = false): Promise<MasterStatus> {
     const d = this.#o.driver;
     const s = d.status();
@@ -351,10 +519,27 @@ export class MetaService {
     return this.#dataPlane;
   }
 
-  #place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string>, uploadId: string | undefined): Placement[] {
-    const plane = this.#leaderPlane();
+  /**
+   * Where to store chunks, each new one with its put ticket (bearer: the caller, under the
+   * placement's fence). With `path`: write permission there and the owner's quota (with
+   * `fileBytes`, the whole file's size, so a put over quota fails before any chunk is sent).
+   * Without: the caller must be a writer or an admin.
+   */
+  async #place(request: Extract<MetaRequest, { type: 'place' }>, caller: Caller): Promise<Placement[]> {
+    const { chunks } = request;
+    const exclude = new Set(request.exclude ?? []);
+    const plane = this.#leaderPlane(); // a follower points at the leader before anything else
+    let identity = this.access.identify(caller, 'place', request.path);
+    if (request.path !== undefined) {
+      identity = this.access.check(caller, { op: 'put', path: request.path }, 'place');
+      this.#checkQuota(caller, identity.user, request.path, request.fileBytes ?? chunks.reduce((sum, c) => sum + c.size, 0));
+    } else if (caller.kind !== 'master' && !identity.roles.some((r: Role) => r === 'writer' || r === 'admin')) {
+      throw this.access.refuse('ERR_FORBIDDEN', `${identity.user} may not store chunks without naming the file: send the path being written (a newer dfs does)`, caller, 'place');
+    }
+    this.access.requireKeys();
     const rf = this.#o.machine.state.settings.replicationFactor;
-    const placed = plane.place(chunks, exclude, uploadId);
+    const uploadId = request.uploadId === undefined ? undefined : uploadKey(caller.peerId, request.uploadId);
+    const placed = plane.place(chunks, exclude, uploadId, caller.peerId);
     const shortAt = placed.findIndex((p) => 'targets' in p && p.targets.length < rf);
     if (shortAt >= 0) {
       // A new leader that has not heard every node yet knows neither their room nor their
@@ -377,7 +562,49 @@ export class MetaService {
         `${usable} storage node(s) can take data${failed > 0 ? ` (${failed} more failed for this upload)` : ''}, ${rf} replicas are needed: start more nodes or wait for them to rejoin`,
       );
     }
-    return placed;
+    return Promise.all(
+      placed.map(async (p): Promise<Placement> => ('targets' in p ? { ...p, ticket: await this.access.ticket('put', [p.id], caller.peerId, p.fence) } : p)),
+    );
+  }
+
+  /** The leader's quota courtesy check before any chunk moves (apply checks again at commit). */
+  #checkQuota(caller: Caller, user: string, path: string, fileBytes: number): void {
+    const state = this.#o.machine.state;
+    const quota = state.user(user)?.quota;
+    if (quota === undefined) return;
+    const existing = state.stat(path);
+    const mine = existing?.kind === 'file' && existing.owner === user ? existing : undefined;
+    const excess = wouldExceed(state.usage(user), quota, fileBytes - (mine?.size ?? 0), mine ? 0 : 1);
+    if (excess) throw this.access.refuse('ERR_QUOTA', `${user}: ${excess.message}`, caller, 'place', path);
+  }
+
+  /**
+   * Where chunks are, each with its get ticket (bearer: the caller). With `path`: read permission
+   * there, and every id must be a chunk of that file. Without: masters and admins only.
+   */
+  async #locate(request: Extract<MetaRequest, { type: 'locate' }>, caller: Caller): Promise<LocatedChunk[]> {
+    const plane = this.#leaderPlane();
+    if (request.path === undefined) {
+      this.access.check(caller, { op: 'nodes' }, 'locate');
+    } else {
+      this.access.check(caller, { op: 'get', path: request.path }, 'locate');
+      const entry = this.#o.machine.state.stat(request.path);
+      if (entry?.kind !== 'file') throw new DfsError('ERR_NOT_FOUND', `${request.path}: no such file`);
+      const ids = this.#chunkSet(entry.manifest);
+      const stray = request.ids.find((id) => !ids.has(id));
+      if (stray !== undefined) throw this.access.refuse('ERR_FORBIDDEN', `chunk ${stray} is not part of ${request.path}: locate only the chunks of the file you read`, caller, 'locate', request.path);
+    }
+    this.access.requireKeys();
+    return Promise.all(plane.locate(request.ids).map(async (l) => ({ ...l, ticket: await this.access.ticket('get', [l.id], caller.peerId) })));
+  }
+
+  #chunkSet(manifest: Manifest): ReadonlySet<string> {
+    let ids = this.#chunkSets.get(manifest);
+    if (!ids) {
+      ids = new Set(manifest.chunks.map(([id]) => id));
+      this.#chunkSets.set(manifest, ids);
+    }
+    return ids;
   }
 
   /**
@@ -451,14 +678,15 @@ export class MetaService {
     return [...confirmed];
   }
 
-  async #write(request: Extract<MetaRequest, { type: 'write' }>): Promise<MetaResponse> {
+  async #write(request: Extract<MetaRequest, { type: 'write' }>, caller: Caller): Promise<MetaResponse> {
     if (this.#o.driver.role !== 'leader') return this.#refusal(new DfsError('ERR_NOT_LEADER', 'not the leader'));
-    const cmd = this.#stamp(request.cmd, request.user ?? 'anonymous');
+    const user = await this.#authorizeWrite(request.cmd, caller);
+    const cmd = await this.#stamp(request.cmd, user);
     if (request.cmd.op === 'admitNode' || request.cmd.op === 'drainNode' || request.cmd.op === 'removeNode') this.#checkNodeChange(request.cmd);
     // A commit's chunks are promised to it before anything is awaited: a GC round deciding now
     // calls them off, one deciding earlier is waited for (#checkCommit). Until the entry applies
     // (the references then protect them) or the commit is refused.
-    const promise = cmd.op === 'commitFile' ? (request.uploadId ?? `commit:${request.clientId}:${request.seq}`) : undefined;
+    const promise = cmd.op === 'commitFile' ? (request.uploadId !== undefined ? uploadKey(caller.peerId, request.uploadId) : `commit:${request.clientId}:${request.seq}`) : undefined;
     if (cmd.op === 'commitFile') this.#leaderPlane().uploads.promise(promise!, cmd.manifest.chunks.map(([id]) => id));
     let result: ApplyResult | undefined;
     try {
@@ -481,11 +709,49 @@ export class MetaService {
     if (cmd.op === 'registerNode' || cmd.op === 'setNodeState') {
       this.#log.info({ op: cmd.op, nodeId: cmd.nodeId, ...(cmd.op === 'setNodeState' ? { state: cmd.state } : { addrs: cmd.addrs }), ok: result.ok }, 'node state change');
     }
-    return result.ok ? { ok: true, value: result.value } : { ok: false, code: result.code, message: result.message };
+    this.#auditWrite(request.cmd, caller, result);
+    if (!result.ok) {
+      if (result.code === 'ERR_QUOTA') this.access.refuse('ERR_QUOTA', result.message, caller, cmd.op, 'path' in cmd ? cmd.path : undefined);
+      return { ok: false, code: result.code, message: result.message };
+    }
+    // A node learns the cluster's public key from its registration too.
+    const keys = cmd.op === 'registerNode' ? this.access.keys() : undefined;
+    return { ok: true, value: keys ? { ...(result.value as object), clusterKey: keys.publicText } : result.value };
   }
 
-  /** The full command as the log records it: what the client asked plus owner and time. */
-  #stamp(cmd: WriteCommand, user: string): MetaCommand {
+  /** Audit lines for user, role, grant and quota changes (never a password). */
+  #auditWrite(cmd: WriteCommand, caller: Caller, result: ApplyResult): void {
+    const who = { by: caller.identity?.user ?? null, peer: caller.peerId, via: caller.kind, ok: result.ok, ...(result.ok ? {} : { code: result.code }) };
+    switch (cmd.op) {
+      case 'addUser':
+      case 'setUserRoles':
+        this.access.audit(cmd.op, { ...who, user: cmd.name, roles: cmd.roles });
+        return;
+      case 'removeUser':
+      case 'revokeTokens':
+      case 'setPassword':
+        this.access.audit(cmd.op, { ...who, user: cmd.name });
+        return;
+      case 'setUserDisabled':
+        this.access.audit(cmd.op, { ...who, user: cmd.name, disabled: cmd.disabled });
+        return;
+      case 'grant':
+      case 'revoke':
+        this.access.audit(cmd.op, { ...who, path: cmd.path, principal: cmd.principal, ...(cmd.level !== undefined ? { level: cmd.level } : {}) });
+        return;
+      case 'setQuota':
+        this.access.audit(cmd.op, { ...who, user: cmd.user, ...(cmd.maxBytes !== undefined ? { maxBytes: cmd.maxBytes } : {}), ...(cmd.maxFiles !== undefined ? { maxFiles: cmd.maxFiles } : {}) });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * The full command as the log records it: what the client asked plus owner and time; a
+   * password is hashed here, so no clear password ever reaches the Raft log.
+   */
+  async #stamp(cmd: WriteCommand, user: string): Promise<MetaCommand> {
     const nowMs = this.#clock.now();
     switch (cmd.op) {
       case 'mkdir':
@@ -507,6 +773,23 @@ export class MetaService {
         return { op: 'setNodeState', nodeId: cmd.nodeId, state: 'draining', nowMs };
       case 'removeNode':
         return { op: 'removeNode', nodeId: cmd.nodeId };
+      case 'addUser':
+        return { op: 'addUser', name: cmd.name, password: await this.access.hashPassword(cmd.password), roles: cmd.roles, nowMs };
+      case 'setPassword':
+        return { op: 'setPassword', name: cmd.name, password: await this.access.hashPassword(cmd.password) };
+      case 'removeUser':
+      case 'revokeTokens':
+        return { op: cmd.op, name: cmd.name };
+      case 'setUserDisabled':
+        return { op: 'setUserDisabled', name: cmd.name, disabled: cmd.disabled };
+      case 'setUserRoles':
+        return { op: 'setUserRoles', name: cmd.name, roles: cmd.roles };
+      case 'grant':
+        return { op: 'grant', path: normalizePath(cmd.path), principal: cmd.principal, level: cmd.level };
+      case 'revoke':
+        return { op: 'revoke', path: normalizePath(cmd.path), principal: cmd.principal, ...(cmd.level !== undefined ? { level: cmd.level } : {}) };
+      case 'setQuota':
+        return { op: 'setQuota', user: cmd.user, ...(cmd.maxBytes !== undefined ? { maxBytes: cmd.maxBytes } : {}), ...(cmd.maxFiles !== undefined ? { maxFiles: cmd.maxFiles } : {}) };
     }
   }
 
@@ -530,6 +813,11 @@ export class MetaService {
       leaderAddr: known ? (this.#o.masterAddrs.get(known) ?? null) : null,
     };
   }
+}
+
+/** Upload ids are the client's to choose: keyed by peer, so one peer's cannot touch another's. */
+function uploadKey(peerId: string, uploadId: string): string {
+  return `${peerId}/${uploadId}`;
 }
 
 /** A short version string of a node list (FNV-1a of ids and addresses). */

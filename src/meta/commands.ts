@@ -1,3 +1,4 @@
+import type { Level, Role } from '../auth/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import type { Manifest } from './manifest.ts';
 
@@ -33,7 +34,24 @@ export type MetaCommand =
   | { readonly op: 'setNodeState'; readonly nodeId: string; readonly state: NodeState; readonly nowMs: number }
   /** Forgets a node (refused by the leader while it still holds copies others lack, unless forced). */
   | { readonly op: 'removeNode'; readonly nodeId: string }
-  | { readonly op: 'noop' };
+  | { readonly op: 'noop' }
+  /**
+   * Sets the cluster signing key (Ed25519, libp2p private key protobuf, base64): once, proposed by
+   * the first leader that finds none. Only masters ever read it.
+   */
+  | { readonly op: 'setAuthKey'; readonly key: string }
+  /** `password`: the stored argon2id PHC string (the leader hashes; no clear password is logged). */
+  | { readonly op: 'addUser'; readonly name: string; readonly password: string; readonly roles: readonly Role[]; readonly nowMs: number }
+  | { readonly op: 'removeUser'; readonly name: string }
+  | { readonly op: 'setPassword'; readonly name: string; readonly password: string }
+  | { readonly op: 'setUserDisabled'; readonly name: string; readonly disabled: boolean }
+  | { readonly op: 'setUserRoles'; readonly name: string; readonly roles: readonly Role[] }
+  /** Bumps the user's token generation: every token issued before stops working. */
+  | { readonly op: 'revokeTokens'; readonly name: string }
+  | { readonly op: 'grant'; readonly path: string; readonly principal: string; readonly level: Level }
+  | { readonly op: 'revoke'; readonly path: string; readonly principal: string; readonly level?: Level }
+  /** An absent limit is unlimited (both absent: no quota). */
+  | { readonly op: 'setQuota'; readonly user: string; readonly maxBytes?: number; readonly maxFiles?: number };
 
 /** A command with the client session that proposed it: (clientId, seq) applies once. */
 export interface MetaEnvelope {

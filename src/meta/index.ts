@@ -7,4 +7,4 @@ export { validateManifest, encodeManifest, manifestId, MAX_MANIFEST_CHUNKS } fro
 export type { Manifest } from './manifest.ts';
 export { normalizePath, parentOf, baseName, joinPath, isWithin, ROOT, PATH_LIMITS } from './paths.ts';
 export { MAX_CHUNK_IDS_PER_MESSAGE, META_MAX_FRAME_BYTES, META_PROTOCOL, STORED_ACKS_PER_REQUEST, metaRequestSchema, metaResponseSchema, parsePlacements, writeCommandSchema } from './protocol.ts';
-export type { MetaRequest, MetaResponse, WriteCommand, MasterStatus, NodeView, Placement, StoredAck } from './protocol.ts';
+export type { AclGrant, AclView, LocatedChunk, LoginResult, MetaRequest, MetaResponse, WriteCommand, MasterStatus, NodeView, Placement, StoredAck, UserView, WhoAmI } from './protocol.ts';

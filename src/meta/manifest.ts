@@ -28,11 +28,14 @@ export function validateManifest(input: unknown): Manifest {
   };
   if (typeof input !== 'object' || input === null) return fail('not an object');
   const m = input as Record<string, unknown>;
-  if (m.chunker !== CHUNKER_ID) fail(`unknown chunker ${JSON.stringify(m.chunker)} (this cluster knows ${CHUNKER_ID})`);
+  // Never JSON.stringify or Number() an untrusted value: a deeply nested one overflows the stack,
+  // an object whose toString is not a function throws converting itself.
+  if (m.chunker !== CHUNKER_ID) fail(`unknown chunker ${typeof m.chunker === 'string' ? JSON.stringify(m.chunker.slice(0, 64)) : `<${typeof m.chunker}>`} (this cluster knows ${CHUNKER_ID})`);
   let params: ChunkerParams;
   try {
-    const p = m.params as Record<string, unknown> | undefined;
-    params = validateChunkerParams({ minSize: Number(p?.minSize), avgSize: Number(p?.avgSize), maxSize: Number(p?.maxSize) });
+    const p = (typeof m.params === 'object' && m.params !== null ? m.params : {}) as Record<string, unknown>;
+    const num = (v: unknown): number => (typeof v === 'number' ? v : Number.NaN);
+    params = validateChunkerParams({ minSize: num(p.minSize), avgSize: num(p.avgSize), maxSize: num(p.maxSize) });
   } catch (err) {
     return fail(isDfsError(err) ? err.message : 'bad chunker parameters');
   }
@@ -52,13 +55,23 @@ export function validateManifest(input: unknown): Manifest {
     return [id as string, length as number];
   });
   if (total !== m.size) fail(`chunk lengths add up to ${total}, not to the size ${m.size as number}`);
-  return {
+  const manifest: Manifest = {
     chunker: CHUNKER_ID,
     params: { minSize: params.minSize, avgSize: params.avgSize, maxSize: params.maxSize },
     size: m.size as number,
     blake3: m.blake3 as string,
     chunks,
   };
+  validated.add(manifest);
+  return manifest;
+}
+
+/** Manifests validateManifest returned: canonical already, so not checked twice (see MetaState). */
+const validated = new WeakSet<Manifest>();
+
+/** `input` if validateManifest already returned it, else validateManifest(input). */
+export function checkedManifest(input: unknown): Manifest {
+  return typeof input === 'object' && input !== null && validated.has(input as Manifest) ? (input as Manifest) : validateManifest(input);
 }
 
 /** The canonical bytes of a (validated) manifest: JSON with a fixed key order. */

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DfsError, type ErrorCode, isDfsError } from '../errors/index.ts';
+import type { Level, Role } from '../auth/index.ts';
 import {
+  type AclView,
   type Entry,
   type ListedEntry,
   type MasterStatus,
@@ -11,6 +13,9 @@ import {
   type MetaResponse,
   metaResponseSchema,
   type StoredAck,
+  type UserView,
+  type WhoAmI,
+  type LoginResult,
   type WriteCommand,
 } from './index.ts';
 import { type DfsPeer, RpcChannelPool } from '../net/index.ts';
@@ -23,7 +28,12 @@ export interface MetaClientOptions {
   readonly timeoutMs?: number;
   /** Bound on one attempt at one master. Default 3 s. */
   readonly attemptTimeoutMs?: number;
-  /** The user writes are attributed to (not authenticated yet). */
+  /**
+   * The login token sent with every request (or a function asked before each request, so a
+   * long-lived client picks up a new login). The masters take the caller's identity from it.
+   */
+  readonly token?: string | (() => string | undefined);
+  /** Ignored: a request's user comes from its token, never from a name the client sends. */
   readonly user?: string;
 }
 
@@ -77,7 +87,6 @@ export class MetaClient {
         clientId: this.clientId,
         seq,
         cmd,
-        ...(this.#o.user ? { user: this.#o.user } : {}),
         ...(extra.stored ? { stored: extra.stored } : {}),
         ...(extra.uploadId ? { uploadId: extra.uploadId } : {}),
       };
@@ -113,6 +122,67 @@ export class MetaClient {
       ...(options.stale ? { stale: true } : {}),
     };
     return (await this.#read(request, options.stale)) as { entries: ListedEntry[]; next?: string };
+  }
+
+  // ---- users, grants, quotas ----
+
+  /** Logs in: checks the password on the leader and returns a token (and who it names). */
+  async login(user: string, password: string, options: { ttlMs?: number } = {}): Promise<LoginResult> {
+    return (await this.#leaderRequest({ type: 'login', user, password, ...(options.ttlMs !== undefined ? { ttlMs: options.ttlMs } : {}) })) as LoginResult;
+  }
+
+  /** Who the masters take this client for (its token, the cluster's admin key, or a master). */
+  async whoami(): Promise<WhoAmI> {
+    return (await this.#leaderRequest({ type: 'whoami' })) as WhoAmI;
+  }
+
+  async addUser(name: string, password: string, roles: Role[]): Promise<void> {
+    await this.write({ op: 'addUser', name, password, roles });
+  }
+
+  async removeUser(name: string): Promise<void> {
+    await this.write({ op: 'removeUser', name });
+  }
+
+  /** An admin sets anyone's password; a user changes their own, giving the old one. */
+  async setPassword(name: string, password: string, oldPassword?: string): Promise<void> {
+    await this.write({ op: 'setPassword', name, password, ...(oldPassword !== undefined ? { oldPassword } : {}) });
+  }
+
+  async setUserDisabled(name: string, disabled: boolean): Promise<void> {
+    await this.write({ op: 'setUserDisabled', name, disabled });
+  }
+
+  async setUserRoles(name: string, roles: Role[]): Promise<void> {
+    await this.write({ op: 'setUserRoles', name, roles });
+  }
+
+  /** Logs the user out everywhere: every token issued before stops working. */
+  async revokeTokens(name: string): Promise<void> {
+    await this.write({ op: 'revokeTokens', name });
+  }
+
+  async listUsers(): Promise<UserView[]> {
+    return (await this.#leaderRequest({ type: 'users' })) as UserView[];
+  }
+
+  /** Gives `principal` (a user name or `@role`) `level` on `path` and below. */
+  async grant(path: string, principal: string, level: Level): Promise<void> {
+    await this.write({ op: 'grant', path, principal, level });
+  }
+
+  /** Takes back `principal`'s grant on exactly `path` (only if it is `level`, when given). */
+  async revoke(path: string, principal: string, level?: Level): Promise<void> {
+    await this.write({ op: 'revoke', path, principal, ...(level !== undefined ? { level } : {}) });
+  }
+
+  async acl(path: string): Promise<AclView> {
+    return (await this.#leaderRequest({ type: 'acl', path })) as AclView;
+  }
+
+  /** Sets a user's limits; an absent one is unlimited. */
+  async setQuota(user: string, quota: { maxBytes?: number; maxFiles?: number }): Promise<void> {
+    await this.write({ op: 'setQuota', user, ...(quota.maxBytes !== undefined ? { maxBytes: quota.maxBytes } : {}), ...(quota.maxFiles !== undefined ? { maxFiles: quota.maxFiles } : {}) });
   }
 
   /**
@@ -190,9 +260,10 @@ export class MetaClient {
         this.#leader = target;
         return response.value;
       }
-      if (response?.code === 'ERR_OVERLOADED') {
-        // The leader sheds load (too much in flight from us or from everyone): wait, then again.
-        tried.push(`${shortAddr(target)}: ERR_OVERLOADED`);
+      if (response?.code === 'ERR_OVERLOADED' || response?.code === 'ERR_UNAVAILABLE') {
+        // The leader sheds load (too much in flight from us or from everyone), or a new cluster's
+        // leader has not applied its signing key yet: wait, then again.
+        tried.push(`${shortAddr(target)}: ${response.code}`);
         await this.#pause(Math.min(backoffMs, Math.max(0, deadline - performance.now())));
         backoffMs = Math.min(backoffMs * 2, 400);
         continue;
@@ -231,7 +302,9 @@ export class MetaClient {
 
   async #call(addr: string, request: MetaRequest, timeoutMs: number): Promise<MetaResponse> {
     this.#closing.signal.throwIfAborted();
-    return channelsOf(this.#o.peer).channel(addr).call(request, metaResponseSchema, { timeoutMs });
+    const token = typeof this.#o.token === 'function' ? this.#o.token() : this.#o.token;
+    const sent: MetaRequest = token !== undefined && token !== '' && request.token === undefined ? { ...request, token } : request;
+    return channelsOf(this.#o.peer).channel(addr).call(sent, metaResponseSchema, { timeoutMs });
   }
 }
 

@@ -15,7 +15,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
  * (but "/"), no empty, "." or ".." segments, no control characters, within PATH_LIMITS.
  */
 export function normalizePath(input: unknown): string {
-  if (typeof input !== 'string') throw invalid(String(input), 'a path is a string');
+  // Never String(input): an object from JSON.parse ({"toString":0}) throws converting itself.
+  if (typeof input !== 'string') throw invalid(`<${input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input}>`, 'a path is a string');
   const shown = input.length > 100 ? `${input.slice(0, 100)}...` : input;
   if (!input.startsWith('/')) throw invalid(shown, 'paths are absolute: start with "/"');
   const path = input.normalize('NFC');

@@ -1,5 +1,7 @@
+import { LEVELS, MAX_PASSWORD_BYTES, MAX_TICKET_CHARS, MAX_TOKEN_CHARS, MAX_TOKEN_TTL_MS, PRINCIPAL_PATTERN, rolesSchema, userNameSchema } from '../auth/index.ts';
+import type { Level, Role } from '../auth/index.ts';
 import { DfsError } from '../errors/index.ts';
-import { type Infer, schema } from '../net/index.ts';
+import { type Infer, type Schema, schema } from '../net/index.ts';
 import { NODE_STATES } from './commands.ts';
 
 /**
@@ -21,6 +23,11 @@ export const STORED_ACKS_PER_REQUEST = 1024;
 
 const path = schema.string({ minLength: 1, maxLength: 8192 });
 const clientId = schema.string({ minLength: 1, maxLength: 128 });
+/** A password in a request (UTF-16 units; hashPassword bounds its UTF-8 bytes again). */
+const password = schema.string({ minLength: 1, maxLength: MAX_PASSWORD_BYTES });
+const principal = schema.string({ pattern: PRINCIPAL_PATTERN });
+const level = schema.oneOf(LEVELS);
+const byteCountField = schema.integer({ min: 0 });
 
 /** What a client may ask to write; the leader stamps owner and time before proposing. */
 export const writeCommandSchema = schema.taggedUnion('op', {
@@ -36,6 +43,20 @@ export const writeCommandSchema = schema.taggedUnion('op', {
   drainNode: schema.object({ nodeId: clientId }),
   /** Forgets a node (`dfs node rm`): refused while it holds copies others lack, unless `force`. */
   removeNode: schema.object({ nodeId: clientId, force: schema.boolean() }),
+  // Users, grants and quotas. Passwords travel in clear only inside the Noise channel; the leader
+  // hashes them before anything reaches the Raft log.
+  addUser: schema.object({ name: userNameSchema, password, roles: rolesSchema }),
+  removeUser: schema.object({ name: userNameSchema }),
+  /** Admins set anyone's password; a user changes their own with `oldPassword`. */
+  setPassword: schema.object({ name: userNameSchema, password, oldPassword: schema.optional(password) }),
+  setUserDisabled: schema.object({ name: userNameSchema, disabled: schema.boolean() }),
+  setUserRoles: schema.object({ name: userNameSchema, roles: rolesSchema }),
+  /** Bumps the user's token generation: every token issued before stops working. */
+  revokeTokens: schema.object({ name: userNameSchema }),
+  grant: schema.object({ path, principal, level }),
+  /** Without `level`: whatever level the principal has there. */
+  revoke: schema.object({ path, principal, level: schema.optional(level) }),
+  setQuota: schema.object({ user: userNameSchema, maxBytes: schema.optional(byteCountField), maxFiles: schema.optional(byteCountField) }),
 });
 export type WriteCommand = Infer<typeof writeCommandSchema>;
 
@@ -58,12 +79,11 @@ const storedAck = schema.object({
 export type StoredAck = Infer<typeof storedAck>;
 const byteCount = schema.integer({ min: 0 });
 
-export const metaRequestSchema = schema.taggedUnion('type', {
+const requestBodySchema = schema.taggedUnion('type', {
   status: schema.object({ withHash: schema.optional(schema.boolean()) }),
   write: schema.object({
     clientId,
     seq: schema.integer({ min: 1 }),
-    user: schema.optional(clientId),
     cmd: writeCommandSchema,
     /** With commitFile: the last of the upload's receipts (the others went in proveStored). */
     stored: schema.optional(schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST })),
@@ -98,11 +118,19 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     exclude: schema.optional(schema.array(nodeId, { maxLength: 64 })),
     /** The put this placement is for: keeps its chunks from GC until it commits or goes quiet. */
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
+    /** The file being written: the leader checks write permission on it and its owner's quota. */
+    path: schema.optional(path),
+    /** The whole file's size when known: a put over quota fails before any chunk is sent. */
+    fileBytes: schema.optional(byteCount),
   }),
   /** Receipts of an upload's chunks, sent as the upload goes (leader only): proof of copies. */
   proveStored: schema.object({ uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })), acks: schema.array(storedAck, { maxLength: STORED_ACKS_PER_REQUEST }) }),
   /** Which nodes hold these chunks (leader only). */
-  locate: schema.object({ ids: chunkIds }),
+  locate: schema.object({
+    ids: chunkIds,
+    /** The file the chunks are read for: read permission on it, and every id must be one of its chunks. */
+    path: schema.optional(path),
+  }),
   /** The storage nodes as the leader sees them: state, load, last heartbeat, copies under way. */
   nodes: schema.object({}),
   /** Moves up to maxChunks copies from the fullest to the emptiest nodes (`dfs rebalance`). */
@@ -118,11 +146,45 @@ export const metaRequestSchema = schema.taggedUnion('type', {
     limit: schema.optional(schema.integer({ min: 1, max: 10_000 })),
     stale: schema.optional(schema.boolean()),
   }),
+  /** Checks a password and answers a login token (leader only; failures are rate-limited). */
+  login: schema.object({ user: userNameSchema, password, ttlMs: schema.optional(schema.integer({ min: 1, max: MAX_TOKEN_TTL_MS })) }),
+  /** Who the master takes the caller for. */
+  whoami: schema.object({}),
+  /** Every user (admins only). */
+  users: schema.object({}),
+  /** The grants on a path and above it, and its owner. */
+  acl: schema.object({ path }),
 });
-export type MetaRequest = Infer<typeof metaRequestSchema>;
 
-/** One chunk of a `place` answer: enough live copies exist, or a pipeline to put it through under `fence`. */
-export type Placement = { readonly id: string; readonly existing: true; readonly holders: number } | { readonly id: string; readonly targets: readonly string[]; readonly fence: number };
+/**
+ * Every request may carry `token`: a login token (see src/auth/tokens.ts). The caller's identity
+ * comes from it (or from its Noise peer id for masters, admin peers and storage nodes), never
+ * from a name the client fills in.
+ */
+export type MetaRequest = Infer<typeof requestBodySchema> & { readonly token?: string };
+
+const tokenField = schema.optional(schema.string({ minLength: 1, maxLength: MAX_TOKEN_CHARS }));
+
+export const metaRequestSchema: Schema<MetaRequest> = {
+  expected: requestBodySchema.expected,
+  parseAt(input: unknown, at: string): MetaRequest {
+    const body = requestBodySchema.parseAt(input, at);
+    const token = tokenField.parseAt((input as { token?: unknown }).token, at === '' ? 'token' : `${at}.token`);
+    return token === undefined ? body : { ...body, token };
+  },
+  parse(input: unknown): MetaRequest {
+    return this.parseAt(input, '');
+  },
+};
+
+/**
+ * One chunk of a `place` answer: enough live copies exist, or a pipeline to put it through under
+ * `fence`, with the chunk ticket (op put, this chunk, bearer the requesting peer, that fence) the
+ * first node checks.
+ */
+export type Placement =
+  | { readonly id: string; readonly existing: true; readonly holders: number }
+  | { readonly id: string; readonly targets: readonly string[]; readonly fence: number; readonly ticket: string };
 
 const placementWire = schema.object({
   id: chunkId,
@@ -130,6 +192,7 @@ const placementWire = schema.object({
   holders: schema.optional(schema.integer({ min: 0 })),
   targets: schema.optional(schema.array(schema.string({ maxLength: 1024 }), { maxLength: 16 })),
   fence: schema.optional(schema.integer({ min: 0 })),
+  ticket: schema.optional(schema.string({ minLength: 1, maxLength: MAX_TICKET_CHARS })),
 });
 const placementsWire = schema.array(placementWire, { maxLength: 1024 });
 
@@ -137,8 +200,8 @@ const placementsWire = schema.array(placementWire, { maxLength: 1024 });
 export function parsePlacements(value: unknown): Placement[] {
   return placementsWire.parse(value).map((p, i) => {
     if (p.existing === true && p.holders !== undefined) return { id: p.id, existing: true, holders: p.holders };
-    if (p.targets !== undefined && p.fence !== undefined) return { id: p.id, targets: p.targets, fence: p.fence };
-    throw new DfsError('ERR_PROTOCOL', `placement ${i} is neither "existing" with holders nor targets with a fence`);
+    if (p.targets !== undefined && p.fence !== undefined && p.ticket !== undefined) return { id: p.id, targets: p.targets, fence: p.fence, ticket: p.ticket };
+    throw new DfsError('ERR_PROTOCOL', `placement ${i} is neither "existing" with holders nor targets with a fence and a ticket`);
   });
 }
 
@@ -205,4 +268,52 @@ export interface NodeView {
   /** Milliseconds since the leader last heard it (null: not since this leader took over). */
   readonly heartbeatAgeMs: number | null;
   readonly repairsInFlight: number;
+}
+
+/** One user as `dfs user list` shows it (never the password hash). */
+export interface UserView {
+  readonly name: string;
+  readonly roles: Role[];
+  readonly disabled: boolean;
+  readonly usage: { readonly bytes: number; readonly files: number };
+  readonly quota?: { readonly maxBytes?: number; readonly maxFiles?: number };
+}
+
+/** One grant in an `acl` answer: on the path itself, or `inherited` from a directory above it. */
+export interface AclGrant {
+  readonly path: string;
+  readonly principal: string;
+  readonly level: Level;
+  readonly inherited: boolean;
+}
+
+/** The answer to `acl`: who owns the path, and every grant that applies to it. */
+export interface AclView {
+  readonly path: string;
+  readonly owner: string | null;
+  readonly grants: AclGrant[];
+}
+
+/** The answer to `login`. */
+export interface LoginResult {
+  readonly token: string;
+  readonly user: string;
+  readonly roles: Role[];
+  readonly expiresAtMs: number;
+}
+
+/** The answer to `whoami`. */
+export interface WhoAmI {
+  readonly user: string;
+  readonly roles: Role[];
+  readonly via: 'token' | 'admin-key' | 'master';
+  readonly expiresAtMs?: number;
+}
+
+/** One location in a `locate` answer: who holds the chunk, and the get ticket to read it with. */
+export interface LocatedChunk {
+  readonly id: string;
+  /** Holders' multiaddrs, best first. */
+  readonly holders: readonly string[];
+  readonly ticket: string;
 }

@@ -1,7 +1,26 @@
+import {
+  applyUsage,
+  canonicalRoles,
+  type Grant,
+  GrantTable,
+  isRole,
+  isUserName,
+  type Level,
+  LEVELS,
+  parseGrant,
+  parseStoredPassword,
+  type Quota,
+  quotaError,
+  type Role,
+  type Usage,
+  wouldExceed,
+  ZERO_USAGE,
+} from '../auth/index.ts';
 import type { Blake3 } from '../chunker/index.ts';
 import { DfsError, ERROR_CODES, isDfsError } from '../errors/index.ts';
 import { type ApplyResult, type MetaCommand, type MetaEnvelope, NODE_STATES, type NodeState } from './commands.ts';
-import { type Manifest, validateManifest } from './manifest.ts';
+import { MAX_ADDR_CHARS, MAX_AUTH_KEY_CHARS, MAX_CLIENT_ID_CHARS, MAX_ID_CHARS, MAX_NODE_ADDRS, MAX_NODE_NAME } from './envelope.ts';
+import { checkedManifest, type Manifest, validateManifest } from './manifest.ts';
 import { baseName, isWithin, joinPath, normalizePath, parentOf, ROOT } from './paths.ts';
 
 export interface DirEntry {
@@ -35,6 +54,22 @@ export interface ClusterSettings {
   readonly replicationFactor: number;
 }
 
+/**
+ * A user as the replicated state holds it. `password` is the argon2id PHC string (never a clear
+ * password). `gen` is the token generation: the log index of the user's creation or of the last
+ * change that revokes tokens (password, roles, disabled, revokeTokens), so it only grows, even
+ * across a removal and a re-creation under the same name.
+ */
+export interface UserRecord {
+  readonly name: string;
+  readonly password: string;
+  readonly roles: readonly Role[];
+  readonly disabled: boolean;
+  readonly gen: number;
+  readonly createdAtMs: number;
+  readonly quota?: Quota;
+}
+
 interface Session {
   readonly seq: number;
   readonly result: ApplyResult;
@@ -49,10 +84,17 @@ export interface ListedEntry {
   readonly owner: string;
 }
 
+/**
+ * Records in this order: the header (with the cluster key, when set), entries by path, nodes by
+ * id, users by name, grants by path (in their order on a path), sessions by recency. Usage is not
+ * stored: restore recounts it from the entries, as it does reference counts.
+ */
 export type SnapshotRecord =
-  | { readonly t: 'header'; readonly version: 1; readonly appliedIndex: number; readonly settings: ClusterSettings }
+  | { readonly t: 'header'; readonly version: 1; readonly appliedIndex: number; readonly settings: ClusterSettings; readonly authKey?: string }
   | { readonly t: 'entry'; readonly path: string; readonly entry: Entry }
   | { readonly t: 'node'; readonly node: NodeRecord }
+  | { readonly t: 'user'; readonly user: UserRecord }
+  | { readonly t: 'grant'; readonly grant: Grant }
   | { readonly t: 'session'; readonly clientId: string; readonly seq: number; readonly result: ApplyResult };
 
 export interface MetaStateOptions {
@@ -61,9 +103,11 @@ export interface MetaStateOptions {
   readonly settings?: ClusterSettings;
 }
 
-const MAX_ID_CHARS = 256;
-const MAX_NODE_ADDRS = 32;
-const MAX_NODE_NAME = 64;
+/** Deepest JSON a session's result value may be in a snapshot (apply's own are 3 or 4 deep). */
+const MAX_RESULT_DEPTH = 16;
+/** Users and grants a state may hold: each is a small record, bounded so a snapshot stays bounded. */
+export const MAX_USERS = 100_000;
+export const MAX_GRANTS = 1_000_000;
 
 /**
  * The replicated metadata state machine: namespace, manifests, chunk reference counts, node
@@ -86,6 +130,13 @@ export class MetaState {
   readonly #maxSessions: number;
   #settings: ClusterSettings;
   #appliedIndex = 0;
+  /** The cluster signing key (libp2p Ed25519 private key protobuf, base64), once set. */
+  #authKey: string | undefined;
+  readonly #users = new Map<string, UserRecord>();
+  readonly #grants = new GrantTable();
+  #grantCount = 0;
+  /** Bytes and entries owned, per owner name (users or not): derived from the entries. */
+  readonly #usage = new Map<string, Usage>();
 
   constructor(options: MetaStateOptions = {}) {
     this.#maxSessions = options.maxSessions ?? 10_000;
@@ -160,8 +211,31 @@ export class MetaState {
         }
         case 'noop':
           return { ok: true };
-        default:
-          return refusal('ERR_INVALID_ARGUMENT', `unknown command ${JSON.stringify((cmd as { op?: unknown }).op)}`);
+        case 'setAuthKey':
+          return this.#setAuthKey(cmd);
+        case 'addUser':
+          return this.#addUser(cmd);
+        case 'removeUser':
+          return this.#removeUser(cmd);
+        case 'setPassword':
+          return this.#changeUser(cmd.name, (u) => ({ ...u, password: checkedPassword(cmd.password) }), true);
+        case 'setUserDisabled':
+          return this.#changeUser(cmd.name, (u) => ({ ...u, disabled: checkedBoolean(cmd.disabled, 'disabled') }), true);
+        case 'setUserRoles':
+          return this.#changeUser(cmd.name, (u) => ({ ...u, roles: checkedRoles(cmd.roles) }), true);
+        case 'revokeTokens':
+          return this.#changeUser(cmd.name, (u) => u, true);
+        case 'setQuota':
+          return this.#changeUser(cmd.user, (u) => withQuota(u, checkedQuota(cmd.maxBytes, cmd.maxFiles)), false);
+        case 'grant':
+          return this.#grant(cmd);
+        case 'revoke':
+          return this.#revoke(cmd);
+        default: {
+          // Never JSON.stringify an untrusted value here: a deeply nested one overflows the stack.
+          const op = (cmd as { op?: unknown }).op;
+          return refusal('ERR_INVALID_ARGUMENT', `unknown command ${typeof op === 'string' ? JSON.stringify(op.slice(0, 64)) : `<${typeof op}>`}`);
+        }
       }
     } catch (err) {
       if (isDfsError(err)) return refusal(err.code, err.message);
@@ -181,6 +255,7 @@ export class MetaState {
       return refusal('ERR_EXISTS', `${path} already exists`);
     }
     const missing = this.#missingAncestors(path, cmd.parents);
+    this.#checkQuota(owner, 0, missing.length + 1);
     for (const dir of [...missing, path]) this.#insert(dir, { kind: 'dir', owner, mtimeMs: nowMs });
     return { ok: true, value: { created: [...missing, path] } };
   }
@@ -188,20 +263,26 @@ export class MetaState {
   #commitFile(cmd: Extract<MetaCommand, { op: 'commitFile' }>): ApplyResult {
     const path = normalizePath(cmd.path);
     if (path === ROOT) return refusal('ERR_IS_DIR', '/ is a directory');
-    const manifest = validateManifest(cmd.manifest);
+    const manifest = checkedManifest(cmd.manifest);
     const owner = checkedId(cmd.owner, 'owner');
     const nowMs = checkedTime(cmd.nowMs);
     const existing = this.#entries.get(path);
     if (existing?.kind === 'dir') return refusal('ERR_IS_DIR', `${path} is a directory`);
     if (existing && cmd.ifAbsent) return refusal('ERR_EXISTS', `${path} already exists`);
     const missing = this.#missingAncestors(path, cmd.parents);
+    // The authoritative quota check (the leader's at place is a courtesy): an overwrite of the
+    // owner's own file is charged the difference; of someone else's, the whole file.
+    const mine = existing?.kind === 'file' && existing.owner === owner ? existing : undefined;
+    this.#checkQuota(owner, manifest.size - (mine?.size ?? 0), missing.length + (mine ? 0 : 1));
     for (const dir of missing) this.#insert(dir, { kind: 'dir', owner, mtimeMs: nowMs });
     const entry: FileEntry = { kind: 'file', owner, mtimeMs: nowMs, size: manifest.size, manifest };
     this.#addRefs(manifest);
     let freed: string[] = [];
     if (existing) {
       freed = this.#dropRefs(existing.manifest);
+      this.#charge(existing, -1);
       this.#entries.set(path, entry);
+      this.#charge(entry, 1);
     } else {
       this.#insert(path, entry);
     }
@@ -223,6 +304,7 @@ export class MetaState {
       if (e.kind === 'file') freed.push(...this.#dropRefs(e.manifest));
       this.#remove(p);
     }
+    this.#grantCount -= this.#grants.removeWithin(path);
     return { ok: true, value: { removed: subtree.length, freedChunks: freed } };
   }
 
@@ -247,6 +329,7 @@ export class MetaState {
     if (target?.kind === 'file') {
       freed = this.#dropRefs(target.manifest);
       this.#remove(to);
+      this.#grantCount -= this.#grants.removeWithin(to);
     }
     const moved = this.#subtree(from);
     const entries = moved.map((p) => [p, this.#entries.get(p)!] as const);
@@ -255,6 +338,8 @@ export class MetaState {
       const newPath = to + p.slice(from.length);
       this.#insert(newPath, p === from ? { ...e, mtimeMs: nowMs } : e);
     }
+    // Grants travel with what they are on (nothing is left on `to` and below: it did not exist).
+    this.#grants.moveWithin(from, to);
     return { ok: true, value: { replaced: target !== undefined, freedChunks: freed } };
   }
 
@@ -292,11 +377,130 @@ export class MetaState {
   #setNodeState(cmd: Extract<MetaCommand, { op: 'setNodeState' }>): ApplyResult {
     const id = checkedId(cmd.nodeId, 'nodeId');
     const nowMs = checkedTime(cmd.nowMs);
-    if (!NODE_STATES.includes(cmd.state)) throw new DfsError('ERR_INVALID_ARGUMENT', `unknown node state ${JSON.stringify(cmd.state)}`);
+    if (!NODE_STATES.includes(cmd.state)) throw new DfsError('ERR_INVALID_ARGUMENT', `unknown node state ${typeof cmd.state === 'string' ? JSON.stringify((cmd.state as string).slice(0, 64)) : `<${typeof cmd.state}>`}`);
     const node = this.#nodes.get(id);
     if (!node) return refusal('ERR_NOT_FOUND', `no node ${id}`);
     if (node.state !== cmd.state) this.#nodes.set(id, { ...node, state: cmd.state, stateSinceMs: nowMs });
     return { ok: true };
+  }
+
+  // ---- users, grants, the cluster key ----
+
+  #setAuthKey(cmd: Extract<MetaCommand, { op: 'setAuthKey' }>): ApplyResult {
+    const key = checkedAuthKey(cmd.key);
+    // Set once: a second leader racing the first must not replace a key tokens were signed with.
+    if (this.#authKey !== undefined) return refusal('ERR_EXISTS', 'the cluster key is already set');
+    this.#authKey = key;
+    return { ok: true };
+  }
+
+  #addUser(cmd: Extract<MetaCommand, { op: 'addUser' }>): ApplyResult {
+    const name = checkedUserName(cmd.name);
+    const user: UserRecord = {
+      name,
+      password: checkedPassword(cmd.password),
+      roles: checkedRoles(cmd.roles),
+      disabled: false,
+      gen: this.#appliedIndex,
+      createdAtMs: checkedTime(cmd.nowMs),
+    };
+    if (this.#users.has(name)) return refusal('ERR_EXISTS', `user ${name} already exists (dfs user list)`);
+    if (this.#users.size >= MAX_USERS) return refusal('ERR_INVALID_ARGUMENT', `this cluster has the most users it may hold (${MAX_USERS}): remove some first`);
+    this.#users.set(name, user);
+    return { ok: true, value: { name } };
+  }
+
+  #removeUser(cmd: Extract<MetaCommand, { op: 'removeUser' }>): ApplyResult {
+    const name = checkedUserName(cmd.name);
+    if (!this.#users.delete(name)) return refusal('ERR_NOT_FOUND', `no user ${name} (dfs user list)`);
+    // Grants to a removed user must not pass to a later user of the same name. Their files stay
+    // theirs by name (an admin can remove or move them).
+    for (const g of this.#grants.all()) if (g.principal === name && this.#grants.revoke(g.path, name)) this.#grantCount--;
+    return { ok: true };
+  }
+
+  /** Changes a user; `revokes`: every token issued before stops working (gen = this index). */
+  #changeUser(nameInput: unknown, change: (u: UserRecord) => UserRecord, revokes: boolean): ApplyResult {
+    const name = checkedUserName(nameInput);
+    const user = this.#users.get(name);
+    if (!user) return refusal('ERR_NOT_FOUND', `no user ${name} (dfs user list)`);
+    const next = change(user);
+    this.#users.set(name, revokes ? { ...next, gen: this.#appliedIndex } : next);
+    return { ok: true };
+  }
+
+  #grant(cmd: Extract<MetaCommand, { op: 'grant' }>): ApplyResult {
+    const g = parseGrant({ path: normalizePath(cmd.path), principal: cmd.principal, level: cmd.level });
+    if (!this.#entries.has(g.path)) return refusal('ERR_NOT_FOUND', `${g.path}: no such file or directory`);
+    if (!g.principal.startsWith('@') && !this.#users.has(g.principal)) return refusal('ERR_NOT_FOUND', `no user ${g.principal} (dfs user list)`);
+    const had = this.#grants.grantsAt(g.path).some((x) => x.principal === g.principal);
+    if (!had && this.#grantCount >= MAX_GRANTS) return refusal('ERR_INVALID_ARGUMENT', `this cluster has the most grants it may hold (${MAX_GRANTS})`);
+    const changed = this.#grants.grant(g);
+    if (!had) this.#grantCount++;
+    return { ok: true, value: { changed } };
+  }
+
+  #revoke(cmd: Extract<MetaCommand, { op: 'revoke' }>): ApplyResult {
+    const path = normalizePath(cmd.path);
+    const principal = checkedPrincipal(cmd.principal);
+    if (cmd.level !== undefined && !LEVELS.includes(cmd.level)) throw new DfsError('ERR_INVALID_ARGUMENT', 'level must be read, write or admin');
+    const current = this.#grants.grantsAt(path).find((g) => g.principal === principal);
+    if (current === undefined || (cmd.level !== undefined && current.level !== cmd.level)) {
+      return refusal('ERR_NOT_FOUND', `${principal} has no ${cmd.level ?? ''}${cmd.level ? ' ' : ''}grant on exactly ${path} (dfs acl ${path})`);
+    }
+    this.#grants.revoke(path, principal);
+    this.#grantCount--;
+    return { ok: true };
+  }
+
+  /** ERR_QUOTA (thrown, so the command leaves no trace) when `owner` may not grow by this much. */
+  #checkQuota(owner: string, addBytes: number, addFiles: number): void {
+    const quota = this.#users.get(owner)?.quota;
+    if (quota === undefined) return;
+    const excess = wouldExceed(this.usage(owner), quota, addBytes, addFiles);
+    if (excess) throw new DfsError('ERR_QUOTA', `${owner}: ${excess.message}`);
+  }
+
+  /** Counts an entry in (sign 1) or out (-1) of its owner's usage. */
+  #charge(entry: Entry, sign: 1 | -1): void {
+    const bytes = entry.kind === 'file' ? entry.size : 0;
+    const next = applyUsage(this.usage(entry.owner), sign * bytes, sign);
+    if (next.bytes === 0 && next.files === 0) this.#usage.delete(entry.owner);
+    else this.#usage.set(entry.owner, next);
+  }
+
+  /** The cluster signing key (base64 protobuf), once the first leader set it. */
+  get authKey(): string | undefined {
+    return this.#authKey;
+  }
+
+  user(name: string): UserRecord | undefined {
+    return this.#users.get(name);
+  }
+
+  /** Every user, by name. */
+  users(): UserRecord[] {
+    return [...this.#users.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** What `owner` owns: bytes of files, and files and directories counted. */
+  usage(owner: string): Usage {
+    return this.#usage.get(owner) ?? ZERO_USAGE;
+  }
+
+  /** The explicit grants on exactly `path` (canonical). */
+  grantsAt(path: string): readonly Grant[] {
+    return this.#grants.grantsAt(path);
+  }
+
+  /** Canonical paths strictly below `path` that carry grants. */
+  grantedPathsBelow(path: string): Iterable<string> {
+    return this.#grants.grantedPathsBelow(path);
+  }
+
+  /** The owner of the entry at canonical `path`, if there is one. */
+  ownerOf(path: string): string | undefined {
+    return this.#entries.get(path)?.owner;
   }
 
   // ---- reads ----
@@ -341,10 +545,10 @@ export class MetaState {
     return this.#refs.keys();
   }
 
-  get counts(): { entries: number; files: number; chunksReferenced: number; nodes: number; sessions: number } {
+  get counts(): { entries: number; files: number; chunksReferenced: number; nodes: number; sessions: number; users: number; grants: number } {
     let files = 0;
     for (const e of this.#entries.values()) if (e.kind === 'file') files += 1;
-    return { entries: this.#entries.size, files, chunksReferenced: this.#refs.size, nodes: this.#nodes.size, sessions: this.#sessions.size };
+    return { entries: this.#entries.size, files, chunksReferenced: this.#refs.size, nodes: this.#nodes.size, sessions: this.#sessions.size, users: this.#users.size, grants: this.#grantCount };
   }
 
   // ---- snapshot, restore, hash ----
@@ -364,15 +568,25 @@ export class MetaState {
    * left to whoever iterates. Cheap enough to call with applies running.
    */
   captureSnapshot(): () => Generator<SnapshotRecord> {
-    const header: SnapshotRecord = { t: 'header', version: 1, appliedIndex: this.#appliedIndex, settings: this.#settings };
+    const header: SnapshotRecord = {
+      t: 'header',
+      version: 1,
+      appliedIndex: this.#appliedIndex,
+      settings: this.#settings,
+      ...(this.#authKey !== undefined ? { authKey: this.#authKey } : {}),
+    };
     const entries = [...this.#entries];
     const nodes = this.nodes();
+    const users = this.users();
+    const grants = this.#grants.all();
     const sessions = [...this.#sessions];
     return function* () {
       yield header;
       entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
       for (const [path, entry] of entries) yield { t: 'entry', path, entry };
       for (const node of nodes) yield { t: 'node', node };
+      for (const user of users) yield { t: 'user', user };
+      for (const grant of grants) yield { t: 'grant', grant };
       for (const [clientId, s] of sessions) yield { t: 'session', clientId, seq: s.seq, result: s.result };
     };
   }
@@ -384,17 +598,26 @@ export class MetaState {
         if (r.t !== 'header' || r.version !== 1) throw new DfsError('ERR_IO', 'metadata snapshot does not start with a version 1 header');
         state = new MetaState({ ...options, settings: r.settings });
         state.#appliedIndex = r.appliedIndex;
+        state.#authKey = r.authKey;
         continue;
       }
       switch (r.t) {
         case 'entry':
           // Sorted by path, so every parent arrives before its children.
+          // The root is nobody's to count (as in a new state).
           if (r.path === ROOT) state.#entries.set(ROOT, r.entry);
           else state.#insert(r.path, r.entry);
           if (r.entry.kind === 'file') state.#addRefs(r.entry.manifest);
           break;
         case 'node':
           state.#nodes.set(r.node.id, r.node);
+          break;
+        case 'user':
+          state.#users.set(r.user.name, r.user);
+          break;
+        case 'grant':
+          state.#grants.grant(r.grant);
+          state.#grantCount++;
           break;
         case 'session':
           state.#sessions.set(r.clientId, { seq: r.seq, result: r.result });
@@ -432,6 +655,18 @@ export class MetaState {
       for (const n of names) if (!this.#entries.has(joinPath(dir, n))) throw new Error(`invariant: ${dir} lists missing ${n}`);
     }
     if (recount.size !== this.#refs.size) throw new Error('invariant: reference counts disagree with a recount');
+    const usage = new Map<string, Usage>();
+    for (const [path, e] of this.#entries) {
+      if (path === ROOT) continue;
+      const u = usage.get(e.owner) ?? ZERO_USAGE;
+      usage.set(e.owner, { bytes: u.bytes + (e.kind === 'file' ? e.size : 0), files: u.files + 1 });
+    }
+    if (usage.size !== this.#usage.size) throw new Error('invariant: usage disagrees with a recount');
+    for (const [owner, u] of usage) {
+      const held = this.#usage.get(owner);
+      if (held?.bytes !== u.bytes || held.files !== u.files) throw new Error(`invariant: usage of ${owner} is ${JSON.stringify(held)}, recount ${JSON.stringify(u)}`);
+    }
+    if (this.#grants.all().length !== this.#grantCount) throw new Error('invariant: grant count disagrees with the grants');
     for (const [id, n] of recount) if (this.#refs.get(id) !== n) throw new Error(`invariant: refcount of ${id} is ${this.#refs.get(id)}, recount ${n}`);
     if (this.#sessions.size > this.#maxSessions) throw new Error('invariant: too many sessions');
   }
@@ -465,6 +700,7 @@ export class MetaState {
 
   #insert(path: string, entry: Entry): void {
     this.#entries.set(path, entry);
+    if (path !== ROOT) this.#charge(entry, 1);
     if (entry.kind === 'dir') this.#children.set(path, []);
     const siblings = this.#children.get(parentOf(path))!;
     const name = baseName(path);
@@ -472,6 +708,8 @@ export class MetaState {
   }
 
   #remove(path: string): void {
+    const entry = this.#entries.get(path);
+    if (entry && path !== ROOT) this.#charge(entry, -1);
     this.#entries.delete(path);
     this.#children.delete(path);
     const siblings = this.#children.get(parentOf(path));
@@ -509,14 +747,22 @@ export class MetaState {
  * order snapshotRecords writes them), so what MetaState.restore builds from them hashes the same
  * as the state that wrote them. Checks: one version 1 header first; then entries strictly in
  * path order, "/" first, canonical paths whose parent is a directory already seen, valid
- * manifests; then nodes by increasing id; then at most `maxSessions` distinct client sessions.
+ * manifests; then nodes by increasing id; then users by increasing name; then grants by path
+ * (canonical paths, one per principal and path); then at most `maxSessions` distinct client
+ * sessions. The limits are those apply takes (src/meta/envelope.ts), so whatever applied also
+ * snapshots and restores.
  */
 export class SnapshotRecordChecker {
   readonly #maxSessions: number;
-  /** 0: expecting the header; 1: entries; 2: nodes; 3: sessions. */
+  /** 0: expecting the header; 1: entries; 2: nodes; 3: users; 4: grants; 5: sessions. */
   #phase = 0;
   #lastPath: string | undefined;
   #lastNode: string | undefined;
+  #lastUser: string | undefined;
+  #lastGrantPath: string | undefined;
+  readonly #grantsOnPath = new Set<string>();
+  #users = 0;
+  #grants = 0;
   readonly #dirs = new Set<string>();
   readonly #sessions = new Set<string>();
   #records = 0;
@@ -540,8 +786,16 @@ export class SnapshotRecordChecker {
       if (typeof settings !== 'object' || settings === null || !Number.isSafeInteger(settings.replicationFactor) || (settings.replicationFactor as number) < 1) {
         fail('header settings must have a positive integer replicationFactor');
       }
+      if (r.authKey !== undefined) {
+        try {
+          checkedAuthKey(r.authKey);
+        } catch {
+          fail('header authKey must be a base64 key');
+        }
+      }
       this.#phase = 1;
-      return { t: 'header', version: 1, appliedIndex: r.appliedIndex as number, settings: { replicationFactor: settings!.replicationFactor as number } };
+      const header = { t: 'header', version: 1, appliedIndex: r.appliedIndex as number, settings: { replicationFactor: settings!.replicationFactor as number } } as const;
+      return r.authKey === undefined ? header : { ...header, authKey: r.authKey as string };
     }
     try {
       switch (r.t) {
@@ -549,11 +803,19 @@ export class SnapshotRecordChecker {
           if (this.#phase !== 1) return fail('an entry after nodes or sessions');
           return this.#entry(r, fail);
         case 'node':
-          if (this.#phase > 2) return fail('a node after sessions');
+          if (this.#phase > 2) return fail('a node after users, grants or sessions');
           this.#phase = 2;
           return this.#node(r, fail);
-        case 'session':
+        case 'user':
+          if (this.#phase > 3) return fail('a user after grants or sessions');
           this.#phase = 3;
+          return this.#user(r, fail);
+        case 'grant':
+          if (this.#phase > 4) return fail('a grant after sessions');
+          this.#phase = 4;
+          return this.#grant(r, fail);
+        case 'session':
+          this.#phase = 5;
           return this.#session(r, fail);
         case 'header':
           return fail('a second header');
@@ -599,8 +861,8 @@ export class SnapshotRecordChecker {
     if (this.#lastNode !== undefined && !(id > this.#lastNode)) fail(`node ${id} out of order`);
     this.#lastNode = id;
     const addrs = n.addrs;
-    if (!Array.isArray(addrs) || addrs.length > MAX_NODE_ADDRS || !addrs.every((a) => typeof a === 'string' && a.length > 0 && a.length <= 1024)) {
-      fail(`node ${id} addrs must be 0..${MAX_NODE_ADDRS} strings of 1..1024 characters`);
+    if (!Array.isArray(addrs) || addrs.length > MAX_NODE_ADDRS || !addrs.every((a) => typeof a === 'string' && a.length > 0 && a.length <= MAX_ADDR_CHARS)) {
+      fail(`node ${id} addrs must be 0..${MAX_NODE_ADDRS} strings of 1..${MAX_ADDR_CHARS} characters`);
     }
     if (!isCount(n.capacityBytes)) fail(`node ${id} capacityBytes must be a non-negative integer`);
     if (!NODE_STATES.includes(n.state as NodeState)) fail(`node ${id} has an unknown state`);
@@ -617,8 +879,48 @@ export class SnapshotRecordChecker {
     return { t: 'node', node };
   }
 
+  #user(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
+    const u = r.user as Record<string, unknown> | null | undefined;
+    if (typeof u !== 'object' || u === null) return fail('user record has no user');
+    const name = checkedUserName(u.name);
+    if (this.#lastUser !== undefined && !(name > this.#lastUser)) fail(`user ${name} out of order`);
+    this.#lastUser = name;
+    if (++this.#users > MAX_USERS) fail(`more than ${MAX_USERS} users`);
+    if (!isCount(u.gen)) fail(`user ${name} gen must be a non-negative integer`);
+    const quota = u.quota === undefined ? undefined : (u.quota as Record<string, unknown> | null);
+    if (quota !== undefined && (typeof quota !== 'object' || quota === null)) fail(`user ${name} quota must be an object`);
+    const user: UserRecord = withQuota(
+      {
+        name,
+        password: checkedPassword(u.password),
+        roles: checkedRoles(u.roles),
+        disabled: checkedBoolean(u.disabled, 'disabled'),
+        gen: u.gen as number,
+        createdAtMs: checkedTime(u.createdAtMs),
+      },
+      quota === undefined ? undefined : checkedQuota(quota!.maxBytes, quota!.maxFiles),
+    );
+    return { t: 'user', user };
+  }
+
+  #grant(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
+    const grant = parseGrant(r.grant);
+    if (this.#lastGrantPath !== grant.path) {
+      if (this.#lastGrantPath !== undefined && !(grant.path > this.#lastGrantPath)) fail(`grant on ${grant.path} out of order`);
+      this.#lastGrantPath = grant.path;
+      this.#grantsOnPath.clear();
+    }
+    if (this.#grantsOnPath.has(grant.principal)) fail(`two grants of ${grant.principal} on ${grant.path}`);
+    this.#grantsOnPath.add(grant.principal);
+    if (++this.#grants > MAX_GRANTS) fail(`more than ${MAX_GRANTS} grants`);
+    return { t: 'grant', grant: { path: grant.path, principal: grant.principal, level: grant.level } };
+  }
+
   #session(r: Record<string, unknown>, fail: (why: string) => never): SnapshotRecord {
-    const clientId = checkedId(r.clientId, 'clientId');
+    if (typeof r.clientId !== 'string' || r.clientId.length === 0 || r.clientId.length > MAX_CLIENT_ID_CHARS) {
+      return fail(`clientId must be a string of 1..${MAX_CLIENT_ID_CHARS} characters`);
+    }
+    const clientId = r.clientId;
     if (this.#sessions.has(clientId)) fail(`client ${clientId} has two sessions`);
     this.#sessions.add(clientId);
     if (this.#sessions.size > this.#maxSessions) fail(`more than ${this.#maxSessions} sessions`);
@@ -627,6 +929,9 @@ export class SnapshotRecordChecker {
     if (typeof res !== 'object' || res === null || typeof res.ok !== 'boolean') return fail(`session of ${clientId} has no result`);
     let result: ApplyResult;
     if (res.ok) {
+      // Only what apply could have stored: JSON a few levels deep (a deeper value would pass
+      // here and then overflow the stack when the state is hashed or snapshotted again).
+      if ('value' in res && !withinDepth(res.value, MAX_RESULT_DEPTH)) fail(`session of ${clientId} has a result nested deeper than ${MAX_RESULT_DEPTH}`);
       result = 'value' in res ? { ok: true, value: res.value } : { ok: true };
     } else {
       if (typeof res.code !== 'string' || !Object.hasOwn(ERROR_CODES, res.code) || typeof res.message !== 'string') {
@@ -636,6 +941,70 @@ export class SnapshotRecordChecker {
     }
     return { t: 'session', clientId, seq: r.seq as number, result };
   }
+}
+
+/** Whether a JSON value is at most `maxDepth` arrays or objects deep (iterative: no recursion). */
+function withinDepth(value: unknown, maxDepth: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= maxDepth) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+function checkedUserName(value: unknown): string {
+  if (!isUserName(value)) throw new DfsError('ERR_INVALID_ARGUMENT', 'a user name has 1..64 letters, digits, "_", "." or "-", not starting with "." or "-"');
+  return value;
+}
+
+function checkedPrincipal(value: unknown): string {
+  if (typeof value === 'string' && value.startsWith('@') && isRole(value.slice(1))) return value;
+  if (isUserName(value)) return value;
+  throw new DfsError('ERR_INVALID_ARGUMENT', 'a principal is a user name or @admin, @writer, @reader');
+}
+
+/** A stored password: an argon2id PHC string (never a clear password). */
+function checkedPassword(value: unknown): string {
+  if (typeof value !== 'string' || value.length > 512 || parseStoredPassword(value) === undefined) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', 'a stored password must be an argon2id PHC string');
+  }
+  return value;
+}
+
+function checkedRoles(value: unknown): Role[] {
+  if (!Array.isArray(value) || value.length > 3 || !value.every(isRole)) throw new DfsError('ERR_INVALID_ARGUMENT', 'roles are a list of admin, writer, reader');
+  return canonicalRoles(value);
+}
+
+function checkedBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new DfsError('ERR_INVALID_ARGUMENT', `${what} must be true or false`);
+  return value;
+}
+
+function checkedAuthKey(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_AUTH_KEY_CHARS || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', 'the cluster key must be base64');
+  }
+  return value;
+}
+
+/** A quota from optional limits; undefined when both are absent (no quota). */
+function checkedQuota(maxBytes: unknown, maxFiles: unknown): Quota | undefined {
+  if ((maxBytes !== undefined && !isCount(maxBytes)) || (maxFiles !== undefined && !isCount(maxFiles))) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', 'quota limits must be non-negative integers');
+  }
+  if (maxBytes === undefined && maxFiles === undefined) return undefined;
+  return { ...(maxBytes !== undefined ? { maxBytes } : {}), ...(maxFiles !== undefined ? { maxFiles } : {}) };
+}
+
+/** `user` with `quota` (or without one), in canonical field order. */
+function withQuota(user: UserRecord, quota: Quota | undefined): UserRecord {
+  const { quota: _old, ...rest } = user;
+  const base: UserRecord = { name: rest.name, password: rest.password, roles: rest.roles, disabled: rest.disabled, gen: rest.gen, createdAtMs: rest.createdAtMs };
+  return quota === undefined ? base : { ...base, quota };
 }
 
 function isCount(value: unknown): value is number {

@@ -126,6 +126,23 @@ describe('chunk tickets: refusals first', () => {
   });
 });
 
+describe('chunk tickets: a set of operations, a vouched bearer (a storage node forwarding a put)', () => {
+  it('an op list accepts a ticket for any of them and refuses others; bearerVouched skips only the bearer', async () => {
+    const replicate = await signTicket(clusterKey, newTicketClaims({ op: 'replicate', ids: [A], bearer: client, now: T0, fence: 7 }));
+    expect(verifyTicket(replicate, request({ op: ['put', 'replicate'] })).ok).toBe(true);
+    expect(verifyTicket(putTicket, request({ op: ['put', 'replicate'] })).ok).toBe(true);
+    const wrongOp = refusal(verifyTicket(putTicket, request({ op: ['get', 'delete'] })));
+    expect(wrongOp).toMatchObject({ reason: 'wrong-op', message: 'the chunk ticket is for put, not get or delete' });
+    expect(refusal(verifyTicket(putTicket, request({ bearerPeerId: stranger }))).reason).toBe('wrong-bearer');
+    expect(verifyTicket(putTicket, request({ bearerPeerId: stranger, bearerVouched: true })).ok).toBe(true);
+    // Everything else still counts for a vouched bearer.
+    expect(refusal(verifyTicket(putTicket, request({ bearerPeerId: stranger, bearerVouched: true, chunkId: C }))).reason).toBe('wrong-chunk');
+    expect(refusal(verifyTicket(putTicket, request({ bearerPeerId: stranger, bearerVouched: true, fence: 8 }))).reason).toBe('wrong-fence');
+    expect(refusal(verifyTicket(putTicket, request({ bearerPeerId: stranger, bearerVouched: true, now: T0 + 60_000 }))).reason).toBe('expired');
+    expect(refusal(verifyTicket(putTicket, request({ bearerPeerId: stranger, bearerVouched: true, op: 'get' }))).reason).toBe('wrong-op');
+  });
+});
+
 describe('chunk tickets', () => {
   it('a good ticket covers each of its ids (sorted, de-duplicated), for its op, bearer and fence', () => {
     for (const chunkId of [A, B]) {

@@ -13,7 +13,8 @@ let meta: MetaClient;
 
 beforeAll(async () => {
   t = await startTestCluster({ nodes: 3, nodeArgs: ['--capacity', '100KiB'] });
-  peer = await t.cluster.createClientPeer();
+  // The cluster's admin key: the masters take this peer for user admin (no login needed).
+  peer = await t.cluster.createAdminPeer();
   meta = new MetaClient({ peer, masters: t.cluster.masterAddrs });
 }, 120_000);
 

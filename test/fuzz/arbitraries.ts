@@ -75,7 +75,7 @@ const countArb = fc.oneof(fc.nat(), fc.constantFrom(0, 2 ** 53 - 1));
 export const metaRequestArb = fc.oneof(
   fc.record({ type: fc.constant('status'), withHash: fc.boolean() }, { requiredKeys: ['type'] }),
   fc.record(
-    { type: fc.constant('write'), clientId: shortIdArb, seq: fc.integer({ min: 1, max: 2 ** 53 - 1 }), user: shortIdArb, cmd: writeCommandArb, stored: fc.array(storedAckArb, { maxLength: 2 }), uploadId: fc.string({ minLength: 1, maxLength: 64 }) },
+    { type: fc.constant('write'), clientId: shortIdArb, seq: fc.integer({ min: 1, max: 2 ** 53 - 1 }), cmd: writeCommandArb, stored: fc.array(storedAckArb, { maxLength: 2 }), uploadId: fc.string({ minLength: 1, maxLength: 64 }) },
     { requiredKeys: ['type', 'clientId', 'seq', 'cmd'] },
   ),
   fc.record(
@@ -115,7 +115,7 @@ export const metaRequestArb = fc.oneof(
 export const placementsArb = fc.array(
   fc.oneof(
     fc.record({ id: chunkIdArb, existing: fc.constant(true as const), holders: fc.nat({ max: 5 }) }),
-    fc.record({ id: chunkIdArb, targets: fc.array(addrArb, { maxLength: 3 }), fence: fenceArb }),
+    fc.record({ id: chunkIdArb, targets: fc.array(addrArb, { maxLength: 3 }), fence: fenceArb, ticket: fc.string({ minLength: 1, maxLength: 120 }) }),
   ),
   { maxLength: 4 },
 );

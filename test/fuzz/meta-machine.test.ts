@@ -196,7 +196,7 @@ describe('fuzz: MetaMachine.apply (log entry bytes)', () => {
   // non-DfsErrors ("a bug: fail loudly"), so MetaMachine.apply throws: a log entry with such a
   // path makes every master that applies it throw from RaftDriver #applyCommitted. A leader never
   // proposes one (writeCommandSchema checks paths are strings); a faulty or hostile master can.
-  it.fails('BUG MetaMachine.apply: a path {"toString":0} is refused, not thrown (today: TypeError)', () => {
+  it('MetaMachine.apply: a path {"toString":0} is refused, not thrown (today: TypeError)', () => {
     const r = applyOutcome(utf8('{"clientId":"c","seq":1,"cmd":{"op":"mkdir","path":{"toString":0},"parents":true,"owner":"u","nowMs":0}}'));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_PATH' });
   });
@@ -207,7 +207,7 @@ describe('fuzz: MetaMachine.apply (log entry bytes)', () => {
   // restore refuse (ERR_IO "record N: clientId must be a string of 1..256 characters"): followers
   // can never install the leader's snapshot, and a master cannot restore its own from disk. A
   // leader never proposes one (metaRequestSchema takes 1..128); a faulty or hostile master can.
-  it.fails('BUG MetaMachine: a state that applied a 257-character clientId snapshots and restores (today: ERR_IO)', async () => {
+  it('MetaMachine: a state that applied a 257-character clientId snapshots and restores (today: ERR_IO)', async () => {
     const m = new MetaMachine();
     expect(m.apply(1, utf8(JSON.stringify({ clientId: 'x'.repeat(257), seq: 1, cmd: { op: 'noop' } })))).toEqual({ ok: true });
     await roundTrips(m, 'after a long clientId');
@@ -215,21 +215,21 @@ describe('fuzz: MetaMachine.apply (log entry bytes)', () => {
 
   // BUG (src/meta/state.ts #execute default case): `unknown command ${JSON.stringify(op)}`
   // overflows the stack on an op nested ~5,000 deep: RangeError out of MetaMachine.apply.
-  it.fails('BUG MetaMachine.apply: a deeply nested op is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a deeply nested op is refused, not thrown (today: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":${deep(6_000)}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
   });
 
   // BUG (src/meta/state.ts #setNodeState): `unknown node state ${JSON.stringify(cmd.state)}`,
   // same overflow.
-  it.fails('BUG MetaMachine.apply: a deeply nested node state is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a deeply nested node state is refused, not thrown (today: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":"setNodeState","nodeId":"n","nowMs":0,"state":${deep(6_000)}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
   });
 
   // BUG (src/meta/manifest.ts validateManifest, see config-manifest.test.ts): a commitFile whose
   // manifest.chunker is nested ~5,000 deep throws RangeError out of MetaMachine.apply.
-  it.fails('BUG MetaMachine.apply: a commitFile with a deeply nested chunker is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a commitFile with a deeply nested chunker is refused, not thrown (today: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":"commitFile","path":"/f","parents":true,"ifAbsent":false,"owner":"u","nowMs":0,"manifest":{"chunker":${deep(6_000)}}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_MANIFEST' });
   });
@@ -399,7 +399,7 @@ describe('fuzz: metadata snapshots (restore, validateSnapshotData)', () => {
   // restored machine cannot serialise its state: stateHash() and snapshot() throw RangeError (a
   // follower installs such a snapshot and can never compact its log again, nor answer `status
   // --hash`). Only a faulty or hostile master sends one: apply never stores such a value.
-  it.fails('BUG restore: a snapshot that validates can be snapshotted again (today: RangeError on a deep session value)', async () => {
+  it('restore: a snapshot that validates can be snapshotted again (today: RangeError on a deep session value)', async () => {
     const data = utf8([HEADER, ROOT_ENTRY, `{"t":"session","clientId":"c","seq":1,"result":{"ok":true,"value":${deep(6_000)}}}`].join('\n'));
     const accepted = await validateSnapshotData(data).then(
       () => true,

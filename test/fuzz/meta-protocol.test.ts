@@ -19,7 +19,7 @@ function checkPlacements(placements: Placement[]): void {
     if ('existing' in p) {
       check(keys === 'existing,holders,id' && p.existing === true && Number.isSafeInteger(p.holders) && p.holders >= 0, `a malformed "existing" placement (${keys})`);
     } else {
-      check(keys === 'fence,id,targets', `a placement that is neither kind (${keys})`);
+      check(keys === 'fence,id,targets,ticket' && typeof p.ticket === 'string' && p.ticket.length > 0, `a placement that is neither kind (${keys})`);
       check(Array.isArray(p.targets) && p.targets.every((t) => typeof t === 'string'), 'placement targets are not strings');
       check(Number.isSafeInteger(p.fence) && p.fence >= 0, 'a placement fence that is not a count');
     }

@@ -15,9 +15,10 @@ let client: DfsPeer;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dfs-bad-input-'));
-  master = await startMaster({ name: 'm1', dir, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [] });
-  await master.driver.until(() => master.driver.role === 'leader', 10_000);
   client = await createPeer({});
+  // The raw client holds the cluster's admin key: its requests are checked for form, not rights.
+  master = await startMaster({ name: 'm1', dir, listen: ['/ip4/127.0.0.1/tcp/0'], peers: [], adminPeers: [client.peerId] });
+  await master.driver.until(() => master.driver.role === 'leader', 10_000);
 });
 
 afterAll(async () => {

@@ -21,12 +21,13 @@ const receiptsOf = (id: string, fence: number, nodes: readonly string[]) => Prom
 let seq = 0;
 const mkdir = (path: string) => encodeEnvelope({ clientId: 'test', seq: ++seq, cmd: { op: 'mkdir', path, parents: true, owner: 'test', nowMs: 1 } });
 
-const CLIENT = { peerId: 'client' };
+/** The test's client holds the cluster's admin key (as `dfs cluster up`'s operator does). */
+const CLIENT = { peerId: 'testClientPeer0001' };
 const heartbeat = (nodeId: string, added: string[] = []): MetaRequest => ({ type: 'heartbeat', nodeId, freeBytes: 1e12, capacityBytes: 1e12, usedBytes: 0, chunkCount: 0, inflight: 0, added, removed: [] });
 
 describe('a master whose disk write fails (issue 11, bug 2)', () => {
   it('stops acting as leader at once: no role, no leader-only tasks, no heartbeats, placement or locate', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
       const old = await c.leader();
       await old.driver.propose(mkdir('/a'));
@@ -65,7 +66,7 @@ describe('a master whose disk write fails (issue 11, bug 2)', () => {
 
 describe('leader-only tasks', () => {
   it('start only on confirmed leadership and stop when it moves', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
       const first = await c.leader();
       await first.driver.until(() => first.host.confirmedTerm === first.driver.term, 5_000);
@@ -84,7 +85,7 @@ describe('leader-only tasks', () => {
   });
 
   it('a leader cut off from the others cannot confirm, so its tasks stop', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
       const first = await c.leader();
       await first.driver.until(() => first.host.confirmedTerm !== null, 5_000);
@@ -120,13 +121,13 @@ async function threeLiveNodes(m: InProcessMaster): Promise<string[]> {
 
 describe('a commit retried after a leader change (issue 11, bug 4)', () => {
   it('gets the first attempt\'s answer, not ERR_UNDER_REPLICATED from a leader that does not know the chunks yet', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
-      const first = await c.leader();
+      const first = await c.ready();
       const nodes = await threeLiveNodes(first);
       const chunk = cid(7);
       const placed = await first.service.handle({ type: 'place', chunks: [{ id: chunk, size: 10 }], uploadId: 'u1' }, CLIENT);
-      expect(placed.ok).toBe(true);
+      expect(placed.ok, JSON.stringify(placed)).toBe(true);
       const fence = (placed.value as Array<{ fence: number }>)[0]!.fence;
       const commit: MetaRequest = {
         type: 'write',
@@ -184,8 +185,8 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
   }
 
   async function setUp() {
-    const c = await startInProcessMasters(() => tempDir(), { gcGraceMs: 150 });
-    const leader = await c.leader();
+    const c = await startInProcessMasters(() => tempDir(), { gcGraceMs: 150, adminPeers: [CLIENT.peerId] });
+    const leader = await c.ready();
     const nodeIds = await threeLiveNodes(leader);
     const nodes = new Map(nodeIds.map((id) => [id, new FencedNode()]));
     const x = cid(42);
@@ -301,7 +302,7 @@ describe('GC against a re-upload of the same bytes (issue 11, bug 1), on the lea
 
 describe('requests are checked against the authenticated peer (issue 12)', () => {
   it('a node speaks only for itself; state changes come only from masters; a bad-replica report only asks for a verify', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
       const leader = await c.leader();
       const nodes = await threeLiveNodes(leader);
@@ -335,7 +336,7 @@ describe('requests are checked against the authenticated peer (issue 12)', () =>
 
 describe('Raft from a non-member (issue 12)', () => {
   it('a heartbeat, vote or snapshot from a peer outside the configuration changes nothing', async () => {
-    const c = await startInProcessMasters(() => tempDir());
+    const c = await startInProcessMasters(() => tempDir(), { adminPeers: [CLIENT.peerId] });
     try {
       const leader = await c.leader();
       await leader.driver.propose(mkdir('/kept'));

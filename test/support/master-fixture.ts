@@ -1,3 +1,4 @@
+import type { Role } from '../../src/auth/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { LeaderTaskHost, type LeaderContext, type LeaderTask } from '../../src/master/leader-tasks.ts';
 import { MetaMachine } from '../../src/master/meta-machine.ts';
@@ -58,7 +59,13 @@ export interface InProcessMaster {
  * Three masters in one process: real drivers on LevelDB logs, real metadata services (called
  * through handle(), no libp2p), a leader task host each, over an in-memory network.
  */
-export async function startInProcessMasters(dirOf: (id: string) => Promise<string>, options: { ids?: string[]; gcGraceMs?: number; autoAdmit?: boolean } = {}) {
+/** Argon2 parameters cheap enough for tests (never for a cluster). */
+export const TEST_PASSWORDS = { params: { memoryKiB: 8, iterations: 1, parallelism: 1 } } as const;
+
+export async function startInProcessMasters(
+  dirOf: (id: string) => Promise<string>,
+  options: { ids?: string[]; gcGraceMs?: number; autoAdmit?: boolean; adminPeers?: string[]; ticketTtlMs?: number; maxUploadsPerPeer?: number } = {},
+) {
   const ids = options.ids ?? ['m1', 'm2', 'm3'];
   const net = new MemoryNetwork();
   const logger = new MemoryLogger();
@@ -89,7 +96,10 @@ export async function startInProcessMasters(dirOf: (id: string) => Promise<strin
       masterAddrs: new Map(ids.map((m) => [m, `/memory/${m}`])),
       logger,
       autoAdmit: options.autoAdmit ?? true,
-      dataPlane: options.gcGraceMs === undefined ? {} : { gcGraceMs: options.gcGraceMs },
+      dataPlane: { ...(options.gcGraceMs === undefined ? {} : { gcGraceMs: options.gcGraceMs }), ...(options.maxUploadsPerPeer === undefined ? {} : { maxUploadsPerPeer: options.maxUploadsPerPeer }) },
+      adminPeers: new Set(options.adminPeers ?? []),
+      passwords: TEST_PASSWORDS,
+      ...(options.ticketTtlMs === undefined ? {} : { ticketTtlMs: options.ticketTtlMs }),
     });
     const task = new RecordingTask();
     const host = new LeaderTaskHost({ driver, tasks: [task], logger, restartDelayMs: 50 });
@@ -102,11 +112,30 @@ export async function startInProcessMasters(dirOf: (id: string) => Promise<strin
     await any.driver.until(() => live().some((m) => m.driver.role === 'leader'), 5_000);
     return live().find((m) => m.driver.role === 'leader')!;
   };
+  /** The leader, once it has applied the cluster key (it proposes one when it first leads). */
+  const ready = async (): Promise<InProcessMaster> => {
+    const m = await leader();
+    await m.driver.until(() => m.machine.state.authKey !== undefined, 5_000);
+    return m;
+  };
+  let userSeq = 0;
+  /**
+   * Creates `user` with `roles` (as a master would: the master identity may do anything) and
+   * logs in from `peerId`: the token to put in that peer's requests.
+   */
+  const login = async (user: string, roles: Role[], peerId: string, password = `pw-${user}-0123`): Promise<string> => {
+    const m = await ready();
+    const added = await m.service.handle({ type: 'write', clientId: 'fixture-users', seq: ++userSeq, cmd: { op: 'addUser', name: user, password, roles } }, { peerId: m.id });
+    if (!added.ok && added.code !== 'ERR_EXISTS') throw new Error(`addUser ${user}: ${added.code} ${added.message}`);
+    const r = await m.service.handle({ type: 'login', user, password }, { peerId });
+    if (!r.ok) throw new Error(`login ${user}: ${r.code} ${r.message}`);
+    return (r.value as { token: string }).token;
+  };
   const stop = async () => {
     for (const m of masters.values()) {
       await m.host.stop();
       await m.driver.close().catch(() => {});
     }
   };
-  return { net, logger, masters, live, leader, stop };
+  return { net, logger, masters, live, leader, ready, login, stop };
 }

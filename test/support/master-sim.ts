@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { type Blake3, CHUNKER_ID, DEFAULT_CHUNKER_PARAMS, loadBlake3 } from '../../src/chunker/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
 import { MemoryLogger } from '../../src/log/index.ts';
+import { newClusterKeyCommand } from '../../src/master/access.ts';
 import { type LeaderTask, LeaderTaskHost } from '../../src/master/leader-tasks.ts';
 import { encodeEnvelope, MetaMachine } from '../../src/master/meta-machine.ts';
 import { RaftDriver, type RaftDriverOptions, type ReplicatedStateMachine } from '../../src/master/raft-driver.ts';
@@ -536,7 +537,7 @@ export class MasterSim {
       (driver) => {
         if (clock.dead) return;
         proc.driver = driver;
-        proc.host = new LeaderTaskHost({ driver, tasks: [this.#destroyer(m, proc)], clock, logger, restartDelayMs: 50 });
+        proc.host = new LeaderTaskHost({ driver, tasks: [this.#destroyer(m, proc), this.#clusterKey(proc)], clock, logger, restartDelayMs: 50 });
         proc.host.start();
       },
       (err: unknown) => {
@@ -621,6 +622,24 @@ export class MasterSim {
         await proc.clock.sleep(proc.rng.int(0, 4));
         await inner.restore(data);
         checker.restored(m.id, inner.state.appliedIndex, inner.state.stateHash(blake3));
+      },
+    };
+  }
+
+  /**
+   * What MetaService does when it first leads a cluster without a signing key: proposes one, drawn
+   * from the process's seeded rng (so a run replays exactly). Racing leaders both may; the state
+   * keeps the first.
+   */
+  #clusterKey(proc: Proc): LeaderTask {
+    return {
+      name: 'cluster-key',
+      run: async (ctx) => {
+        await ctx.confirm();
+        if (proc.machine.state.authKey === undefined && ctx.leading()) {
+          await proc.driver!.propose(encodeEnvelope({ clientId: '', seq: 0, cmd: await newClusterKeyCommand(proc.rng.next) })).catch(() => {});
+        }
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
       },
     };
   }
