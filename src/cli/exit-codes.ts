@@ -49,6 +49,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_OVERLOADED':
     case 'ERR_PIPELINE':
     case 'ERR_UNDER_REPLICATED':
+    case 'ERR_UNAVAILABLE':
       return EXIT.failure;
     case 'ERR_CHUNK_TOO_LARGE':
     case 'ERR_IO':

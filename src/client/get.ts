@@ -1,7 +1,8 @@
 import type { Blake3 } from '../chunker/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import type { Entry, Manifest } from '../meta/index.ts';
-import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
+import { type DfsPeer, peerIdInAddr, schema } from '../net/index.ts';
+import { MAX_TICKET_CHARS } from '../auth/tickets.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { ChunkGetSession } from '../protocol/chunk-client.ts';
 import type { MetaClient } from '../meta/meta-client.ts';
@@ -52,11 +53,11 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
   const entry: Entry = await o.meta.stat(path);
   if (entry.kind !== 'file') throw new DfsError('ERR_IS_DIR', `${path} is a directory`);
   const manifest = entry.manifest;
-  const holders = new Map<string, string[]>();
-  await locate([...new Set(manifest.chunks.map(([id]) => id))], holders, o);
+  const locations = new Locations(path, manifest, o);
+  await locations.locate([...new Set(manifest.chunks.map(([id]) => id))]);
   const session = new ChunkGetSession(o.peer);
   try {
-    const digest = await readInOrder(manifest, holders, sink, session, o);
+    const digest = await readInOrder(manifest, locations, sink, session, o);
     if (digest !== manifest.blake3) {
       throw new DfsError('ERR_CHUNK_CORRUPT', `${path}: the reassembled file hashes to ${digest}, not ${manifest.blake3}`);
     }
@@ -67,21 +68,21 @@ export async function getFile(path: string, sink: ByteSink, o: GetOptions): Prom
 }
 
 /** Fetches the chunks through the window and writes them to `sink` in order; returns the file's BLAKE3. */
-async function readInOrder(manifest: Manifest, holders: ReadonlyMap<string, string[]>, sink: ByteSink, session: ChunkGetSession, o: GetOptions): Promise<string> {
+async function readInOrder(manifest: Manifest, locations: Locations, sink: ByteSink, session: ChunkGetSession, o: GetOptions): Promise<string> {
   const whole = await o.blake3.createHasher();
   whole.reset();
   const window = new Map<number, Promise<Fetched>>();
   const concurrency = o.concurrency ?? 2;
   const maxWindowBytes = o.maxWindowBytes ?? 8 * 1024 * 1024;
   // Enough idle buffers for a full window: after the first chunks, nothing is allocated.
-  const context: FetchContext = { load: new HolderLoad(), pool: new BufferPool(maxWindowBytes + manifest.params.maxSize), session };
+  const context: FetchContext = { load: new HolderLoad(), pool: new BufferPool(maxWindowBytes + manifest.params.maxSize), session, locations };
   let next = 0;
   let windowBytes = 0;
   const startFetch = () => {
     const i = next++;
     const [id, length] = manifest.chunks[i]!;
     windowBytes += length;
-    const p = fetchChunk(id, length, context.load.order(holders.get(id) ?? [], i), context, o);
+    const p = fetchChunk(i, id, length, context, o);
     p.catch(() => {}); // observed when its turn comes; no unhandled rejection meanwhile
     window.set(i, p);
   };
@@ -103,20 +104,79 @@ async function readInOrder(manifest: Manifest, holders: ReadonlyMap<string, stri
   return whole.digestHex();
 }
 
-async function locate(ids: string[], into: Map<string, string[]>, o: GetOptions): Promise<void> {
-  const deadline = performance.now() + (o.locateTimeoutMs ?? 10_000);
-  let missing = ids;
-  for (let pauseMs = 100; missing.length > 0; pauseMs = Math.min(pauseMs * 2, 1_000)) {
-    for (let i = 0; i < missing.length; i += 1024) {
-      const found = (await o.meta.leaderRequest({ type: 'locate', ids: missing.slice(i, i + 1024) })) as Array<{ id: string; holders: string[] }>;
-      for (const f of found) if (f.holders.length > 0) into.set(f.id, f.holders);
-    }
-    missing = missing.filter((id) => !into.has(id));
-    // Right after a leader change the nodes' reports are still arriving: wait a little.
-    if (missing.length === 0 || performance.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, pauseMs));
+/** Ids in one locate request (the protocol's bound). */
+const LOCATE_BATCH = 1024;
+
+/** A `locate` answer: each chunk's holders and the get ticket to read it with. */
+const locateAnswerSchema = schema.array(
+  schema.object({
+    id: schema.string({ pattern: /^[0-9a-f]{64}$/ }),
+    holders: schema.array(schema.string({ maxLength: 1024 }), { maxLength: 1024 }),
+    // Read defensively: without one, the node's refusal (ERR_UNAUTHENTICATED) says what is missing.
+    ticket: schema.optional(schema.string({ maxLength: MAX_TICKET_CHARS })),
+  }),
+  { maxLength: LOCATE_BATCH },
+);
+
+/** Where a chunk is, and the ticket to get it with. */
+interface Location {
+  readonly holders: readonly string[];
+  readonly ticket: string;
+}
+
+/**
+ * The file's chunks' holders and get tickets, from the leader (`locate`, naming the file: the
+ * leader checks read permission and that the ids are its chunks). Tickets expire (60 s by
+ * default): a get refused ERR_TOKEN_EXPIRED re-locates the chunks from there on (`refresh`), one
+ * request for many chunks, shared by the fetches that hit it at once.
+ */
+class Locations {
+  readonly #path: string;
+  readonly #manifest: Manifest;
+  readonly #o: GetOptions;
+  readonly #byId = new Map<string, Location>();
+  #refreshing: Promise<void> | undefined;
+
+  constructor(path: string, manifest: Manifest, o: GetOptions) {
+    this.#path = path;
+    this.#manifest = manifest;
+    this.#o = o;
   }
-  if (missing.length > 0) throw new DfsError('ERR_CHUNK_NOT_FOUND', `no storage node holds chunk ${missing[0]} (${missing.length} chunk(s) unavailable)`);
+
+  get(id: string): Location | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Locates `ids`, waiting (up to locateTimeoutMs) for chunks the leader does not know yet. */
+  async locate(ids: readonly string[]): Promise<void> {
+    const deadline = performance.now() + (this.#o.locateTimeoutMs ?? 10_000);
+    let missing = [...ids];
+    for (let pauseMs = 100; missing.length > 0; pauseMs = Math.min(pauseMs * 2, 1_000)) {
+      for (let i = 0; i < missing.length; i += LOCATE_BATCH) await this.#ask(missing.slice(i, i + LOCATE_BATCH));
+      missing = missing.filter((id) => !this.#byId.has(id));
+      // Right after a leader change the nodes' reports are still arriving: wait a little.
+      if (missing.length === 0 || performance.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+    if (missing.length > 0) throw new DfsError('ERR_CHUNK_NOT_FOUND', `no storage node holds chunk ${missing[0]} (${missing.length} chunk(s) unavailable)`);
+  }
+
+  /** New tickets (and holders) for the chunks from manifest index `from` on, one batch. */
+  refresh(from: number): Promise<void> {
+    this.#refreshing ??= (async () => {
+      const ids = new Set<string>();
+      for (let i = from; i < this.#manifest.chunks.length && ids.size < LOCATE_BATCH; i++) ids.add(this.#manifest.chunks[i]![0]);
+      await this.#ask([...ids]);
+    })().finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  async #ask(ids: readonly string[]): Promise<void> {
+    const found = locateAnswerSchema.parse(await this.#o.meta.leaderRequest({ type: 'locate', ids: [...ids], path: this.#path }));
+    for (const f of found) if (f.holders.length > 0) this.#byId.set(f.id, { holders: f.holders, ticket: f.ticket ?? '' });
+  }
 }
 
 /**
@@ -153,23 +213,39 @@ interface FetchContext {
   readonly load: HolderLoad;
   readonly pool: BufferPool;
   readonly session: ChunkGetSession;
+  readonly locations: Locations;
 }
 
-async function fetchChunk(id: string, length: number, holders: readonly string[], { load, pool, session }: FetchContext, o: GetOptions): Promise<Fetched> {
+/** Chunk `index` of the manifest (`id`, `length` bytes), from its least busy holder that has it whole. */
+async function fetchChunk(index: number, id: string, length: number, { load, pool, session, locations }: FetchContext, o: GetOptions): Promise<Fetched> {
   const errors: string[] = [];
-  for (const addr of holders) {
+  let refreshed = false;
+  const holders = load.order(locations.get(id)?.holders ?? [], index);
+  for (let h = 0; h < holders.length; h++) {
+    const addr = holders[h]!;
     load.start(addr);
     let buffer: Uint8Array | undefined;
+    let ticket = '';
     try {
       // A node announcing another size than the manifest's is refused before any byte is copied.
       const into = (size: number): Uint8Array => {
         if (size !== length) throw new DfsError('ERR_CHUNK_CORRUPT', `chunk ${id} has ${size} bytes, the manifest says ${length}`);
         return (buffer = pool.take(size));
       };
-      const pieces = await session.get(addr, id, { blake3: o.blake3, into });
+      ticket = locations.get(id)?.ticket ?? '';
+      const pieces = await session.get(addr, id, ticket, { blake3: o.blake3, into });
       return { pieces, buffer };
     } catch (err) {
       if (buffer) pool.give(buffer);
+      if (isDfsError(err, 'ERR_TOKEN_EXPIRED') && !refreshed) {
+        // A long read outlived the ticket: new ones for this chunk on (unless a fetch beside this
+        // one already got them), then this holder again.
+        refreshed = true;
+        // A refresh under way for an earlier batch may not cover this chunk: then one of its own.
+        for (let i = 0; i < 2 && locations.get(id)?.ticket === ticket; i++) await locations.refresh(index);
+        h--;
+        continue;
+      }
       errors.push(`${addr.slice(-12)}: ${isDfsError(err) ? err.code : String(err)}`);
       if (isDfsError(err, 'ERR_CHUNK_CORRUPT') || isDfsError(err, 'ERR_CHUNK_NOT_FOUND')) {
         const nodeId = peerIdInAddr(addr);

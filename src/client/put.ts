@@ -27,6 +27,11 @@ export interface PutOptions {
   readonly ifAbsent?: boolean;
   /** Called as bytes of the source are handled (uploaded or found already stored). */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * The whole file's size, when known (a local file's): sent with the placement requests so the
+   * leader refuses a put over the owner's quota (ERR_QUOTA) before any chunk is sent.
+   */
+  readonly fileBytes?: number;
 }
 
 export interface PutResult {
@@ -50,6 +55,11 @@ interface Upload {
 
 /** Upload attempts per chunk before the put fails. */
 const MAX_ATTEMPTS = 4;
+/**
+ * Failures another node or placement cannot cure: the bytes are not the id's, or the masters'
+ * ticket was refused as no ticket at all (a leader that issues none) or for this caller.
+ */
+const NOT_RETRIED: ReadonlySet<string> = new Set(['ERR_CHUNK_CORRUPT', 'ERR_UNAUTHENTICATED', 'ERR_FORBIDDEN']);
 /** Receipts sent ahead in one proveStored request while the upload goes on. */
 const PROOFS_PER_BATCH = 256;
 
@@ -95,30 +105,48 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   // Idle buffers kept: two of the largest chunk (the rest of a window's buffers are in use).
   const pool = new BufferPool(2 * params.maxSize);
 
+  // Every placement request names the file (the leader checks write permission on it) and its
+  // size when known (the owner's quota).
+  const place = (chunks: ReadonlyArray<{ id: string; size: number }>, exclude?: string[]) =>
+    o.meta.leaderRequest({
+      type: 'place',
+      chunks: chunks.map((c) => ({ id: c.id, size: c.size })),
+      ...(exclude !== undefined ? { exclude } : {}),
+      uploadId,
+      path,
+      ...(o.fileBytes !== undefined ? { fileBytes: o.fileBytes } : {}),
+    });
+
   // `fence`: the leader's, from the placement; nodes record it so no GC delete decided before
-  // the placement can remove what this put stores (see FenceClock).
-  const upload = async (chunk: Upload, targets: string[], fence: number): Promise<void> => {
+  // the placement can remove what this put stores (see FenceClock). `ticket`: the placement's
+  // permission for this peer to put the chunk, checked by every node of the pipeline.
+  const upload = async (chunk: Upload, targets: string[], fence: number, ticket: string): Promise<void> => {
     const exclude = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, fence, { pool: streams });
+        const r = await putChunk(o.peer, targets, chunk.id, chunk.pieces, fence, ticket, { pool: streams });
         stored.set(chunk.id, { fence, receipts: r.receipts });
         proofs.add({ id: chunk.id, fence, receipts: r.receipts });
         sentBytes += chunk.length;
         o.onProgress?.(chunk.length);
         return;
       } catch (err) {
-        if (!isDfsError(err) || err.code === 'ERR_CHUNK_CORRUPT' || attempt >= MAX_ATTEMPTS) throw err;
-        const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
-        const failedId = peerIdInAddr(failed);
-        if (failedId) exclude.add(failedId);
-        const [again] = parsePlacements(await o.meta.leaderRequest({ type: 'place', chunks: [{ id: chunk.id, size: chunk.length }], exclude: [...exclude], uploadId }));
+        if (!isDfsError(err) || NOT_RETRIED.has(err.code) || attempt >= MAX_ATTEMPTS) throw err;
+        // An expired ticket (a put that waited long for its turn) is no fault of the node: a new
+        // placement brings a new one. Any other failure excludes the node that failed.
+        if (err.code !== 'ERR_TOKEN_EXPIRED') {
+          const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
+          const failedId = peerIdInAddr(failed);
+          if (failedId) exclude.add(failedId);
+        }
+        const [again] = parsePlacements(await place([{ id: chunk.id, size: chunk.length }], [...exclude]));
         if (!again || !('targets' in again)) {
           if (again && 'existing' in again) return; // someone else stored it meanwhile
           throw err;
         }
         targets = [...again.targets];
         fence = again.fence;
+        ticket = again.ticket;
       }
     }
   };
@@ -127,7 +155,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
     const fresh = batch;
     batch = [];
     if (fresh.length === 0) return;
-    const placements = parsePlacements(await o.meta.leaderRequest({ type: 'place', chunks: fresh.map((c) => ({ id: c.id, size: c.length })), uploadId }));
+    const placements = parsePlacements(await place(fresh.map((c) => ({ id: c.id, size: c.length }))));
     for (const [i, chunk] of fresh.entries()) {
       const p = placements[i];
       if (!p || p.id !== chunk.id) throw new DfsError('ERR_PROTOCOL', 'placement answer does not match the request');
@@ -139,7 +167,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
       }
       while (inflight.size >= concurrency) await Promise.race(inflight);
       if (failure) throw failure;
-      const task: Promise<void> = upload(chunk, [...p.targets], p.fence)
+      const task: Promise<void> = upload(chunk, [...p.targets], p.fence, p.ticket)
         // Reused only after a success: the node's answer means every byte left. After a failure,
         // frames queued under the reset stream may still point into the buffer: it is dropped.
         .then(() => pool.give(chunk.buffer))

@@ -3,15 +3,16 @@ import { isDfsError } from '../errors/index.ts';
 import { MAX_CHUNK_IDS_PER_MESSAGE } from '../meta/index.ts';
 import { peerIdInAddr } from '../net/index.ts';
 import type { ChunkStore } from '../storage/index.ts';
-import { heartbeatAnswerSchema, MAX_REPLICATED_PER_BEAT } from './control-protocol.ts';
+import { ClusterKey } from './cluster-key.ts';
+import { heartbeatAnswerSchema, MAX_REPLICATED_PER_BEAT, registerAnswerSchema } from './control-protocol.ts';
 import type { HeartbeatAnswer, HeartbeatRequest, ReplicateCommand, ReplicateResult } from './control-protocol.ts';
 import { LeaderFence } from './leader-fence.ts';
 import { NodeDirectory } from './node-directory.ts';
 
 /** How the control loop reaches the leader (MetaClient in a node; a fake master in tests). */
 export interface MasterLink {
-  /** Registers this node (its id, addresses, capacity) through Raft. */
-  register(): Promise<void>;
+  /** Registers this node (its id, addresses, capacity) through Raft; resolves with the answer's value (its `clusterKey` is read). */
+  register(): Promise<unknown>;
   /** Sends one heartbeat to the leader; resolves with the answer's value (parsed by the loop). */
   heartbeat(request: HeartbeatRequest): Promise<unknown>;
   /** Sends one page of a full chunk report. */
@@ -19,11 +20,18 @@ export interface MasterLink {
 }
 
 /**
- * Puts `bytes` (chunk `id`, read and verified here) on the node at `toAddr` under `fence`, and
- * resolves only when it holds them, with its receipt checked (putChunk does both).
+ * Puts `bytes` (chunk `id`, read and verified here) on the node at `toAddr` under `fence` with the
+ * leader's replicate `ticket`, and resolves only when it holds them, with the nodes' checked
+ * receipts (the target's among them; putChunk does both).
  */
-/** Puts the bytes on the target; resolves with the nodes' checked receipts (the target's among them). */
-export type CopyChunk = (toAddr: string, id: string, bytes: Uint8Array, fence: number, signal: AbortSignal) => Promise<{ readonly receipts: ReadonlyArray<{ readonly node: string; readonly sig: string }> } | void>;
+export type CopyChunk = (
+  toAddr: string,
+  id: string,
+  bytes: Uint8Array,
+  fence: number,
+  ticket: string,
+  signal: AbortSignal,
+) => Promise<{ readonly receipts: ReadonlyArray<{ readonly node: string; readonly sig: string }> } | void>;
 
 export interface ControlLoopOptions {
   /** This node's peer id. */
@@ -33,6 +41,8 @@ export interface ControlLoopOptions {
   readonly copy: CopyChunk;
   /** The node list (also what ChunkService resolves pipelines with). Default: a new one. */
   readonly directory?: NodeDirectory;
+  /** Where the cluster key from the masters' answers goes (ChunkService reads it). Default: a new one. */
+  readonly clusterKey?: ClusterKey;
   /** Runs `scrubNow` when the leader asks for it. */
   readonly scrubber?: { scrubNow(): Promise<unknown> };
   /** Time and timers. Default: the system's. */
@@ -58,6 +68,8 @@ export interface ControlLoopStats {
   copiesFailed: number;
   verified: number;
   quarantined: number;
+  /** Answers that announced a cluster key other than the one learnt first (refused, reported to onError). */
+  clusterKeyRefusals: number;
 }
 
 /** Ids per report page and per heartbeat delta: the protocol's bound. */
@@ -92,6 +104,11 @@ interface CopyJob {
  *   and `to` is in the node list (else ERR_FORBIDDEN, nothing dialled); `replicationConcurrency`
  *   at once, paced to `replicationBytesPerSec`. Each result goes with a following beat.
  * - `scrubNow`: a full scrub now.
+ * - `clusterKey` (also in the registration answer): the cluster's public key, kept in `clusterKey`
+ *   for the ChunkService to check tickets with; a different key later is refused (onError,
+ *   `stats.clusterKeyRefusals`), the first stays.
+ * - each `replicate` command's `ticket` goes with the copy's put (a command without one fails
+ *   ERR_UNAUTHENTICATED, nothing dialled).
  * - `registered: false` / `fullReportWanted`: register again / send a full report.
  *
  * At most one heartbeat is in flight. When a batch of copies (the commands of one answer) has
@@ -101,7 +118,8 @@ interface CopyJob {
  */
 export class ControlLoop {
   readonly directory: NodeDirectory;
-  readonly stats: ControlLoopStats = { beats: 0, beatsFailed: 0, earlyBeats: 0, copiesOk: 0, copiesFailed: 0, verified: 0, quarantined: 0 };
+  readonly clusterKey: ClusterKey;
+  readonly stats: ControlLoopStats = { beats: 0, beatsFailed: 0, earlyBeats: 0, copiesOk: 0, copiesFailed: 0, verified: 0, quarantined: 0, clusterKeyRefusals: 0 };
   readonly #o: ControlLoopOptions;
   readonly #clock: Clock;
   readonly #heartbeatMs: number;
@@ -143,6 +161,7 @@ export class ControlLoop {
   constructor(options: ControlLoopOptions) {
     this.#o = options;
     this.directory = options.directory ?? new NodeDirectory();
+    this.clusterKey = options.clusterKey ?? new ClusterKey();
     this.#clock = options.clock ?? systemClock;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#concurrency = Math.max(1, Math.floor(options.replicationConcurrency ?? DEFAULT_REPLICATION_CONCURRENCY));
@@ -298,6 +317,7 @@ export class ControlLoop {
    */
   async handleAnswer(value: unknown): Promise<HeartbeatAnswer> {
     const answer = heartbeatAnswerSchema.parse(value);
+    if (answer.clusterKey !== undefined) this.#learnKey(answer.clusterKey);
     this.#leaderFence.observe(answer.fence);
     // The list first: the copies below may only go to nodes in it.
     if (answer.nodes !== undefined) this.directory.replace(answer.nodesVersion, answer.nodes);
@@ -310,8 +330,27 @@ export class ControlLoop {
   }
 
   async #register(): Promise<void> {
-    await this.#o.link.register();
+    const value = await this.#o.link.register();
     this.#registered = true;
+    // The answer is the state machine's value; only its clusterKey, when there is one, is ours.
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      try {
+        const { clusterKey } = registerAnswerSchema.parse(value);
+        if (clusterKey !== undefined) this.#learnKey(clusterKey);
+      } catch (err) {
+        this.#onError('cluster key from the registration answer', err);
+      }
+    }
+  }
+
+  /** The first key is kept; another one is refused and reported (a cluster's key never changes). */
+  #learnKey(text: string): void {
+    try {
+      this.clusterKey.learn(text);
+    } catch (err) {
+      if (isDfsError(err, 'ERR_FORBIDDEN')) this.stats.clusterKeyRefusals++;
+      this.#onError('cluster key', err);
+    }
   }
 
   async #sendFullReport(): Promise<void> {
@@ -409,6 +448,9 @@ export class ControlLoop {
     // Only a storage node the leader listed, at an address naming that very node, is dialled.
     if (peerIdInAddr(cmd.toAddr) !== cmd.to || !this.directory.knows(cmd.to)) return fail('ERR_FORBIDDEN');
     if (cmd.to === this.#o.nodeId) return fail('ERR_INVALID_ARGUMENT');
+    // The target refuses a copy without the leader's ticket: not worth reading the chunk for.
+    const ticket = cmd.ticket;
+    if (ticket === undefined) return fail('ERR_UNAUTHENTICATED');
     // Our turn at the budget is taken now, while #pump starts the copies in queue order.
     const turn = this.#bandwidthTurnFor();
     try {
@@ -433,7 +475,7 @@ export class ControlLoop {
         }
         throw err;
       }
-      const put = await this.#o.copy(cmd.toAddr, cmd.id, bytes, cmd.fence, this.#stopping.signal);
+      const put = await this.#o.copy(cmd.toAddr, cmd.id, bytes, cmd.fence, ticket, this.#stopping.signal);
       // The target's receipt lets the leader count the copy now, not at the target's next beat.
       const sig = put?.receipts.find((r) => r.node === cmd.to)?.sig;
       return { id: cmd.id, to: cmd.to, ok: true, ...(sig !== undefined ? { sig } : {}) };

@@ -1,5 +1,7 @@
 import { type Infer, schema } from '../net/index.ts';
+import { MAX_TICKET_CHARS } from '../auth/tickets.ts';
 import { peerIdSchema } from '../protocol/chunk-protocol.ts';
+import { CLUSTER_KEY_MAX_CHARS } from './cluster-key.ts';
 
 /**
  * The control traffic between a storage node and the leader, carried by the metadata protocol's
@@ -26,6 +28,12 @@ import { peerIdSchema } from '../protocol/chunk-protocol.ts';
  *                     when the node's `nodesVersion` differs from
  *   nodesVersion      the list's version.
  *   scrubNow?         true: re-hash every chunk now (`dfs node scrub <node> --now`).
+ *   clusterKey?       the cluster's public key, base64 of publicKeyToProtobuf: what the node
+ *                     checks chunk tickets with (registerNode answers carry it too). The node
+ *                     keeps the first it learns; a different one later is refused and logged.
+ * Each `replicate` command carries `ticket`: the leader's op 'replicate' ticket for the chunk,
+ * bearer this node, the command's fence, sent with the put to the target (which refuses the
+ * copy without it).
  * `verify`, `replicate` and `nodesVersion` are read as empty / unknown when absent, so a leader
  * that predates them still drives the rest.
  */
@@ -43,12 +51,15 @@ export const MAX_REPLICATED_PER_BEAT = 1024;
 
 const chunkIdSchema = schema.string({ pattern: /^[0-9a-f]{64}$/ });
 const addrSchema = schema.string({ minLength: 1, maxLength: 1024 });
+const clusterKeySchema = schema.string({ minLength: 1, maxLength: CLUSTER_KEY_MAX_CHARS, pattern: /^[A-Za-z0-9+/]+={0,2}$/ });
 
 export const replicateCommandSchema = schema.object({
   id: chunkIdSchema,
   to: peerIdSchema,
   toAddr: addrSchema,
   fence: schema.integer({ min: 0 }),
+  /** Optional only for a leader that predates tickets: the copy is then refused by the target. */
+  ticket: schema.optional(schema.string({ maxLength: MAX_TICKET_CHARS })),
 });
 export type ReplicateCommand = Infer<typeof replicateCommandSchema>;
 
@@ -67,7 +78,11 @@ export const heartbeatAnswerSchema = schema.object({
   nodes: schema.optional(schema.array(nodeListEntrySchema, { maxLength: MAX_NODES_IN_LIST })),
   nodesVersion: schema.optional(schema.string({ maxLength: 128 })),
   scrubNow: schema.optional(schema.boolean()),
+  clusterKey: schema.optional(clusterKeySchema),
 });
+
+/** What the node reads of its registerNode answer (the rest is the state machine's business). */
+export const registerAnswerSchema = schema.object({ clusterKey: schema.optional(clusterKeySchema) });
 export type HeartbeatAnswer = Infer<typeof heartbeatAnswerSchema>;
 
 /** The outcome of one `replicate` command, reported with a later heartbeat. */

@@ -2,7 +2,8 @@
 export { startStorageNode } from './storage-node.ts';
 export type { StorageNode, StorageNodeOptions } from './storage-node.ts';
 export { ChunkService } from '../protocol/chunk-service.ts';
-export type { ChunkServiceOptions } from '../protocol/chunk-service.ts';
+export type { ChunkServiceOptions, ClusterKeySource } from '../protocol/chunk-service.ts';
+export { ClusterKey, decodeClusterKey } from './cluster-key.ts';
 export { ControlLoop } from './control-loop.ts';
 export type { ControlLoopOptions, CopyChunk, MasterLink } from './control-loop.ts';
 export { heartbeatAnswerSchema } from './control-protocol.ts';

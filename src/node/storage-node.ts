@@ -9,9 +9,12 @@ import { DfsError } from '../errors/index.ts';
 import { createPeer, type DfsPeer, loadOrCreateIdentity, peerIdInAddr, type PeerOptions } from '../net/index.ts';
 import { ChunkStore } from '../storage/index.ts';
 import { ChunkService } from '../protocol/chunk-service.ts';
+import { ClusterKey } from './cluster-key.ts';
 import { ControlLoop } from './control-loop.ts';
 import { NodeDirectory } from './node-directory.ts';
 import { Scrubber } from './scrubber.ts';
+import { createMetricsRegistry, metricsRoute, type RunningHttpServer, startHttpServer } from '../metrics/index.ts';
+import { registerNodeMetrics } from './node-metrics.ts';
 import type { ScrubPass } from './scrubber.ts';
 
 export interface StorageNodeOptions {
@@ -42,6 +45,8 @@ export interface StorageNodeOptions {
   readonly clock?: Clock;
   /** Structured log lines (heartbeat, scrub and copy failures, quarantined chunks). */
   readonly logger?: Logger;
+  /** host:port to serve Prometheus metrics on (/metrics); default: none. */
+  readonly http?: string;
 }
 
 export interface StorageNode {
@@ -54,6 +59,8 @@ export interface StorageNode {
   readonly scrubber: Scrubber;
   /** Re-hashes every chunk now (`dfs node scrub <node> --now`); resolves with what it found. */
   scrubNow(): Promise<ScrubPass>;
+  /** Where /metrics is served (host:port), when asked for. */
+  readonly httpAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -71,6 +78,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
   const clock = options.clock ?? systemClock;
   const store = await ChunkStore.open({ dir: join(options.dir, 'chunks'), blake3, clock: () => clock.now() });
   let peer: DfsPeer | undefined;
+  let http: RunningHttpServer | undefined;
   try {
     // The identity signs receipts too: loaded here and handed to the peer (same key, same id).
     const privateKey = await loadOrCreateIdentity(options.dir);
@@ -84,15 +92,25 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     const thePeer = peer;
     const masterIds = new Set(options.masters.map(peerIdInAddr).filter((x): x is string => x !== undefined));
     const directory = new NodeDirectory();
+    // Filled from the masters' answers by the control loop; chunk tickets are checked with it.
+    const clusterKey = new ClusterKey();
     // The control loop comes next; until it runs there is nothing to refresh from.
     let refreshDirectory = (): Promise<void> => Promise.resolve();
+    const registry = createMetricsRegistry({ role: 'node', name: options.name });
+    const metrics = registerNodeMetrics(registry, store);
+    // First of what listens: a port already taken fails the start before anything else runs.
+    if (options.http !== undefined) http = await startHttpServer({ listen: options.http, routes: { '/metrics': metricsRoute(registry) }, logger: options.logger });
     const service = new ChunkService({
       peer,
       privateKey,
+      observe: (op, outcome, bytes, seconds) => metrics.observe(op, outcome, bytes, seconds),
       store,
       blake3,
       canDelete: (peerId) => masterIds.has(peerId),
       resolveNode: (peerId) => directory.addressOf(peerId),
+      knowsNode: (peerId) => directory.knows(peerId),
+      clusterKey,
+      clock,
       refreshNodes: () => refreshDirectory(),
       ...(options.maxInflightBytesPerPeer !== undefined ? { maxInflightBytesPerPeer: options.maxInflightBytesPerPeer } : {}),
     });
@@ -100,7 +118,12 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     const meta = new MetaClient({ peer, masters: options.masters, timeoutMs: 5_000, attemptTimeoutMs: 2_000 });
     const self = { peerId: peer.peerId, addrs: peer.listenAddrs };
     const logger = (options.logger ?? silentLogger).child({ node: options.name, peerId: peer.peerId });
-    const log = (what: string, err: unknown): void => logger.warn({ what, err: (err as Error)?.message ?? String(err) }, `${what} failed`);
+    const log = (what: string, err: unknown): void => {
+      const fields = { what, err: (err as Error)?.message ?? String(err) };
+      // A master announcing another cluster key is an attack or a misconfiguration, not noise.
+      if (what === 'cluster key') logger.error(fields, 'refused a cluster key other than the one learnt first');
+      else logger.warn(fields, `${what} failed`);
+    };
     const scrubber = new Scrubber({
       store,
       clock,
@@ -113,6 +136,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       nodeId: self.peerId,
       store,
       directory,
+      clusterKey,
       scrubber,
       clock,
       onError: log,
@@ -122,7 +146,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       ...(options.replicationBytesPerSec !== undefined ? { replicationBytesPerSec: options.replicationBytesPerSec } : {}),
       link: {
         register: async () => {
-          await meta.write({ op: 'registerNode', nodeId: self.peerId, name: options.name.slice(0, 64), addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
+          return meta.write({ op: 'registerNode', nodeId: self.peerId, name: options.name.slice(0, 64), addrs: self.addrs, capacityBytes: options.capacityBytes ?? 0 });
         },
         heartbeat: (request) => meta.leaderRequest({ type: 'heartbeat', ...request }),
         report: async (page) => {
@@ -130,12 +154,13 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
         },
       },
       // The receipt of the target is checked by putChunk before this resolves.
-      copy: (toAddr, id, bytes, fence, signal) => putChunk(thePeer, [toAddr], id, bytes, fence, { signal }),
+      copy: (toAddr, id, bytes, fence, ticket, signal) => putChunk(thePeer, [toAddr], id, bytes, fence, ticket, { signal }),
     });
     refreshDirectory = () => control.refreshDirectory();
     control.start();
     scrubber.start();
     return {
+      ...(http ? { httpAddress: http.address } : {}),
       name: options.name,
       peerId: self.peerId,
       addrs: self.addrs,
@@ -144,6 +169,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       scrubber,
       scrubNow: () => scrubber.scrubNow(),
       async stop() {
+        await http?.close();
         meta.close(); // a heartbeat under way stops retrying now
         await control.stop();
         await scrubber.stop();
@@ -153,6 +179,7 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
       },
     };
   } catch (err) {
+    await http?.close().catch(() => {});
     await peer?.stop().catch(() => {});
     await store.close().catch(() => {});
     throw err;

@@ -1,6 +1,7 @@
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { assertChunkId, loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, ChunkId } from '../chunker/index.ts';
+import { MAX_TICKET_CHARS, MAX_TICKET_IDS } from '../auth/tickets.ts';
 import { DfsError } from '../errors/index.ts';
 import { decodeJson, deadlineSignal, errorFromAbort, FrameReader, FrameWriter, peerIdInAddr, raceAbort, requestOnStream } from '../net/index.ts';
 import { streamClosedError } from '../net/framing.ts';
@@ -90,6 +91,11 @@ export interface PutChunkResult {
  * vouched for the answer (every honest forwarding node checks its downstream's receipts).
  * ERR_ABORTED when `signal` fired. With a
  * `pool`, the put borrows a stream an earlier put to the same node left open (ChunkStreams).
+ *
+ * `ticket`: the masters' permission for this put (op 'put' from the placement, bearer this peer,
+ * the placement's fence; or op 'replicate' for a copy the leader ordered), sent to the first node
+ * and forwarded unchanged down the pipeline. A node refuses a put without a good one:
+ * ERR_UNAUTHENTICATED, ERR_TOKEN_EXPIRED (ask for a new placement), ERR_FORBIDDEN.
  */
 export async function putChunk(
   peer: DfsPeer,
@@ -97,10 +103,12 @@ export async function putChunk(
   id: ChunkId,
   data: Uint8Array | readonly Uint8Array[],
   fence: number,
+  ticket: string,
   options: ChunkCallOptions & { readonly pool?: ChunkStreams } = {},
 ): Promise<PutChunkResult> {
   assertChunkId(id);
   assertFenceArgument(fence);
+  assertTicketArgument(ticket);
   const target = pipeline[0];
   if (target === undefined || pipeline.length > PIPELINE_MAX_TARGETS + 1) {
     throw new DfsError('ERR_INVALID_ARGUMENT', `a put pipeline has 1 to ${PIPELINE_MAX_TARGETS + 1} targets, got ${pipeline.length}`);
@@ -117,7 +125,7 @@ export async function putChunk(
   const signal = deadlineSignal(options.timeoutMs ?? PUT_TIMEOUT_BASE_MS + PUT_TIMEOUT_PER_TARGET_MS * pipeline.length, options.signal);
   let put: OutboundPut | undefined;
   try {
-    put = await OutboundPut.open(peer, target, { id, size, fence, pipeline: nodes.slice(1) }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
+    put = await OutboundPut.open(peer, target, { id, size, fence, pipeline: nodes.slice(1), ticket }, { signal, ...(options.pool ? { pool: options.pool } : {}) });
     for (const frame of payloadFrames(pieces)) await put.write(frame, signal);
     const answer = await put.finish(signal); // its stored list and receipts checked
     return { stored: answer.stored, receipts: answer.receipts };
@@ -142,6 +150,15 @@ export interface PutHeader {
   readonly fence: number;
   /** Peer ids of the nodes after the target, in order. */
   readonly pipeline: readonly string[];
+  /** The put's chunk ticket (the first hop's, forwarded unchanged). */
+  readonly ticket: string;
+}
+
+/** Refuses a ticket the wire would refuse, before any I/O (a bad one is for the node to refuse). */
+function assertTicketArgument(ticket: string): void {
+  if (typeof ticket !== 'string' || ticket.length > MAX_TICKET_CHARS) {
+    throw new DfsError('ERR_INVALID_ARGUMENT', `a chunk ticket is a string of at most ${MAX_TICKET_CHARS} characters`);
+  }
 }
 
 /** Refuses a fence the wire would refuse, before any I/O. */
@@ -194,7 +211,7 @@ export class OutboundPut {
     this.#id = header.id;
     this.#fence = header.fence;
     this.#expected = [targetId, ...header.pipeline];
-    this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, fence: header.fence, pipeline: header.pipeline });
+    this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, fence: header.fence, pipeline: header.pipeline, ticket: header.ticket });
     this.#pool = options.pool;
     this.#dialTimeoutMs = options.timeoutMs;
     this.#written = borrowed ? [] : undefined;
@@ -208,6 +225,7 @@ export class OutboundPut {
    */
   static async open(peer: DfsPeer, target: string, header: PutHeader, options: OutboundPutOptions): Promise<OutboundPut> {
     assertFenceArgument(header.fence);
+    assertTicketArgument(header.ticket);
     const targetId = peerIdInAddr(target);
     if (targetId === undefined) throw new DfsError('ERR_INVALID_ARGUMENT', `put target ${target} does not name its peer (/p2p/<id>)`);
     const borrowed = options.pool?.take(target);
@@ -363,10 +381,13 @@ const END_OF_PAYLOAD = new Uint8Array(0);
  * chunk is verified here against its id (end to end: a mismatch is ERR_CHUNK_CORRUPT); a range is
  * cut by the node from a copy it verified. Fails with ERR_CHUNK_NOT_FOUND, ERR_CHUNK_CORRUPT (the
  * node's copy is bad), ERR_INVALID_ARGUMENT (range outside the chunk), ERR_OVERLOADED, or a
- * network error (ERR_PEER_UNREACHABLE, ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL).
+ * network error (ERR_PEER_UNREACHABLE, ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL). `ticket`:
+ * the masters' get ticket for the chunk (from a locate answer, bearer this peer); without a good
+ * one, ERR_UNAUTHENTICATED, ERR_TOKEN_EXPIRED or ERR_FORBIDDEN.
  */
-export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options: GetChunkOptions = {}): Promise<Uint8Array> {
+export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, ticket: string, options: GetChunkOptions = {}): Promise<Uint8Array> {
   assertChunkId(id);
+  assertTicketArgument(ticket);
   const { offset, length } = options;
   for (const [name, value] of [['offset', offset], ['length', length]] as const) {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
@@ -376,7 +397,7 @@ export async function getChunk(peer: DfsPeer, addr: string, id: ChunkId, options
   const whole = offset === undefined && length === undefined;
   const blake3 = whole ? (options.blake3 ?? (await loadBlake3())) : undefined;
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
-  const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }) };
+  const request = { op: 'get', id, ...(offset === undefined ? {} : { offset }), ...(length === undefined ? {} : { length }), ticket };
   return withStream(peer, addr, request, signal, async (header, reader) => {
     const pieces = await receiveChunk(header, reader, { addr, id, length, blake3, into: undefined, signal });
     if ((await reader.read({ signal })) !== undefined) throw new DfsError('ERR_PROTOCOL', `${addr} sent more than the announced chunk`);
@@ -530,14 +551,16 @@ export class ChunkGetSession {
 
   /**
    * Like getChunk for a whole chunk (verified against `id`), but the bytes come back as pieces:
-   * one view of the `into` buffer, or the received buffers as they arrived.
+   * one view of the `into` buffer, or the received buffers as they arrived. `ticket`: the chunk's
+   * get ticket (see getChunk).
    */
-  async get(addr: string, id: ChunkId, options: SessionGetOptions = {}): Promise<Uint8Array[]> {
+  async get(addr: string, id: ChunkId, ticket: string, options: SessionGetOptions = {}): Promise<Uint8Array[]> {
     assertChunkId(id);
+    assertTicketArgument(ticket);
     if (this.#streams.closed) throw new DfsError('ERR_ABORTED', 'the get session is closed');
     const blake3 = options.blake3 ?? (await loadBlake3());
     const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_GET_TIMEOUT_MS, options.signal);
-    const request = encodeHeader({ op: 'get', id });
+    const request = encodeHeader({ op: 'get', id, ticket });
     for (let attempt = 0; ; attempt++) {
       const reused = attempt === 0 ? this.#streams.take(addr) : undefined;
       const s = reused ?? (await dialChunkStream(this.#peer, addr, signal));
@@ -589,12 +612,17 @@ export async function hasChunks(peer: DfsPeer, addr: string, ids: readonly Chunk
  * refused to remove because of the fence (it accepted a put of them with a larger fence, or does
  * not know enough yet, e.g. just restarted): ask again later with a newer fence. Ids the node did
  * not have are in neither. Only peers the node allows (the masters) may: others get ERR_FORBIDDEN.
+ *
+ * Sent in batches of at most MAX_TICKET_IDS ids, each with the ticket `ticketFor(batch)` gives
+ * (op 'delete', those ids, bearer this peer, `fence`); a node refuses a batch without a good one
+ * (ERR_UNAUTHENTICATED, ERR_TOKEN_EXPIRED, ERR_FORBIDDEN). Nothing is sent for no ids.
  */
 export async function deleteChunks(
   peer: DfsPeer,
   addr: string,
   ids: readonly ChunkId[],
   fence: number,
+  ticketFor: (ids: string[]) => Promise<string>,
   options: ChunkCallOptions = {},
 ): Promise<{ deleted: number; kept: string[] }> {
   for (const id of ids) assertChunkId(id);
@@ -602,8 +630,11 @@ export async function deleteChunks(
   const signal = deadlineSignal(options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS, options.signal);
   let deleted = 0;
   const kept: string[] = [];
-  for (let at = 0; at < ids.length || at === 0; at += BATCH_MAX_IDS) {
-    const answer = await query(peer, addr, { op: 'delete', ids: ids.slice(at, at + BATCH_MAX_IDS), fence }, deleteAnswerSchema, signal);
+  for (let at = 0; at < ids.length; at += MAX_TICKET_IDS) {
+    const batch = ids.slice(at, at + MAX_TICKET_IDS);
+    const ticket = await ticketFor(batch);
+    assertTicketArgument(ticket);
+    const answer = await query(peer, addr, { op: 'delete', ids: batch, fence, ticket }, deleteAnswerSchema, signal);
     deleted += answer.deleted;
     kept.push(...answer.kept);
   }

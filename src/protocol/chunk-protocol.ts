@@ -1,4 +1,5 @@
 import { CHUNKER_LIMITS } from '../chunker/index.ts';
+import { MAX_TICKET_CHARS } from '../auth/tickets.ts';
 import { DfsError, ERROR_CODES } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { schema } from '../net/index.ts';
@@ -9,7 +10,7 @@ import type { Infer, Schema } from '../net/index.ts';
  * operation. Every message is a 4-byte length-prefixed frame (FrameWriter/FrameReader); the first
  * frame each way is a JSON header validated by a schema below, chunk bytes follow as raw frames.
  *
- * put     → `{op:'put', id, size, fence, pipeline}`, `size` bytes in payload frames (1 byte..1 MiB
+ * put     → `{op:'put', id, size, fence, pipeline, ticket}`, `size` bytes in payload frames (1 byte..1 MiB
  *           each), then the end of the payload: the sender closes its write side, or sends an
  *           empty frame and keeps the stream for further puts (each a header, payload, empty
  *           frame, after the previous answer). A node stores nothing before that end.
@@ -26,19 +27,38 @@ import type { Infer, Schema } from '../net/index.ts';
  *           came), each the node's own signature over (chunk id, fence) (src/XX).
  *           A forwarding node checks its downstream's receipts before it answers (bad ones make
  *           the downstream a failed target, failedCode ERR_PROTOCOL), and the client checks all.
- * get     → `{op:'get', id, offset?, length?}` ← `{ok:true, size}` then `size` bytes in payload frames.
+ * get     → `{op:'get', id, offset?, length?, ticket}` ← `{ok:true, size}` then `size` bytes in payload frames.
  *           A get stream may carry further gets: once it has read an answer whole, the client
  *           may send the next get header on the same stream (saving a stream's setup per
  *           chunk); it closes its write side when done. The node answers them in order, ends
  *           the stream after a refusal, and resets it if the client stays silent for the
  *           transfer timeout (a client then opens a new stream).
  * has     → `{op:'has', ids}` ← `{ok:true, present:[booleans, same order]}`.
- * delete  → `{op:'delete', ids, fence}` ← `{ok:true, deleted: how many were removed, kept:[ids]}`.
+ * delete  → `{op:'delete', ids, fence, ticket}` ← `{ok:true, deleted: how many were removed, kept:[ids]}`.
  *           `kept`: stored ids the node refused to remove because of the fence: it accepted a
  *           put of them with a larger fence (the chunk may belong to a commit the GC decided
  *           without), or it cannot tell (the fence is not above its floor: after a restart until
  *           it learnt the leader's fence, or for puts it has forgotten). Ids it does not store are
  *           in neither. Refusing is always safe: the GC asks again later with a newer fence.
+ *
+ * Tickets (src/auth/tickets.ts): put, get and delete carry `ticket`, a master's signed permission
+ * (at most MAX_TICKET_CHARS), checked by the node on every request with the cluster's public key
+ * alone (learnt from its masters' heartbeat and registration answers), never by asking a master:
+ * the signature, the expiry (node clock), the operation, the chunk id among the ticket's ids, the
+ * bearer equal to the Noise-authenticated remote peer, and for put and delete the request's fence
+ * equal to the ticket's. `has` needs none (it reveals only which ids are stored).
+ *   put     op 'put' (a client's first hop) or 'replicate' (a copy the leader ordered; the bearer
+ *           is the node sending it). A put FORWARDED down a pipeline carries the original ticket
+ *           unchanged: its bearer is the client (or the replicating node), not the forwarding
+ *           node, which the receiving node accepts only from a storage node it knows from the
+ *           masters' node list (that node checked the bearer and vouches for it); every other
+ *           check still applies.
+ *   get     op 'get', the bearer the reader. On a get stream carrying several gets each has its own.
+ *   delete  op 'delete', every id among the ticket's, the bearer the leader; and, as before, only
+ *           from a master.
+ * Refusals: ERR_UNAUTHENTICATED (no ticket, malformed, not signed by the cluster key),
+ * ERR_TOKEN_EXPIRED (expired: ask the masters for a new one), ERR_FORBIDDEN (another operation,
+ * chunk, bearer or fence), ERR_UNAVAILABLE (the node has not heard the cluster key yet).
  *
  * Fences: numbers the Raft leader issues from one monotonic counter (term * 2^32 + a per-term
  * counter, so a later leader's are larger); a safe integer >= 0 on the wire. They order a
@@ -84,6 +104,11 @@ export const receiptSchema = schema.object({
 const idsSchema = schema.array(chunkIdSchema, { maxLength: BATCH_MAX_IDS });
 /** A fence (see above): JSON numbers beyond 2^53 lose precision, so the schema refuses them. */
 const fenceSchema = schema.integer({ min: 0 });
+/**
+ * A chunk ticket (see above). Optional on the wire only so that a request without one is answered
+ * ERR_UNAUTHENTICATED saying what is missing, not ERR_PROTOCOL; the node refuses it all the same.
+ */
+const ticketSchema = schema.optional(schema.string({ maxLength: MAX_TICKET_CHARS }));
 
 export const chunkRequestSchema = schema.taggedUnion('op', {
   put: schema.object({
@@ -92,14 +117,16 @@ export const chunkRequestSchema = schema.taggedUnion('op', {
     fence: fenceSchema,
     /** Peer ids of the nodes after the receiving one (never addresses). */
     pipeline: schema.array(peerIdSchema, { maxLength: PIPELINE_MAX_TARGETS }),
+    ticket: ticketSchema,
   }),
   get: schema.object({
     id: chunkIdSchema,
     offset: schema.optional(schema.integer({ min: 0 })),
     length: schema.optional(schema.integer({ min: 0 })),
+    ticket: ticketSchema,
   }),
   has: schema.object({ ids: idsSchema }),
-  delete: schema.object({ ids: idsSchema, fence: fenceSchema }),
+  delete: schema.object({ ids: idsSchema, fence: fenceSchema, ticket: ticketSchema }),
 });
 export type ChunkRequest = Infer<typeof chunkRequestSchema>;
 export type PutRequest = Extract<ChunkRequest, { op: 'put' }>;

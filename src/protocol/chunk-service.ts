@@ -1,9 +1,13 @@
-import type { PrivateKey } from '@libp2p/interface';
+import type { PrivateKey, PublicKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Uint8ArrayList } from 'uint8arraylist';
 import { loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
 import { ChunkStreams, OutboundPut } from './chunk-client.ts';
+import { TicketVerifier } from '../auth/tickets.ts';
+import type { TicketRefusalReason, TicketRequest, TicketResult } from '../auth/tickets.ts';
+import { systemClock } from '../env/index.ts';
+import type { Clock } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { deadlineSignal, decodeJson, FrameReader, FrameWriter, peerIdInAddr, trySendNow } from '../net/index.ts';
@@ -24,7 +28,7 @@ import {
   refusalOf,
   TRANSFER_DEADLINE_FACTOR,
 } from './chunk-protocol.ts';
-import type { DeleteAnswer, GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
+import type { ChunkRequest, DeleteAnswer, GetRequest, PutAnswer, PutRequest } from './chunk-protocol.ts';
 import { receiptSigner } from '../net/receipt.ts';
 import type { Receipt, ReceiptSigner } from '../net/receipt.ts';
 
@@ -80,6 +84,31 @@ export interface ChunkServiceOptions {
   readonly dialTimeoutMs?: number;
   /** Streams to the next nodes of pipelines, kept between forwarded puts. Default: a new pool. */
   readonly downstream?: ChunkStreams;
+  /**
+   * Where the cluster's public key is read, on every put, get and delete (a shared holder: the
+   * control loop fills it from the masters' answers). While it holds none, those requests are
+   * refused with ERR_UNAVAILABLE. Default: an empty holder (nothing but `has` is served).
+   */
+  readonly clusterKey?: ClusterKeySource;
+  /**
+   * Whether `peerId` is a storage node of the masters' node list: only such a peer may forward a
+   * put whose ticket names another bearer (a pipeline's later hop). Default: resolveNode knows it.
+   */
+  readonly knowsNode?: (peerId: string) => boolean;
+  /** Tickets' expiry is checked against this clock. Default: the system's. */
+  readonly clock?: Clock;
+  /**
+   * Told of every request answered: its op, 'ok' or the refusal's code, payload bytes moved and
+   * seconds from header to answer (metrics; src/node/node-metrics.ts). Default: nobody.
+   */
+  readonly observe?: (op: ChunkRequest['op'], outcome: string, bytes: number, seconds: number) => void;
+  /** Verified tickets kept (see TicketVerifier). Default 1024. */
+  readonly ticketCacheSize?: number;
+}
+
+/** The cluster's public key once known (see ClusterKey in src/node/cluster-key.ts). */
+export interface ClusterKeySource {
+  readonly publicKey: PublicKey | undefined;
 }
 
 export interface ChunkServiceStats {
@@ -145,6 +174,15 @@ const HASHER_POOL_MAX = 16;
  * masters' node list gives for it (`resolveNode`); a peer id the list does not name is never
  * contacted (this node keeps its copy and answers ERR_PIPELINE, failedCode ERR_FORBIDDEN).
  *
+ * Tickets: every put, get and delete must carry a chunk ticket the masters signed (src/auth/
+ * tickets.ts), checked here with the cluster's public key alone (`clusterKey`, learnt from the
+ * masters; until then those requests are ERR_UNAVAILABLE) before anything else is done: signature,
+ * expiry on this node's clock, operation, chunk id, bearer = the Noise-authenticated remote, and
+ * for put and delete the fence. A put forwarded down a pipeline carries its first hop's ticket:
+ * its bearer is not the forwarding node, which is accepted for it only if it is a storage node of
+ * the masters' list (`knowsNode`). Verified tickets are cached (TicketVerifier): a ticket seen
+ * again costs a map lookup, not a signature check.
+ *
  * Receipts: once its copy is stored and the fence recorded, a node signs a receipt (its identity
  * key over chunk id and fence, src/XX); the answer carries its own and, after them,
  * the downstream's, which OutboundPut checked first (exactly the rest of the pipeline, each
@@ -195,10 +233,18 @@ export class ChunkService {
   readonly #idleHashers: Blake3Hasher[] = [];
   /** Streams to the next nodes of pipelines, kept open between forwarded puts. */
   readonly #downstream: ChunkStreams;
+  readonly #clusterKey: ClusterKeySource;
+  readonly #knowsNode: (peerId: string) => boolean;
+  readonly #clock: Clock;
+  readonly #ticketCacheSize: number | undefined;
+  /** Checks tickets with the cluster key it was made for; made when the key is first seen. */
+  #tickets: TicketVerifier | undefined;
   /** Fires at stop: every wait of every transfer ends then. */
   readonly #stopping = new AbortController();
   #blake3: Blake3 | undefined;
   #state: 'new' | 'started' | 'stopped' = 'new';
+
+  readonly #observer: ChunkServiceOptions['observe'];
 
   constructor(options: ChunkServiceOptions) {
     this.#peer = options.peer;
@@ -212,6 +258,7 @@ export class ChunkService {
       throw new DfsError('ERR_INVALID_ARGUMENT', `the receipt key belongs to ${keyOwner}, not to this node's peer ${options.peer.peerId}`);
     }
     this.#sign = receiptSigner(options.privateKey);
+    this.#observer = options.observe;
     this.#resolveNode = options.resolveNode ?? (() => undefined);
     this.#refreshNodes = options.refreshNodes;
     this.#maxInflightBytes = positive('maxInflightBytes', options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES);
@@ -231,6 +278,11 @@ export class ChunkService {
     this.#maxInboundStreams = positive('maxInboundStreams', options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS);
     this.#dialTimeoutMs = positive('dialTimeoutMs', options.dialTimeoutMs ?? Math.min(DEFAULT_DIAL_TIMEOUT_MS, this.#transferTimeoutMs));
     this.#downstream = options.downstream ?? new ChunkStreams();
+    this.#clusterKey = options.clusterKey ?? { publicKey: undefined };
+    const resolveNode = this.#resolveNode;
+    this.#knowsNode = options.knowsNode ?? ((peerId) => resolveNode(peerId) !== undefined);
+    this.#clock = options.clock ?? systemClock;
+    this.#ticketCacheSize = options.ticketCacheSize;
   }
 
   async start(): Promise<void> {
@@ -292,6 +344,7 @@ export class ChunkService {
     });
     const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
     const exchange: Exchange = { stream, reader, writer, remote, answered: false, putEndedByFrame: false };
+    let current: ObservedRequest | undefined;
     try {
       const frame = await reader.read({ signal: this.#deadline() });
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${CHUNK_PROTOCOL}: stream ended before a request header`);
@@ -300,6 +353,7 @@ export class ChunkService {
       // more puts, one after another (bounded: each is a whole exchange, and the loop ends when
       // the client closes, goes quiet, or sends another kind of request).
       for (;;) {
+        current = { op: request.op, startedMs: performance.now(), bytesOut: this.stats.bytesOut };
         switch (request.op) {
           case 'put':
             await this.#answer(exchange, await this.#put(exchange, request));
@@ -314,9 +368,11 @@ export class ChunkService {
             this.stats.hasRequests++;
             break;
           case 'delete':
-            await this.#answer(exchange, await this.#delete(request.ids, request.fence, remote));
+            await this.#answer(exchange, await this.#delete(request.ids, request.fence, request.ticket, remote));
             break;
         }
+        this.#observe(current, 'ok', request.op === 'put' ? request.size : this.stats.bytesOut - current.bytesOut);
+        current = undefined;
         if (request.op !== 'get' && !(request.op === 'put' && exchange.putEndedByFrame)) break;
         exchange.answered = false; // that exchange is complete: a refusal of the next can be sent
         const next = await this.#nextRequest(exchange, request.op);
@@ -325,6 +381,7 @@ export class ChunkService {
       }
     } catch (err) {
       this.#countRefusal(err);
+      if (current) this.#observe(current, err instanceof DfsError ? err.code : 'ERR_INTERNAL', 0);
       reader.release();
       // Nobody to answer (reset by the remote, aborted by the reader or by stop), or an answer
       // already under way: the reset tells the remote.
@@ -390,6 +447,7 @@ export class ChunkService {
 
   async #put(exchange: Exchange, request: PutRequest): Promise<PutAnswer> {
     const { id, size, fence, pipeline } = request;
+    const ticket = await this.#admitPut(request, exchange.remote.peerId);
     if (size > this.#maxChunkBytes) {
       throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; this node takes at most ${this.#maxChunkBytes}`);
     }
@@ -422,7 +480,8 @@ export class ChunkService {
       // Connecting to the next node overlaps with the first payload frames arriving.
       if (nextAddr !== undefined) {
         const signal = this.#deadline(this.#dialTimeoutMs, whole.signal);
-        const header = { id, size, fence, pipeline: pipeline.slice(1) };
+        // The ticket travels on unchanged: the next node checks it too (all but its bearer).
+        const header = { id, size, fence, pipeline: pipeline.slice(1), ticket };
         opening = OutboundPut.open(this.#peer, nextAddr, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
           asDfsError(err),
         );
@@ -526,6 +585,7 @@ export class ChunkService {
 
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {
     const { id } = request;
+    this.#checkTicket(request.ticket, { now: this.#clock.now(), op: 'get', chunkId: id, bearerPeerId: exchange.remote.peerId });
     const info = await this.#store.info(id);
     if (info === undefined) throw new DfsError('ERR_CHUNK_NOT_FOUND', `chunk ${id} is not on this node`);
     const release = this.#reserve(info.size, `get of chunk ${id}`, exchange.remote.peerId);
@@ -560,11 +620,16 @@ export class ChunkService {
   }
 
   /** Each id's fence check and removal are one step under the store's per-id lock. */
-  async #delete(ids: readonly string[], fence: number, remote: RemotePeer): Promise<DeleteAnswer> {
+  async #delete(ids: readonly string[], fence: number, ticket: string | undefined, remote: RemotePeer): Promise<DeleteAnswer> {
+    const unique = new Set(ids);
+    // Every id must be the ticket's (the leader's, with the delete's fence) before any is removed.
+    const now = this.#clock.now();
+    for (const id of unique) this.#checkTicket(ticket, { now, op: 'delete', chunkId: id, bearerPeerId: remote.peerId, fence });
+    if (unique.size === 0) this.#verifier(); // no ids, nothing to check a ticket against: still not before the key
     if (!this.#canDelete(remote.peerId)) throw new DfsError('ERR_FORBIDDEN', `peer ${remote.peerId} may not delete chunks on this node`);
     let deleted = 0;
     const kept: string[] = [];
-    for (const id of new Set(ids)) {
+    for (const id of unique) {
       const outcome = await this.#store.delete(id, { fence });
       if (outcome === 'deleted') deleted++;
       else if (outcome === 'kept') kept.push(id);
@@ -572,6 +637,52 @@ export class ChunkService {
     this.stats.chunksDeleted += deleted;
     this.stats.chunksKept += kept.length;
     return { ok: true, deleted, kept };
+  }
+
+  /**
+   * Checks a put's ticket; returns it. A ticket for 'put' or 'replicate' whose bearer is the remote
+   * is a first hop (a client's put, a node's copy); one naming another bearer is a put forwarded
+   * down a pipeline, accepted only from a storage node of the masters' list (asked again once, for
+   * a node that registered since the last heartbeat), with every other claim still checked.
+   */
+  async #admitPut(request: PutRequest, remote: string): Promise<string> {
+    const checks = { op: ['put', 'replicate'] as const, chunkId: request.id, bearerPeerId: remote, fence: request.fence };
+    const direct = this.#verifier().verify(request.ticket, { ...checks, now: this.#clock.now() });
+    if (direct.ok) return request.ticket!;
+    if (direct.reason !== 'wrong-bearer') throw ticketRefusal(direct);
+    let known = this.#knowsNode(remote);
+    if (!known && this.#refreshNodes) {
+      await this.#refreshNodes();
+      known = this.#knowsNode(remote);
+    }
+    if (!known) {
+      throw ticketRefusal(direct, `; a put with another peer's ticket is taken only from a storage node forwarding it down a pipeline, and ${remote} is not one this node knows`);
+    }
+    this.#checkTicket(request.ticket, { ...checks, now: this.#clock.now(), bearerVouched: true });
+    return request.ticket!;
+  }
+
+  /** Throws the refusal for a ticket that does not allow `request` (see ticketRefusal). */
+  #checkTicket(ticket: string | undefined, request: TicketRequest): void {
+    const result = this.#verifier().verify(ticket, request);
+    if (!result.ok) throw ticketRefusal(result);
+  }
+
+  /** The ticket checker for the cluster key; ERR_UNAVAILABLE before a master has told us the key. */
+  #verifier(): TicketVerifier {
+    const publicKey = this.#clusterKey.publicKey;
+    if (publicKey === undefined) {
+      throw new DfsError('ERR_UNAVAILABLE', 'this node has not heard the cluster key from a master yet, so it cannot check chunk tickets; retry shortly or use another node');
+    }
+    if (this.#tickets?.publicKey !== publicKey) {
+      this.#tickets = new TicketVerifier({ publicKey, ...(this.#ticketCacheSize === undefined ? {} : { cacheSize: this.#ticketCacheSize }) });
+    }
+    return this.#tickets;
+  }
+
+  /** Verified tickets cached now (a ticket presented again costs a lookup, not a signature check). */
+  get cachedTickets(): number {
+    return this.#tickets?.size ?? 0;
   }
 
   /** Bytes reserved now by transfers for `peerId`. */
@@ -632,10 +743,22 @@ export class ChunkService {
     this.stats.refusals[code] = (this.stats.refusals[code] ?? 0) + 1;
   }
 
+  #observe(request: ObservedRequest, outcome: string, bytes: number): void {
+    this.#observer?.(request.op, outcome, bytes, (performance.now() - request.startedMs) / 1000);
+  }
+
   /** A signal for one wait: the transfer (idle) timeout unless told otherwise, or `bound` (default: stop()). */
   #deadline(timeoutMs = this.#transferTimeoutMs, bound: AbortSignal = this.#stopping.signal): AbortSignal {
     return deadlineSignal(timeoutMs, bound);
   }
+}
+
+/** The request being served, for the observer. */
+interface ObservedRequest {
+  readonly op: ChunkRequest['op'];
+  readonly startedMs: number;
+  /** stats.bytesOut when it began: a get's payload is the difference at its end. */
+  readonly bytesOut: number;
 }
 
 interface Exchange {
@@ -658,6 +781,18 @@ function pipelineError(next: string, err: DfsError): ChunkTargetError {
     return new ChunkTargetError('ERR_PIPELINE', err.message, err.failedTarget, { failedCode: err.failedCode });
   }
   return new ChunkTargetError('ERR_PIPELINE', `pipeline target ${next} failed: ${err.code}: ${err.message}`, next, { failedCode: err.code });
+}
+
+/** Who is at fault decides the code: no valid ticket at all, an expired one, or one for something else. */
+const UNAUTHENTICATED_REASONS: ReadonlySet<TicketRefusalReason> = new Set(['missing', 'malformed', 'signature']);
+
+/**
+ * The error for a refused ticket: ERR_UNAUTHENTICATED when there is no valid ticket (none,
+ * malformed, not the cluster's signature), ERR_TOKEN_EXPIRED, else ERR_FORBIDDEN.
+ */
+function ticketRefusal(result: Extract<TicketResult, { ok: false }>, more = ''): DfsError {
+  const code = UNAUTHENTICATED_REASONS.has(result.reason) ? 'ERR_UNAUTHENTICATED' : result.code;
+  return new DfsError(code, `${result.message}${more}`);
 }
 
 function asDfsError(err: unknown): DfsError {

@@ -17,12 +17,17 @@ let peer: DfsPeer;
 let meta: MetaClient;
 let blake3: Blake3;
 let seed: number;
+/** A writer's login: the cluster has users, and a test peer is nobody by itself. */
+let token: string;
 
 beforeAll(async () => {
   seed = testSeed('data path');
   t = await startTestCluster({ nodes: 5, masterArgs: ['--gc-grace-ms', '1500'] });
   peer = await t.cluster.createClientPeer();
-  meta = new MetaClient({ peer, masters: t.cluster.masterAddrs });
+  const password = 'data-path-test-password';
+  await t.client((c) => c.addUser('tester', password, ['writer']));
+  ({ token } = await t.client((c) => c.login('tester', password)));
+  meta = new MetaClient({ peer, masters: t.cluster.masterAddrs, token });
   blake3 = await loadBlake3();
 }, 120_000);
 
@@ -126,7 +131,7 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
 
   it('20 concurrent puts and gets', async () => {
     const files = Array.from({ length: 20 }, (_, i) => new SeededBytes(seed + 1000 + i).bytes(200_000 + i * 50_000));
-    const clients = files.map(() => new MetaClient({ peer, masters: t.cluster.masterAddrs }));
+    const clients = files.map(() => new MetaClient({ peer, masters: t.cluster.masterAddrs, token }));
     await Promise.all(files.map((d, i) => put(`/concurrent/${i}`, d, clients[i])));
     const back = await Promise.all(files.map((_, i) => get(`/concurrent/${i}`, clients[i])));
     back.forEach((b, i) => expect(b.equals(files[i]!)).toBe(true));
@@ -138,7 +143,7 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     const entry = (await meta.stat('/corrupt/f')) as FileEntry;
     const [id] = entry.manifest.chunks[0]!;
     // Damage the copy the client will try first: the first holder the leader names.
-    const [located] = (await meta.leaderRequest({ type: 'locate', ids: [id] })) as Array<{ holders: string[] }>;
+    const [located] = (await meta.leaderRequest({ type: 'locate', ids: [id], path: '/corrupt/f' })) as Array<{ holders: string[] }>;
     const first = located!.holders[0]!;
     const node = t.cluster.nodeNames.find((n) => t.cluster.readyInfo(n).addrs.includes(first))!;
     const dir = (t.cluster.spec.nodes ?? []).find((n) => n.name === node)!.dir;
@@ -151,7 +156,7 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     const deadline = performance.now() + 5_000;
     let holders = [first];
     while (holders.includes(first) && performance.now() < deadline) {
-      holders = ((await meta.leaderRequest({ type: 'locate', ids: [id] })) as Array<{ holders: string[] }>)[0]!.holders;
+      holders = ((await meta.leaderRequest({ type: 'locate', ids: [id], path: '/corrupt/f' })) as Array<{ holders: string[] }>)[0]!.holders;
       if (holders.includes(first)) await new Promise((r) => setTimeout(r, 50));
     }
     expect(holders).not.toContain(first);

@@ -5,7 +5,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadBlake3 } from '../../src/chunker/index.ts';
-import { ChunkGetSession, ChunkStreams, deleteChunks, getChunk, hasChunks, putChunk } from '../../src/protocol/chunk-client.ts';
+import { ChunkGetSession, ChunkStreams, hasChunks } from '../../src/protocol/chunk-client.ts';
 import type { ChunkStream } from '../../src/protocol/chunk-client.ts';
 import { DfsError, isDfsError } from '../../src/errors/index.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
@@ -18,6 +18,7 @@ import { ChunkStore } from '../../src/storage/index.ts';
 import { addrOf, startPeer } from '../net/peers.ts';
 import { useTempDirs } from '../support/tmp.ts';
 import { rejection } from '../support/errors.ts';
+import { clusterKey, deleteChunks, getChunk, putChunk, sessionGet, ticket } from '../support/tickets.ts';
 
 const blake3 = await loadBlake3();
 const tempDir = useTempDirs();
@@ -52,7 +53,7 @@ async function startNode(options: Partial<ChunkServiceOptions> = {}): Promise<Te
   const privateKey = await generateKeyPair('Ed25519');
   const peer = await startPeer({ privateKey });
   const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0 });
-  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => known.get(id), ...options });
+  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => known.get(id), clusterKey, ...options });
   known.set(peer.peerId, addrOf(peer));
   await service.start();
   let stopped = false;
@@ -352,18 +353,18 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     for (const c of chunks) await node.store.put(c.id, c.data);
     const session = new ChunkGetSession(client);
     for (const c of chunks) {
-      const pieces = await session.get(node.addr, c.id, { blake3 });
+      const pieces = await sessionGet(session, client, node.addr, c.id, { blake3 });
       expect(sameBytes(Buffer.concat(pieces), c.data)).toBe(true);
     }
     // Two at once: the idle stream and one more.
-    const [a, b] = await Promise.all([session.get(node.addr, chunks[2]!.id, { blake3 }), session.get(node.addr, chunks[3]!.id, { blake3 })]);
+    const [a, b] = await Promise.all([sessionGet(session, client, node.addr, chunks[2]!.id, { blake3 }), sessionGet(session, client, node.addr, chunks[3]!.id, { blake3 })]);
     expect(sameBytes(Buffer.concat(a), chunks[2]!.data) && sameBytes(Buffer.concat(b), chunks[3]!.data)).toBe(true);
     expect(node.service.stats.gets).toBe(7);
     expect(node.service.stats.streamsServed).toBe(2);
     session.close();
     await node.service.idle(); // the node saw both streams end and finished them
     expect(node.service.stats.activeStreams).toBe(0);
-    await expect(session.get(node.addr, chunks[0]!.id)).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await expect(sessionGet(session, client, node.addr, chunks[0]!.id)).rejects.toMatchObject({ code: 'ERR_ABORTED' });
   });
 
   it('after a refusal, or once the node closed a quiet stream, the next get opens a fresh stream', async () => {
@@ -372,14 +373,14 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     const kept = makeChunk(64 * KiB);
     await node.store.put(kept.id, kept.data);
     const session = new ChunkGetSession(client);
-    await session.get(node.addr, kept.id, { blake3 });
+    await sessionGet(session, client, node.addr, kept.id, { blake3 });
     await node.service.idle(); // quiet for the transfer timeout: the node closed the stream
     expect(node.service.stats.activeStreams).toBe(0);
-    expect(Buffer.concat(await session.get(node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
+    expect(Buffer.concat(await sessionGet(session, client, node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
     expect(node.service.stats.streamsServed).toBe(2);
     const missing = makeChunk(10);
-    await expect(session.get(node.addr, missing.id, { blake3 })).rejects.toMatchObject({ code: 'ERR_CHUNK_NOT_FOUND' });
-    expect(Buffer.concat(await session.get(node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
+    await expect(sessionGet(session, client, node.addr, missing.id, { blake3 })).rejects.toMatchObject({ code: 'ERR_CHUNK_NOT_FOUND' });
+    expect(Buffer.concat(await sessionGet(session, client, node.addr, kept.id, { blake3 })).equals(Buffer.from(kept.data))).toBe(true);
     expect(node.service.stats.gets).toBe(3);
     session.close();
   });
@@ -391,16 +392,17 @@ describe('chunk protocol: several gets on one stream (ChunkGetSession)', () => {
     // get, then has: refused.
     const first = await rawChunkStream(client, node.addr);
     await node.store.put(c.id, c.data);
-    await first.writer.write(utf8({ op: 'get', id: c.id }));
+    await first.writer.write(utf8({ op: 'get', id: c.id, ticket: await ticket('get', c.id, client) }));
     expect(await first.answer()).toEqual({ ok: true, size: 1000 });
     expect((await first.reader.read())!.byteLength).toBe(1000);
     await first.writer.write(utf8({ op: 'has', ids: [c.id] }));
     // put (ended by an empty frame), then get: refused.
     const d = makeChunk(10);
     const second = await rawChunkStream(client, node.addr);
-    for (const frame of [utf8({ op: 'put', id: d.id, size: 10, fence: FENCE, pipeline: [] }), d.data, new Uint8Array(0)]) await second.writer.write(frame);
+    const putHeader = utf8({ op: 'put', id: d.id, size: 10, fence: FENCE, pipeline: [], ticket: await ticket('put', d.id, client, { fence: FENCE }) });
+    for (const frame of [putHeader, d.data, new Uint8Array(0)]) await second.writer.write(frame);
     expect(await second.answer()).toMatchObject({ ok: true, stored: [node.peer.peerId] });
-    await second.writer.write(utf8({ op: 'get', id: d.id }));
+    await second.writer.write(utf8({ op: 'get', id: d.id, ticket: await ticket('get', d.id, client) }));
     for (const { writer, reader, answer } of [first, second]) {
       expect(await answer()).toMatchObject({ ok: false, code: 'ERR_PROTOCOL' });
       expect(await reader.read()).toBeUndefined(); // and the node ended the stream
@@ -634,14 +636,15 @@ describe('chunk protocol: limits and malformed input', () => {
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(MiB + 1);
     // Only the header is sent, and the stream left open: the answer comes anyway.
-    const answer = await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: MiB + 1, fence: FENCE, pipeline: [] })], { close: false });
+    const putTicket = await ticket('put', id, client, { fence: FENCE });
+    const answer = await rawExchange(client, node.addr, [utf8({ op: 'put', id, size: MiB + 1, fence: FENCE, pipeline: [], ticket: putTicket })], { close: false });
     expect(answer).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
     const viaClient = await rejection(putChunk(client, [node.addr], id, data, FENCE));
     expect(viaClient.code).toBe('ERR_CHUNK_TOO_LARGE');
     expect((viaClient as ChunkTargetError).failedTarget).toBe(node.addr);
     // Beyond the 64 MiB hard cap on a default node.
     const plain = await startNode();
-    const huge = await rawExchange(client, plain.addr, [utf8({ op: 'put', id, size: 64 * MiB + 1, fence: FENCE, pipeline: [] })], { close: false });
+    const huge = await rawExchange(client, plain.addr, [utf8({ op: 'put', id, size: 64 * MiB + 1, fence: FENCE, pipeline: [], ticket: putTicket })], { close: false });
     expect(huge).toMatchObject({ ok: false, code: 'ERR_CHUNK_TOO_LARGE' });
     expect(node.service.stats.bytesIn).toBe(0);
     expect(await node.store.has(id)).toBe(false);
@@ -651,7 +654,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(10);
-    const header = utf8({ op: 'put', id, size: 10, fence: FENCE, pipeline: [] });
+    const header = utf8({ op: 'put', id, size: 10, fence: FENCE, pipeline: [], ticket: await ticket('put', id, client, { fence: FENCE }) });
     expect(await rawExchange(client, node.addr, [header, data, Uint8Array.of(1, 2, 3, 4, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/more than the 10 bytes/) });
     expect(await rawExchange(client, node.addr, [header, data.subarray(0, 5)])).toMatchObject({ ok: false, code: 'ERR_PROTOCOL', message: expect.stringMatching(/5 of the 10 bytes/) });
     // An empty frame ends a payload: here after none of the 10 bytes.
@@ -701,7 +704,7 @@ describe('chunk protocol: limits and malformed input', () => {
     const stream = await client.dialProtocol(node.addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
     const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
     const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
-    await writer.write(utf8({ op: 'put', id, size: data.byteLength, fence: FENCE, pipeline: [holder.peer.peerId] }));
+    await writer.write(utf8({ op: 'put', id, size: data.byteLength, fence: FENCE, pipeline: [holder.peer.peerId], ticket: await ticket('put', id, client, { fence: FENCE }) }));
     await holder.header;
     // The holder reads nothing more yet: the client must stall well before its 32 MiB are out.
     let written = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getChunk, putChunk } from '../../src/protocol/chunk-client.ts';
+import { getChunk, putChunk, ticket } from '../support/tickets.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/protocol/chunk-protocol.ts';
@@ -29,7 +29,9 @@ async function rawPut(client: DfsPeer, addr: string, header: object, payload: Ui
   const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
   const writer = new FrameWriter(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
   try {
-    await writer.write(utf8({ op: 'put', ...header }));
+    const id = (header as { id: string }).id;
+    const fence = (header as { fence: number }).fence;
+    await writer.write(utf8({ op: 'put', ticket: await ticket('put', id, client, { fence }), ...header }));
     if (payload.byteLength > 0) await writer.write(payload);
     await writer.close();
   } catch {

@@ -9,6 +9,8 @@ import { ChunkStore } from '../../src/storage/index.ts';
 import { startPeer } from '../net/peers.ts';
 import { ManualClock, until } from './manual-clock.ts';
 import { blake3, makeChunk, MiB, startNode, tempDir } from './node-fixture.ts';
+import { clusterKeyText, clusterPrivateKey, ticket } from '../support/tickets.ts';
+import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys';
 
 /**
  * The node's side of the heartbeat (src/node/control-loop.ts), against a fake master: answers are
@@ -32,8 +34,12 @@ class FakeMaster implements MasterLink {
   inFlight = 0;
   maxInFlight = 0;
 
-  async register(): Promise<void> {
+  /** What registration answers with (the state machine's value; a master adds clusterKey). */
+  registerAnswer: unknown = undefined;
+
+  async register(): Promise<unknown> {
     this.registrations++;
+    return this.registerAnswer;
   }
 
   async heartbeat(request: HeartbeatRequest): Promise<unknown> {
@@ -53,7 +59,7 @@ class FakeMaster implements MasterLink {
   }
 }
 
-type CopyCall = { toAddr: string; id: string; bytes: Uint8Array; fence: number; /** The clock when it started. */ at: number; finish(err?: Error): void };
+type CopyCall = { toAddr: string; id: string; bytes: Uint8Array; fence: number; ticket: string; /** The clock when it started. */ at: number; finish(err?: Error): void };
 
 /**
  * A copy function that records its calls and finishes each when told, or when the loop aborts it
@@ -62,13 +68,13 @@ type CopyCall = { toAddr: string; id: string; bytes: Uint8Array; fence: number; 
 function manualCopies(clock: ManualClock): { copy: CopyChunk; calls: CopyCall[]; running: () => number } {
   const calls: CopyCall[] = [];
   let running = 0;
-  const copy: CopyChunk = (toAddr, id, bytes, fence, signal) => {
+  const copy: CopyChunk = (toAddr, id, bytes, fence, ticket, signal) => {
     running++;
     const done = Promise.withResolvers<void>();
     const abort = (): void => done.reject(signal.reason);
     if (signal.aborted) abort();
     else signal.addEventListener('abort', abort, { once: true });
-    calls.push({ toAddr, id, bytes, fence, at: clock.now(), finish: (err) => (err ? done.reject(err) : done.resolve()) });
+    calls.push({ toAddr, id, bytes, fence, ticket, at: clock.now(), finish: (err) => (err ? done.reject(err) : done.resolve()) });
     return done.promise.finally(() => {
       running--;
       signal.removeEventListener('abort', abort);
@@ -100,7 +106,67 @@ async function putChunks(store: ChunkStore, sizes: number[]): Promise<Array<{ id
   return out;
 }
 
-const copy = (id: string, n: number, extra: Partial<ReplicateCommand> = {}): ReplicateCommand => ({ id, to: PEER(n), toAddr: ADDR(n), fence: 77, ...extra });
+/** A replicate command; its ticket is only carried here (the fake copies do not check it). */
+const copy = (id: string, n: number, extra: Partial<ReplicateCommand> = {}): ReplicateCommand => ({ id, to: PEER(n), toAddr: ADDR(n), fence: 77, ticket: `ticket-${n}`, ...extra });
+
+describe('ControlLoop: the cluster key and replicate tickets', () => {
+  it('learns the cluster key from the registration answer or a heartbeat answer; another key later is refused and reported, the first kept', async () => {
+    const errors: Array<{ what: string; err: unknown }> = [];
+    const { loop, master, stop } = await setUp({ onError: (what, err) => errors.push({ what, err }) });
+    try {
+      expect(loop.clusterKey.publicKey).toBeUndefined();
+      master.registerAnswer = { clusterKey: clusterKeyText };
+      await loop.handleAnswer({ ...BASE, registered: false });
+      expect(master.registrations).toBe(1);
+      expect(loop.clusterKey.publicKey?.equals(clusterPrivateKey.publicKey)).toBe(true);
+      // The same key again (every answer carries it) changes nothing and is no error.
+      await loop.handleAnswer({ ...BASE, clusterKey: clusterKeyText });
+      expect(errors).toEqual([]);
+      // Another key: refused, loudly; the node keeps checking tickets with the first.
+      const other = await generateKeyPair('Ed25519');
+      const otherText = Buffer.from(publicKeyToProtobuf(other.publicKey)).toString('base64');
+      await loop.handleAnswer({ ...BASE, clusterKey: otherText, nodesVersion: 'v1', nodes: [{ id: PEER(1), addrs: [ADDR(1)] }] });
+      expect(loop.clusterKey.publicKey?.equals(clusterPrivateKey.publicKey)).toBe(true);
+      expect(loop.stats.clusterKeyRefusals).toBe(1);
+      expect(errors).toMatchObject([{ what: 'cluster key', err: { code: 'ERR_FORBIDDEN', message: expect.stringMatching(/never changes/) } }]);
+      // The rest of that answer is still acted on.
+      expect(loop.directory.knows(PEER(1))).toBe(true);
+      // Text that is no key: reported, nothing learnt from it. Text that is not base64: the answer is malformed.
+      await loop.handleAnswer({ ...BASE, clusterKey: 'AAAA' });
+      expect(errors.at(-1)).toMatchObject({ what: 'cluster key', err: { code: 'ERR_PROTOCOL' } });
+      await expect(loop.handleAnswer({ ...BASE, clusterKey: 'not base64!' })).rejects.toMatchObject({ code: 'ERR_PROTOCOL' });
+    } finally {
+      await stop();
+    }
+  });
+
+  it('a heartbeat answer brings the key to a node that registered before masters had one', async () => {
+    const { loop, master, stop } = await setUp();
+    try {
+      master.registerAnswer = { ok: true }; // no key yet
+      await loop.handleAnswer({ ...BASE, registered: false });
+      expect(loop.clusterKey.publicKey).toBeUndefined();
+      await loop.handleAnswer({ ...BASE, clusterKey: clusterKeyText });
+      expect(loop.clusterKey.publicKey?.equals(clusterPrivateKey.publicKey)).toBe(true);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('replicate: a command without a ticket fails ERR_UNAUTHENTICATED without reading or dialling', async () => {
+    const { store, loop, master, copies, stop } = await setUp();
+    try {
+      const [x] = await putChunks(store, [100]);
+      await loop.handleAnswer({ ...BASE, nodes: [{ id: PEER(1), addrs: [ADDR(1)] }], replicate: [copy(x!.id, 1, { ticket: undefined })] });
+      await loop.idle();
+      expect(copies.calls).toEqual([]);
+      await loop.beat();
+      expect(master.beats.at(-1)!.replicated).toEqual([{ id: x!.id, to: PEER(1), ok: false, code: 'ERR_UNAUTHENTICATED' }]);
+    } finally {
+      await stop();
+    }
+  });
+});
 
 describe('ControlLoop: heartbeat answers', () => {
   it('parses the answer with its schema: anything malformed is refused and changes nothing', async () => {
@@ -195,7 +261,7 @@ describe('ControlLoop: heartbeat answers', () => {
         ],
       });
       await until(() => copies.calls.length === 1, 5000, 'the copy');
-      expect(copies.calls[0]).toMatchObject({ toAddr: ADDR(1), id: x!.id, fence: 77 });
+      expect(copies.calls[0]).toMatchObject({ toAddr: ADDR(1), id: x!.id, fence: 77, ticket: 'ticket-1' });
       expect(Buffer.from(copies.calls[0]!.bytes).equals(Buffer.from(x!.data))).toBe(true);
       copies.calls[0]!.finish();
       await loop.idle();
@@ -385,14 +451,14 @@ describe('ControlLoop: heartbeat answers', () => {
     const client = await startPeer({ listen: [] });
     const { store, loop, master, stop } = await setUp({
       // What a node does (storage-node.ts): putChunk checks the target's receipt before resolving.
-      copy: (toAddr, id, bytes, fence, signal) => putChunk(client, [toAddr], id, bytes, fence, { signal }),
+      copy: (toAddr, id, bytes, fence, copyTicket, signal) => putChunk(client, [toAddr], id, bytes, fence, copyTicket, { signal }),
     });
     try {
       const [x] = await putChunks(store, [3 * MiB]);
       await loop.handleAnswer({
         ...BASE,
         nodes: [{ id: target.peer.peerId, addrs: [target.addr] }],
-        replicate: [{ id: x!.id, to: target.peer.peerId, toAddr: target.addr, fence: 123 }],
+        replicate: [{ id: x!.id, to: target.peer.peerId, toAddr: target.addr, fence: 123, ticket: await ticket('replicate', x!.id, client, { fence: 123 }) }],
       });
       await loop.idle();
       expect(Buffer.from(await target.store.get(x!.id)).equals(Buffer.from(x!.data))).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { putChunk } from '../../src/protocol/chunk-client.ts';
+import { putChunk, ticket } from '../support/tickets.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL } from '../../src/protocol/chunk-protocol.ts';
@@ -32,7 +32,7 @@ async function slowPut(client: DfsPeer, addr: string, size: number): Promise<Slo
     (frame) => (answer = frame && JSON.parse(new TextDecoder().decode(frame.subarray()))),
     (err: unknown) => (answer = err),
   );
-  await writer.write(utf8({ op: 'put', id, size, fence: FENCE, pipeline: [] }));
+  await writer.write(utf8({ op: 'put', id, size, fence: FENCE, pipeline: [], ticket: await ticket('put', id, client, { fence: FENCE }) }));
   await writer.write(Uint8Array.of(1));
   return {
     answer: () => answer,

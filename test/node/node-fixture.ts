@@ -9,6 +9,7 @@ import type { ChunkServiceOptions } from '../../src/protocol/chunk-service.ts';
 import { ChunkStore } from '../../src/storage/index.ts';
 import type { ChunkStoreOptions } from '../../src/storage/index.ts';
 import { addrOf, startPeer } from '../net/peers.ts';
+import { clusterKey } from '../support/tickets.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 /** Shared by the node tests: storage nodes (a ChunkService on a real store) on loopback. */
@@ -55,7 +56,7 @@ export async function startNode(
 ): Promise<TestNode> {
   const { peer, privateKey } = await startKeyedPeer();
   const store = await ChunkStore.open({ dir: await tempDir(), blake3, reserveBytes: 0, ...extra.store });
-  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => known.get(id), ...options });
+  const service = new ChunkService({ peer, privateKey, store, blake3, resolveNode: (id) => known.get(id), clusterKey, ...options });
   await service.start();
   if (extra.listed !== false) known.set(peer.peerId, addrOf(peer));
   let stopped = false;
