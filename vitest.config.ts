@@ -8,6 +8,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Each test process gets its own empty DFS_CONFIG_DIR (logins): never the real ~/.config/dfs.
+    setupFiles: ['test/support/config-dir-setup.ts'],
     // An unhandled rejection or uncaught exception fails the run (vitest's default, kept on
     // purpose: a stray timeout rejection is how `dfs status` crashed on a stopped master).
     // Vitest only reports one while its own listener is the only one: code that tests import

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Infer, schema } from '../net/index.ts';
@@ -46,4 +47,15 @@ export function parseClientConfig(text: string, path: string): ClientConfig {
 /** Where a config's `swarmKey` points: relative paths are taken from the config file's directory. */
 export function swarmKeyPathOf(config: ClientConfig, configPath: string): string | undefined {
   return config.swarmKey === undefined ? undefined : resolve(dirname(configPath), config.swarmKey);
+}
+
+/**
+ * A stable id of a cluster, for keeping one login per cluster: the first 16 hex characters of the
+ * SHA-256 of its masters' peer ids, sorted (so the order of `masters` in a config, or their
+ * addresses and ports, do not matter; a master's identity does). An address without a /p2p/ part
+ * counts as a whole.
+ */
+export function clusterKeyOf(masters: readonly string[]): string {
+  const ids = masters.map((addr) => /\/p2p\/([^/]+)$/.exec(addr)?.[1] ?? addr).sort();
+  return createHash('sha256').update(ids.join('\n')).digest('hex').slice(0, 16);
 }

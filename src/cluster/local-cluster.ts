@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, openSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { Role } from '../auth/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { markMasterNew } from '../master/index.ts';
 import { createPeer, createSwarmKeyFile, type DfsPeer, loadOrCreateIdentity, type PeerOptions, readSwarmKeyFile } from '../net/index.ts';
@@ -46,6 +48,15 @@ export interface ReadyInfo {
 
 /** Where a local cluster keeps the identity its operator administers nodes with. */
 export const ADMIN_IDENTITY_DIR = 'admin';
+
+/** The user `bootstrapAdmin` makes, and the random bytes of its password. */
+export const ADMIN_USER = 'admin';
+const ADMIN_PASSWORD_BYTES = 18;
+
+/** What `bootstrapAdmin` did. */
+export type AdminBootstrap =
+  | { readonly created: false }
+  | { readonly created: true; readonly password: string; readonly login: { token: string; user: string; roles: Role[]; expiresAtMs: number } };
 
 export interface LocalClusterOptions {
   readonly dir: string;
@@ -238,26 +249,68 @@ export class LocalCluster {
 
   /**
    * Starts every master and node; resolves when all report ready, a leader is elected and the
-   * leader hears every node.
+   * leader hears every node. `signal` (Ctrl-C in `dfs cluster up`) aborts the start: whatever
+   * did start is stopped, nothing more is started, and the start rejects with ERR_ABORTED once
+   * every process it made has exited. A detached cluster records each process's pid in
+   * cluster.json as soon as it runs, so that even a start killed outright leaves `dfs cluster
+   * down` able to stop what it made.
    */
-  async start(): Promise<void> {
+  async start(options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options;
+    if (signal?.aborted) throw abortedError();
     await this.init();
-    await Promise.all(this.spec.masters.map((m) => this.startMaster(m.name)));
-    await this.withClient((c) => c.waitForLeader(this.#o.readyTimeoutMs ?? 20_000));
-    await Promise.all(this.nodeNames.map((n) => this.startNode(n)));
-    await this.waitForLiveNodes(this.nodeNames.length);
-    if (this.#o.detached) {
-      this.#spec = { ...this.spec, pids: this.pids() };
-      await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
+    this.#signal = signal;
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, fail) => {
+      onAbort = () => fail(abortedError());
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => {}); // raced below, or never settles
+    const steps = this.#startAll(signal);
+    try {
+      await Promise.race([steps, aborted]);
+    } catch (err) {
+      // After an abort the steps still run to their end (each checks the signal): theirs is not the error to report.
+      steps.catch(() => {});
+      // What did start must not outlive a failed start.
+      await this.stop();
+      throw err;
+    } finally {
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+      this.#signal = undefined;
     }
+    if (this.#o.detached) await this.#recordPids();
+  }
+
+  async #startAll(signal: AbortSignal | undefined): Promise<void> {
+    await Promise.all(this.spec.masters.map((m) => this.startMaster(m.name)));
+    await this.#waitForLeader(this.#o.readyTimeoutMs ?? 20_000, signal);
+    await Promise.all(this.nodeNames.map((n) => this.startNode(n)));
+    await this.waitForLiveNodes(this.nodeNames.length, undefined, signal);
+  }
+
+  /** The signal of the start under way: a process it would spawn after an abort is not spawned. */
+  #signal: AbortSignal | undefined;
+
+  async #waitForLeader(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    await this.withClient(async (c) => {
+      for (let pauseMs = 20; ; pauseMs = Math.min(pauseMs * 2, 200)) {
+        if (signal?.aborted) throw abortedError();
+        if ((await c.statusAll()).some((st) => st.status?.role === 'leader')) return;
+        if (performance.now() > deadline) throw new DfsError('ERR_NO_QUORUM', `no leader elected within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    });
   }
 
   /** Resolves once the leader hears `count` storage nodes (ERR_TIMEOUT otherwise). */
-  async waitForLiveNodes(count: number, timeoutMs = this.#o.readyTimeoutMs ?? 20_000): Promise<void> {
+  async waitForLiveNodes(count: number, timeoutMs = this.#o.readyTimeoutMs ?? 20_000, signal?: AbortSignal): Promise<void> {
     if (count === 0) return;
     const deadline = performance.now() + timeoutMs;
     await this.withClient(async (c) => {
       for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 250)) {
+        if (signal?.aborted) throw abortedError();
         const leader = (await c.statusAll()).find((s) => s.status?.role === 'leader')?.status;
         if ((leader?.liveNodes ?? 0) >= count) return;
         if (performance.now() > deadline) throw new DfsError('ERR_TIMEOUT', `the leader hears ${leader?.liveNodes ?? 0} of ${count} storage nodes after ${timeoutMs} ms`);
@@ -265,6 +318,21 @@ export class LocalCluster {
       }
     });
   }
+
+  /** cluster.json with the pids of the processes running now (detached clusters), one write at a time. */
+  #recordPids(): Promise<void> {
+    const write = async (): Promise<void> => {
+      const pids = this.pids();
+      const { pids: _old, ...layout } = this.spec;
+      this.#spec = Object.keys(pids).length > 0 ? { ...layout, pids } : layout;
+      await writeJsonAtomically(join(this.dir, CLUSTER_FILE), this.#spec);
+    };
+    const next = this.#pidWrites.then(write, write);
+    this.#pidWrites = next.catch(() => {});
+    return next;
+  }
+
+  #pidWrites: Promise<void> = Promise.resolve();
 
   /** Starts one master process; resolves when it prints its ready line. */
   async startMaster(name: string): Promise<void> {
@@ -290,6 +358,7 @@ export class LocalCluster {
 
   async #spawn(name: string, dir: string, dfsArgs: string[]): Promise<void> {
     if (this.#procs.has(name)) throw new Error(`${name} is already running`);
+    if (this.#signal?.aborted) throw abortedError();
     // DFS_NODE_ARGS: extra node flags for every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
     const nodeArgs = (process.env.DFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const args = [...nodeArgs, BIN, ...dfsArgs, ...this.#secretArgs()];
@@ -302,7 +371,11 @@ export class LocalCluster {
     child.once('exit', () => {
       if (this.#procs.get(name) === child) this.#procs.delete(name);
     });
+    // Recorded while it starts: waitForReady must listen for an early exit from the first moment.
+    const recorded = this.#o.detached ? this.#recordPids() : Promise.resolve();
+    recorded.catch(() => {}); // awaited below once ready; a failed start reports its own error
     this.#ready.set(name, await waitForReady(child, name, log, this.#o.readyTimeoutMs ?? 20_000));
+    await recorded;
     if (this.#o.detached) {
       child.stdout!.destroy();
       child.unref();
@@ -334,14 +407,97 @@ export class LocalCluster {
     return createPeer({ ...this.peerOptions, privateKey: await loadOrCreateIdentity(join(this.dir, ADMIN_IDENTITY_DIR)) });
   }
 
-  /** Runs `fn` with a metadata client of this cluster (its own short-lived libp2p peer). */
+  /**
+   * Runs `fn` with a metadata client of this cluster that speaks with the cluster's admin key
+   * (the masters take it for user `admin`, role admin: see --admin-peers), unless `options`
+   * gives a token. Calls at the same time share one short-lived libp2p peer: a peer id may hold
+   * only a few connections to a master, and every call here has the same one.
+   */
   async withClient<T>(fn: (client: MetaClient) => Promise<T>, options: Partial<MetaClientOptions> = {}): Promise<T> {
-    const peer = await this.createClientPeer();
+    const { peer, release } = await this.#acquireAdminPeer();
     try {
       return await fn(new MetaClient({ peer, masters: this.masterAddrs, ...options }));
     } finally {
-      await peer.stop();
+      await release();
     }
+  }
+
+  /** The shared admin peer while any withClient call runs; stopped when the last one ends. */
+  #adminPeer: { readonly peer: Promise<DfsPeer>; users: number } | undefined;
+
+  async #acquireAdminPeer(): Promise<{ peer: DfsPeer; release: () => Promise<void> }> {
+    const slot = this.#adminPeer ?? { peer: this.createAdminPeer(), users: 0 };
+    this.#adminPeer = slot;
+    slot.users++;
+    const drop = (): boolean => {
+      slot.users--;
+      if (slot.users > 0) return false;
+      if (this.#adminPeer === slot) this.#adminPeer = undefined;
+      return true;
+    };
+    let peer: DfsPeer;
+    try {
+      peer = await slot.peer;
+    } catch (err) {
+      drop();
+      throw err;
+    }
+    let released = false;
+    return {
+      peer,
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (drop()) await peer.stop();
+      },
+    };
+  }
+
+  /**
+   * Makes the cluster's first user, `admin` (role admin), through the admin key, with a password
+   * of 18 random bytes (base64url), and logs it in: what `dfs cluster up` prints once and saves.
+   * A cluster that already has a user `admin` is left as it is (`created: false`): its password
+   * is whatever was printed or set before.
+   */
+  async bootstrapAdmin(random: (bytes: number) => Uint8Array = randomBytes): Promise<AdminBootstrap> {
+    return this.withClient(async (c) => {
+      if ((await c.listUsers()).some((u) => u.name === ADMIN_USER)) return { created: false };
+      const password = Buffer.from(random(ADMIN_PASSWORD_BYTES)).toString('base64url');
+      try {
+        await c.addUser(ADMIN_USER, password, ['admin']);
+      } catch (err) {
+        // Another `cluster up` of the same directory got there first: theirs stands.
+        if (isDfsError(err, 'ERR_EXISTS')) return { created: false };
+        throw err;
+      }
+      this.#adminPassword = password;
+      const login = await c.login(ADMIN_USER, password);
+      return { created: true, password, login };
+    });
+  }
+
+  /** The admin password this object set (bootstrapAdmin or adminToken), if it set one. */
+  #adminPassword: string | undefined;
+
+  /**
+   * A login token of user `admin`, for tests and benchmarks that run `dfs` commands against this
+   * cluster (as DFS_TOKEN). Makes the user the first time; when it exists and this object does
+   * not know its password, sets a new random one through the admin key first — so do not call
+   * it on a cluster whose admin password a person relies on.
+   */
+  async adminToken(): Promise<string> {
+    if (this.#adminPassword === undefined) {
+      const made = await this.bootstrapAdmin();
+      if (made.created) return made.login.token;
+    }
+    return this.withClient(async (c) => {
+      if (this.#adminPassword === undefined) {
+        const password = randomBytes(ADMIN_PASSWORD_BYTES).toString('base64url');
+        await c.setPassword(ADMIN_USER, password);
+        this.#adminPassword = password;
+      }
+      return (await c.login(ADMIN_USER, this.#adminPassword)).token;
+    });
   }
 
   /** Sends `signal` to a master or node and resolves when it has exited. */
@@ -381,6 +537,8 @@ export class LocalCluster {
         this.#procs.delete(name);
       }),
     );
+    // Nothing of this cluster runs now: `cluster down` must not signal the pids again.
+    if (this.#o.detached && this.#spec) await this.#recordPids();
   }
 
   #master(name: string): MasterSpec {
@@ -388,6 +546,10 @@ export class LocalCluster {
     if (!m) throw new DfsError('ERR_INVALID_ARGUMENT', `no master named ${name}`);
     return m;
   }
+}
+
+function abortedError(): DfsError {
+  return new DfsError('ERR_ABORTED', 'interrupted: the cluster start was stopped, and every process it had started with it');
 }
 
 /**
