@@ -67,7 +67,8 @@ if (SERVER_COMMANDS.has(command)) {
   setFlagsFromString(CLIENT_RUNTIME_V8_FLAGS);
 }
 // A reader that stopped early (`dfs ls | head`) closes the pipe: the output ends there, the
-// process does not crash. (A get to stdout still reports it: its bytes did not all arrive.)
+// process does not crash. (A get or cat to stdout stops there too, quietly, with exit 141:
+// its bytes did not all arrive; see OutputClosed in io.ts.)
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -62,7 +62,9 @@ describe('dfs CLI against a local cluster', () => {
       const missing = await dfs(cwd, 'stat', '/nope');
       expect(missing.code).toBe(EXIT.notFound);
     } finally {
-      const down = await dfs(cwd, 'cluster', 'down');
+      // From a directory below: cluster down finds the cluster as every other command does.
+      await mkdir(join(cwd, 'deeper', 'still'), { recursive: true });
+      const down = await dfs(join(cwd, 'deeper', 'still'), 'cluster', 'down');
       expect(down.stdout).toMatch(/stopped m1, m2, m3/);
     }
     const after = await dfs(cwd, 'status');

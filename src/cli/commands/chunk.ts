@@ -8,6 +8,7 @@ import { ProgressBar } from '../progress.ts';
 
 export interface ChunkCommandOptions {
   json?: boolean;
+  quiet?: boolean;
   summary?: boolean;
   min?: string;
   avg?: string;
@@ -23,7 +24,7 @@ export async function chunkCommand(file: string, options: ChunkCommandOptions, i
   const params = chunkerParamsFrom(options);
   const blake3 = await loadBlake3();
   const { source, totalBytes } = await openSource(file, io);
-  const progress = new ProgressBar({ out: io.stderr, label: `chunking ${path}`, totalBytes });
+  const progress = new ProgressBar({ out: io.stderr, label: `chunking ${path}`, totalBytes, quiet: options.quiet === true || options.json === true });
   const rows: Array<{ offset: number; length: number; id: string }> = [];
   const seen = new Set<string>();
   let uniqueBytes = 0;

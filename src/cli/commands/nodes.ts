@@ -3,9 +3,11 @@ import { DfsError } from '../../errors/index.ts';
 import type { MasterStatus, NodeView } from '../../meta/index.ts';
 import { type ClusterOption, withMetaClient } from '../client-context.ts';
 import { formatBytes, formatTable } from '../format.ts';
-import type { CliIO } from '../io.ts';
+import { commandName } from '../command-name.ts';
+import { SUBCOMMANDS } from '../groups.ts';
+import { type CliIO, info, type OutputFlags } from '../io.ts';
 
-type Json = { json?: boolean };
+type Json = OutputFlags;
 
 async function listNodes(c: MetaClient): Promise<NodeView[]> {
   const value = await c.leaderRequest({ type: 'nodes' });
@@ -49,48 +51,56 @@ export async function nodesCommand(options: ClusterOption & Json, io: CliIO): Pr
 }
 
 /** The node a user named: its name, its full peer id, or a unique end of its peer id. */
-function resolveNode(nodes: readonly NodeView[], ref: string): NodeView {
+function resolveNode(nodes: readonly NodeView[], ref: string, io: CliIO): NodeView {
   const exact = nodes.filter((n) => n.id === ref || n.name === ref);
   const matches = exact.length > 0 ? exact : nodes.filter((n) => n.id.endsWith(ref.replace(/^…/, '')));
   if (matches.length === 1) return matches[0]!;
-  if (matches.length === 0) throw new DfsError('ERR_NOT_FOUND', `no storage node "${ref}": see dfs nodes`);
-  throw new DfsError('ERR_INVALID_ARGUMENT', `"${ref}" names ${matches.length} storage nodes: give the full peer id (dfs nodes --json)`);
+  if (matches.length === 0) throw new DfsError('ERR_NOT_FOUND', `no storage node "${ref}": see ${commandName(io)} nodes`);
+  throw new DfsError('ERR_INVALID_ARGUMENT', `"${ref}" names ${matches.length} storage nodes: give the full peer id (${commandName(io)} nodes --json)`);
 }
 
 /** `dfs rebalance [--max N]`: moves copies from the fullest to the emptiest nodes, in the background. */
-export async function rebalanceCommand(options: ClusterOption & { max?: string }, io: CliIO): Promise<void> {
+export async function rebalanceCommand(options: ClusterOption & Json & { max?: string }, io: CliIO): Promise<void> {
   const maxChunks = options.max === undefined ? 10_000 : Number(options.max);
   if (!Number.isSafeInteger(maxChunks) || maxChunks < 1) throw new DfsError('ERR_USAGE', `--max takes a positive number of chunks, not "${String(options.max)}"`);
   await withMetaClient(options, io, (c) => c.leaderRequest({ type: 'rebalance', maxChunks }), { admin: true });
-  io.stderr.write(`rebalancing: up to ${maxChunks} chunk copies move from the fullest to the emptiest nodes, within each node's copy budget; dfs nodes shows usage even out\n`);
+  if (options.json) io.stdout.write(JSON.stringify({ ok: true, maxChunks }) + '\n');
+  info(io, options, `rebalancing: up to ${maxChunks} chunk copies move from the fullest to the emptiest nodes, within each node's copy budget; ${commandName(io)} nodes shows usage even out`);
 }
 
+/** What `dfs node` does besides start. */
+const NODE_ACTIONS: readonly string[] = (SUBCOMMANDS.node ?? []).filter((a) => a !== 'start');
+
 /** `dfs node admit|drain|rm|scrub <node>`. */
-export async function nodeAdminCommand(action: string, ref: string | undefined, options: ClusterOption & { force?: boolean; now?: boolean }, io: CliIO): Promise<void> {
-  if (!ref) throw new DfsError('ERR_USAGE', `dfs node ${action} needs a node: its name or peer id (see dfs nodes)`);
+export async function nodeAdminCommand(action: string, ref: string | undefined, options: ClusterOption & Json & { force?: boolean; now?: boolean }, io: CliIO): Promise<void> {
+  if (!NODE_ACTIONS.includes(action)) throw new DfsError('ERR_USAGE', `dfs node takes start, ${NODE_ACTIONS.join(', ')}, not "${action}"`);
+  if (!ref) throw new DfsError('ERR_USAGE', `dfs node ${action} needs a node: its name or peer id (see ${commandName(io)} nodes)`);
+  if (action === 'scrub' && !options.now) throw new DfsError('ERR_USAGE', 'dfs node scrub needs --now (nodes scrub in the background anyway; --now re-hashes every chunk at once)');
+  const done = (line: string, label: string, id: string): void => {
+    if (options.json) io.stdout.write(JSON.stringify({ ok: true, action, node: label, id }) + '\n');
+    info(io, options, line);
+  };
   await withMetaClient(options, io, async (c) => {
-    const node = resolveNode(await listNodes(c), ref);
+    const node = resolveNode(await listNodes(c), ref, io);
     const label = node.name ?? shortId(node.id);
+    const name = commandName(io);
     switch (action) {
       case 'admit':
         await c.write({ op: 'admitNode', nodeId: node.id });
-        io.stderr.write(`node ${label} admitted: it gets new data now\n`);
+        done(`node ${label} admitted: it gets new data now`, label, node.id);
         return;
       case 'drain':
         await c.write({ op: 'drainNode', nodeId: node.id });
-        io.stderr.write(`node ${label} is draining: its copies are being made elsewhere; dfs nodes shows its chunks go to 0, then dfs node rm ${label}\n`);
+        done(`node ${label} is draining: its copies are being made elsewhere; ${name} nodes shows its chunks go to 0, then ${name} node rm ${label}`, label, node.id);
         return;
       case 'rm':
         await c.write({ op: 'removeNode', nodeId: node.id, force: options.force === true });
-        io.stderr.write(`node ${label} removed${options.force ? ' (forced)' : ''}\n`);
+        done(`node ${label} removed${options.force ? ' (forced)' : ''}`, label, node.id);
         return;
       case 'scrub':
-        if (!options.now) throw new DfsError('ERR_USAGE', 'dfs node scrub needs --now (nodes scrub in the background anyway; --now re-hashes every chunk at once)');
         await c.leaderRequest({ type: 'scrubNode', nodeId: node.id });
-        io.stderr.write(`node ${label} will re-hash every chunk now (a corrupt one is quarantined and copied again from a good one)\n`);
+        done(`node ${label} will re-hash every chunk now (a corrupt one is quarantined and copied again from a good one)`, label, node.id);
         return;
-      default:
-        throw new DfsError('ERR_USAGE', `dfs node takes start, admit, drain, rm or scrub, not "${action}"`);
     }
   }, { admin: true });
 }
@@ -139,5 +149,39 @@ export async function statusCommand(options: ClusterOption & Json, io: CliIO): P
   }
   if (notAlive.length > 0) {
     throw new DfsError('ERR_UNDER_REPLICATED', `${notAlive.length} storage node(s) not alive: ${notAlive.map((n) => `${n.name ?? shortId(n.id)} ${n.state}`).join(', ')}`);
+  }
+}
+
+/**
+ * `dfs df`: the cluster's raw space (every storage node's capacity, used and free, summed; a
+ * dead or pending node's space is shown apart: no new data goes there) and the health of its
+ * chunks (the leader's status). Informational: exit 0 whatever the health (dfs status fails on it).
+ */
+export async function dfCommand(options: ClusterOption & Json & { bytes?: boolean }, io: CliIO): Promise<void> {
+  const { nodes, chunks } = await withMetaClient(options, io, async (c) => {
+    const nodes = await listNodes(c);
+    const all = await c.statusAll();
+    return { nodes, chunks: all.find((a) => a.status?.role === 'leader')?.status?.chunks ?? null };
+  });
+  const serving = nodes.filter((n) => n.state === 'alive' || n.state === 'suspect' || n.state === 'draining');
+  const sum = (list: readonly NodeView[], field: 'capacityBytes' | 'usedBytes' | 'freeBytes') => list.reduce((n, x) => n + x[field], 0);
+  const capacityBytes = sum(serving, 'capacityBytes');
+  const usedBytes = sum(serving, 'usedBytes');
+  const freeBytes = sum(serving, 'freeBytes');
+  const byState: Record<string, number> = {};
+  for (const n of nodes) byState[n.state] = (byState[n.state] ?? 0) + 1;
+  if (options.json) {
+    io.stdout.write(JSON.stringify({ nodes: nodes.length, nodesByState: byState, capacityBytes, usedBytes, freeBytes, chunks }) + '\n');
+    return;
+  }
+  const size = (n: number) => (options.bytes ? String(n) : formatBytes(n));
+  const usePercent = capacityBytes > 0 ? `${Math.round((100 * usedBytes) / capacityBytes)}%` : '-';
+  io.stdout.write(formatTable(['NODES', 'SIZE', 'USED', 'FREE', 'USE%'], [[`${serving.length} of ${nodes.length}`, size(capacityBytes), size(usedBytes), size(freeBytes), usePercent]], new Set([1, 2, 3, 4])));
+  const states = Object.entries(byState).map(([state, n]) => `${n} ${state}`).join(', ');
+  io.stdout.write(`storage nodes: ${states || 'none registered'}; space is raw (every copy counts)\n`);
+  if (chunks) {
+    io.stdout.write(`chunks: ${chunks.total} referenced, ${chunks.underReplicated} under-replicated, ${chunks.missing} missing${chunks.ready ? '' : ' (the leader is still waiting for node reports)'}\n`);
+  } else {
+    io.stdout.write('chunks: unknown (no leader answered)\n');
   }
 }
