@@ -10,6 +10,10 @@ export interface BenchRow {
   readonly vs?: string;
   readonly target?: string;
   readonly note?: string;
+  /** User + system CPU seconds per GiB moved, summed over every process involved. */
+  readonly cpuSPerGiB?: number;
+  /** The client process's peak resident memory, bytes. */
+  readonly peakRssBytes?: number;
 }
 
 export function mbPerS(bytes: number, ms: number): number {
@@ -46,7 +50,8 @@ export function printRows(title: string, rows: readonly BenchRow[]): void {
 
 const results: Record<string, readonly BenchRow[]> = {};
 
-function recordResults(title: string, rows: readonly BenchRow[]): void {
+/** Adds (or replaces) one table's rows in bench/out/results.json, which holds every table of the run. */
+export function recordResults(title: string, rows: readonly BenchRow[]): void {
   results[title] = rows;
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./out/results.json', import.meta.url), JSON.stringify(results, null, 2));
