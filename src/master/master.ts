@@ -15,6 +15,10 @@ import { MetaMachine } from './meta-machine.ts';
 import { MetaService } from './meta-service.ts';
 import { type RaftLogStore, RaftDriver } from './raft-driver.ts';
 import { RaftStore } from './raft-store.ts';
+import { createMetricsRegistry, metricsRoute, type RunningHttpServer, startHttpServer } from '../metrics/index.ts';
+import type { NodeView } from '../meta/index.ts';
+import { type MasterMetricsSource, registerMasterMetrics } from './master-metrics.ts';
+import { statusRoutes } from './status-page.ts';
 import { Libp2pRaftTransport } from './raft-transport.ts';
 
 export interface MasterOptions {
@@ -52,6 +56,8 @@ export interface MasterOptions {
   readonly openRaftStore?: (dir: string) => Promise<RaftLogStore>;
   /** Persistence failed and the master stopped acting (a process exits from here). */
   readonly onFailure?: (err: Error) => void;
+  /** host:port to serve /metrics, the status page (/) and /status.json on; default: none. */
+  readonly http?: string;
 }
 
 export interface Master {
@@ -64,6 +70,8 @@ export interface Master {
   readonly repair: RepairTask;
   readonly health: FailureDetector;
   readonly leaderTasks: LeaderTaskHost;
+  /** Where the metrics and status page are served (host:port), when asked for. */
+  readonly httpAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -114,6 +122,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
     ...(options.psk ? { psk: options.psk, ...(options.secretMode ? { secretMode: options.secretMode } : {}) } : {}),
   });
   let store: RaftLogStore | undefined;
+  let http: RunningHttpServer | undefined;
   try {
     if (peerAddrs.has(peer.peerId)) throw new DfsError('ERR_INVALID_ARGUMENT', `--peers lists this master itself (${peer.peerId})`);
     store = await (options.openRaftStore ?? RaftStore.open)(join(options.dir, 'raft'));
@@ -203,9 +212,21 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
     });
     const leaderTasks = new LeaderTaskHost({ driver, tasks: [health, repair, gc], clock, logger });
     leaderTasks.start();
+    if (options.http !== undefined) {
+      try {
+        http = await serveHttp(options.name, options.http, metaService, peer.peerId, logger);
+      } catch (err) {
+        // A port already taken: nothing of this master may keep running.
+        await leaderTasks.stop();
+        await transport.stop();
+        await driver.close();
+        throw err;
+      }
+    }
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
+        await http?.close();
         await leaderTasks.stop();
         await transport.stop();
         await driver.close();
@@ -216,12 +237,28 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
       options.onFailure?.(err);
     };
     if (driver.failure) failed(driver.failure);
-    return { name: options.name, peerId: peer.peerId, addrs: peer.listenAddrs, driver, service: metaService, gc, repair, health, leaderTasks, stop };
+    return { name: options.name, peerId: peer.peerId, addrs: peer.listenAddrs, driver, service: metaService, gc, repair, health, leaderTasks, ...(http ? { httpAddress: http.address } : {}), stop };
   } catch (err) {
+    await http?.close().catch(() => {});
     await store?.close().catch(() => {});
     await peer.stop().catch(() => {});
     throw err;
   }
+}
+
+/** /metrics, the status page and /status.json, read from the service as this master itself. */
+async function serveHttp(name: string, listen: string, service: MetaService, selfPeerId: string, logger: Logger): Promise<RunningHttpServer> {
+  const source: MasterMetricsSource = {
+    status: () => service.status(),
+    nodes: async () => {
+      if (service.dataPlane === undefined) return undefined;
+      const answer = await service.handle({ type: 'nodes' }, { peerId: selfPeerId });
+      return answer.ok ? (answer.value as NodeView[]) : undefined;
+    },
+  };
+  const registry = createMetricsRegistry({ role: 'master', name });
+  registerMasterMetrics(registry, source);
+  return startHttpServer({ listen, routes: { '/metrics': metricsRoute(registry), ...statusRoutes(source) }, logger });
 }
 
 function stateMissing(dir: string, peerId: string): DfsError {

@@ -205,13 +205,14 @@ async function main(): Promise<number> {
     console.log(`[chaos] cluster up in ${secs(performance.now() - startedAt)}: 3 masters, ${o.nodes} nodes, RF ${DEFAULT_REPLICATION_FACTOR}`);
 
     peer = await cluster.createClientPeer();
+    const token = await cluster.adminToken();
     const blake3 = await loadBlake3();
     const catalog = new ContentCatalog(blake3, o.seed);
     procs = new Procs(cluster, history);
     const groups = groupPaths(12);
     let inspectMeta: MetaClient | undefined;
     const inspect = (id: string) => inspectChunk(id, procs!, inspectMeta!, blake3);
-    const workload = new Workload({ seed: o.seed, workers: o.workers, peer, masters: cluster.masterAddrs, blake3, catalog, history, groups, requestTimeoutMs: 15_000, impatientWorkers: Math.min(2, o.workers - 1), inspect, putBytesPerSec: o.putMiBPerSec * 2 ** 20, runDir: dir });
+    const workload = new Workload({ seed: o.seed, workers: o.workers, peer, masters: cluster.masterAddrs, blake3, catalog, history, groups, requestTimeoutMs: 15_000, impatientWorkers: Math.min(2, o.workers - 1), inspect, putBytesPerSec: o.putMiBPerSec * 2 ** 20, runDir: dir, token });
     const meta = workload.meta({ timeoutMs: 10_000 });
     inspectMeta = workload.meta({ timeoutMs: 5_000 });
     for (const g of groups) await meta.write({ op: 'mkdir', path: g[0]!.slice(0, g[0]!.lastIndexOf('/')), parents: true });

@@ -49,6 +49,8 @@ export interface WorkloadOptions {
   readonly putBytesPerSec: number;
   /** The run directory: puts pause while its filesystem is low (GC lags behind leader changes). */
   readonly runDir: string;
+  /** The login every metadata request carries (an admin's: the checks read every node and path). */
+  readonly token: string;
 }
 
 /** Puts pause while the run directory's filesystem has less than this free, or less than 15%. */
@@ -118,7 +120,7 @@ export class Workload {
   }
 
   meta(extra: { timeoutMs?: number } = {}): MetaClient {
-    return new MetaClient({ peer: this.#o.peer, masters: this.#o.masters, timeoutMs: extra.timeoutMs ?? this.#o.requestTimeoutMs, attemptTimeoutMs: 2_000 });
+    return new MetaClient({ peer: this.#o.peer, masters: this.#o.masters, token: this.#o.token, timeoutMs: extra.timeoutMs ?? this.#o.requestTimeoutMs, attemptTimeoutMs: 2_000 });
   }
 
   start(): void {
