@@ -16,6 +16,11 @@ import { loadLogin, type SavedLogin, TOKEN_ENV } from './token-store.ts';
 export interface ClusterOption extends SecretOptions {
   /** A cluster directory or a dfs-client.json file. */
   cluster?: string;
+  /**
+   * --admin-key: speak with the admin key beside the client config (`admin/peer-key`), which
+   * the masters take as user admin (--admin-peers); how the first admin user of a cluster is made.
+   */
+  adminKey?: boolean;
 }
 
 /**
@@ -152,7 +157,10 @@ export async function withClusterClient<T>(
   const token = as.anonymous ? {} : await clientToken(io, clusterKey);
   // Node administration is also accepted from the cluster's admin key, which a local cluster
   // keeps beside its client config; without one the user's login must have the admin role.
-  const adminKey = as.admin ? await readAdminIdentity(dirname(path)) : undefined;
+  const adminKey = as.admin || options.adminKey ? await readAdminIdentity(dirname(path)) : undefined;
+  if (options.adminKey && !adminKey) {
+    throw new DfsError('ERR_NOT_FOUND', `--admin-key: no admin key at ${join(dirname(path), ADMIN_IDENTITY_DIR, IDENTITY_FILE_NAME)}; make one with ${commandName(io)} master init --dir ${join(dirname(path), ADMIN_IDENTITY_DIR)} and give the peer id it prints to every master's --admin-peers`);
+  }
   const peer = await createPeer({ ...(secret.psk ? { psk: secret.psk, secretMode: secret.secretMode } : {}), ...(adminKey ? { privateKey: adminKey } : {}) });
   try {
     const rejected = await handshakeRejections(peer, config.masters);

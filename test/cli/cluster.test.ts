@@ -153,6 +153,30 @@ describe('dfs CLI against a local cluster', () => {
     }
   });
 
+  it('cluster up with --masters or --nodes unlike the existing layout is refused in one line saying how to start afresh', async () => {
+    const cwd = await tempDir();
+    const dir = join(cwd, '.dfs-local');
+    await mkdir(dir);
+    // A layout as an earlier `cluster up` left it (3 masters, 5 storage nodes); nothing is started.
+    const masters = [1, 2, 3].map((i) => ({ name: `m${i}`, dir: join(dir, 'masters', `m${i}`), port: 7000 + i, peerId: `12D3KooWm${i}`, addr: `/ip4/127.0.0.1/tcp/${7000 + i}/p2p/12D3KooWm${i}` }));
+    const nodes = [1, 2, 3, 4, 5].map((i) => ({ name: `n${i}`, dir: join(dir, 'nodes', `n${i}`), port: 7100 + i }));
+    await writeFile(join(dir, 'cluster.json'), JSON.stringify({ version: 1, masters, nodes }));
+    const r = await dfs(cwd, 'cluster', 'up', '--detach', '--nodes', '3');
+    expect(r.code).toBe(EXIT.usage);
+    // "npx dfs" when the test runs under npm (npm_execpath), as hints say.
+    expect(r.stderr.replace('npx dfs', 'dfs')).toBe(
+      `dfs: the cluster in ${dir} has 3 masters and 5 storage nodes, not --nodes 3: start it as it is (no --masters or --nodes), or start afresh (its data is lost): dfs cluster down --cluster ${dir}, then remove ${dir} [ERR_USAGE]\n`,
+    );
+    const both = await dfs(cwd, 'cluster', 'up', '--masters', '1', '--nodes', '5');
+    expect(both.code).toBe(EXIT.usage);
+    expect(both.stderr).toMatch(/has 3 masters and 5 storage nodes, not --masters 1: /);
+    for (const bad of [['--masters', '4'], ['--nodes', 'many'], ['--nodes', '-1']]) {
+      const x = await dfs(cwd, 'cluster', 'up', ...bad);
+      expect(x.code, bad.join(' ')).toBe(EXIT.usage);
+      expect(x.stderr.split('\n')).toHaveLength(2);
+    }
+  });
+
   it('commands outside any cluster say how to get one', async () => {
     const cwd = await tempDir();
     const r = await dfs(cwd, 'ls', '/');

@@ -149,7 +149,7 @@ describe('dfs help, version, completion', () => {
     }
     const wrong = captureIO();
     expect(await main(['cluster', 'sideways'], wrong)).toBe(EXIT.usage);
-    expect(wrong.err()).toBe('dfs: dfs cluster takes init, up, down, not "sideways"; see dfs cluster --help [ERR_USAGE]\n');
+    expect(wrong.err()).toBe('dfs: dfs cluster takes init, up, down, add, use, list, rm, not "sideways"; see dfs cluster --help [ERR_USAGE]\n');
   });
 
   it('dfs version and --version; --json gives an object', async () => {
@@ -166,7 +166,7 @@ describe('dfs help, version, completion', () => {
     expect(await main(['completion', 'bash'], bash)).toBe(EXIT.ok);
     expect(bash.out()).toMatch(/complete -o filenames -F _dfs_complete dfs/);
     for (const command of ['put', 'get', 'cat', 'du', 'df', 'rm', 'mv', 'cluster', 'node', 'completion']) expect(bash.out()).toMatch(new RegExp(`compgen -W "[^"]*\\b${command}\\b`));
-    expect(bash.out()).toContain('cluster) subs="init up down"');
+    expect(bash.out()).toContain('cluster) subs="init up down add use list rm"');
     expect(bash.out()).toContain('node) subs="start admit drain rm scrub"');
     expect(bash.out()).toMatch(/rm\) subs=""; opts="-r --recursive -f --force /);
     const zsh = captureIO();
