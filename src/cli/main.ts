@@ -79,6 +79,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--dead-after <ms>', 'A storage node silent this long is dead: its chunks are copied elsewhere (default 10000)')
     .option('--admit-nodes <mode>', 'auto: new storage nodes get data at once; manual: after dfs node admit (default manual)')
     .option('--admin-peers <ids>', 'Peer ids, comma-separated, allowed to admit, drain, remove and scrub nodes (besides the masters)')
+    .option('--http <host:port>', 'Serve Prometheus metrics (/metrics) and a status page (/) over HTTP here, e.g. 127.0.0.1:9464')
     .action(async (action: string, options) => {
       if (action === 'start') return (await import('./commands/master.ts')).masterStartCommand(options, io);
       if (action === 'init') return (await import('./commands/master.ts')).masterInitCommand(options, io);
@@ -95,6 +96,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
     .option('--masters <multiaddrs>', 'Every master, comma-separated, each ending in /p2p/<peer id>')
     .option('--capacity <size>', 'Bytes to offer, e.g. 100GiB (default: the free disk)')
     .option('--scrub-interval <ms>', 'Re-hash every chunk within this period (default 604800000: 7 days)')
+    .option('--http <host:port>', 'node start: serve Prometheus metrics (/metrics) over HTTP here, e.g. 127.0.0.1:9465')
     .option('--force', 'node rm: remove it even if chunks become under-replicated')
     .option('--now', 'node scrub: re-hash every chunk now')
     .action(async (action: string, node: string | undefined, options) => {
@@ -237,6 +239,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   cli.option('--json', 'Print JSON (data on stdout; an error as one object {"ok":false,"code","message"} on stderr)');
   cli.option('-q, --quiet', 'No progress bars and no informational lines');
   cli.option('--cluster <dir>', 'The cluster: a directory, a dfs-client.json or a name from dfs cluster list (default: DFS_CLUSTER, else found from here upwards, else dfs cluster use)');
+  cli.option('--admin-key', 'Speak with the admin key beside the client config (admin/peer-key; the masters take it as user admin): to make the first admin user');
   cli.option('--swarm-key <file>', 'The cluster secret, a swarm key file (default: DFS_SWARM_KEY, else the client config\'s "swarmKey")');
   cli.option('--insecure', 'Run (master, node, cluster up) or connect without a cluster secret; servers warn at every start');
   cli.option('--secret-mode <mode>', 'How the secret is checked: handshake (default, bound into Noise) or pnet');

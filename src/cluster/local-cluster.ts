@@ -44,6 +44,8 @@ export interface ReadyInfo {
   readonly name: string;
   readonly peerId: string;
   readonly addrs: readonly string[];
+  /** host:port of its metrics (and, on a master, status page), when it serves them. */
+  readonly http?: string;
 }
 
 /** Where a local cluster keeps the identity its operator administers nodes with. */
@@ -339,7 +341,7 @@ export class LocalCluster {
     const m = this.#master(name);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
     const admin = await this.adminPeerId();
-    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', '--admin-peers', admin, ...(this.#o.masterArgs ?? [])]);
+    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', '--admin-peers', admin, '--http', '127.0.0.1:0', ...(this.#o.masterArgs ?? [])]);
   }
 
   /** Starts one storage node process; resolves when it prints its ready line. */

@@ -89,7 +89,7 @@ export async function clusterUpCommand(options: ClusterUpOptions, io: CliIO): Pr
 
 function report(cluster: LocalCluster, admin: AdminLogin, dir: string, options: ClusterUpOptions, io: CliIO): void {
   const processes = [
-    ...cluster.spec.masters.map((m) => ({ name: m.name, role: 'master', addr: m.addr })),
+    ...cluster.spec.masters.map((m) => ({ name: m.name, role: 'master', addr: m.addr, ...statusPageOf(cluster, m.name) })),
     ...(cluster.spec.nodes ?? []).map((n) => ({ name: n.name, role: 'storage node', addr: `/ip4/127.0.0.1/tcp/${n.port}` })),
   ];
   const clientConfig = resolve(dir, CLIENT_CONFIG_FILE);
@@ -97,7 +97,7 @@ function report(cluster: LocalCluster, admin: AdminLogin, dir: string, options: 
     io.stdout.write(JSON.stringify({ dir, clientConfig, swarmKey: cluster.swarmKeyPath ?? null, detached: options.detach === true, processes, admin }) + '\n');
     return;
   }
-  io.stdout.write(formatTable(['PROCESS', 'ROLE', 'ADDRESS'], processes.map((p) => [p.name, p.role, p.addr])));
+  io.stdout.write(formatTable(['PROCESS', 'ROLE', 'ADDRESS', 'STATUS PAGE'], processes.map((p) => [p.name, p.role, p.addr, 'statusPage' in p ? String(p.statusPage) : ''])));
   io.stdout.write(`\ncluster up in ${dir}; client config ${clientConfig}\n`);
   io.stdout.write(cluster.swarmKeyPath ? `cluster secret ${cluster.swarmKeyPath} (mode 0600; the client config names it)\n` : 'no cluster secret (--insecure)\n');
   io.stdout.write(adminText(admin, io));
@@ -276,4 +276,14 @@ function adminText(admin: AdminLogin, io: CliIO): string {
   if (admin.created) return `created user ${admin.user} (role admin); admin password: ${admin.password} (shown once; change it with ${dfs} user passwd)\n`;
   if (admin.loggedIn) return `user ${admin.user} exists; logged in as ${admin.loggedInAs} (token in ${admin.tokenFile})\n`;
   return `user ${admin.user} exists (its password was shown by the first dfs cluster up of this directory): log in with ${dfs} login ${admin.user}\n`;
+}
+
+/** A master's status page and metrics, as it reported them when it became ready. */
+function statusPageOf(cluster: LocalCluster, name: string): { statusPage: string } | Record<string, never> {
+  try {
+    const http = cluster.readyInfo(name).http;
+    return http ? { statusPage: `http://${http}/` } : {};
+  } catch {
+    return {};
+  }
 }

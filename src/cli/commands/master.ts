@@ -40,6 +40,8 @@ export interface MasterStartOptions extends SecretOptions {
   deadAfter?: string;
   admitNodes?: string;
   adminPeers?: string;
+  /** host:port for /metrics and the status page. */
+  http?: string;
 }
 
 /** A duration option in milliseconds: a positive integer, or ERR_USAGE naming the flag. */
@@ -95,9 +97,10 @@ export async function masterStartCommand(options: MasterStartOptions, io: CliIO)
     ...(options.gcGraceMs !== undefined ? { gcGraceMs: Number(options.gcGraceMs) } : {}),
     ...timingOptions(options),
     ...(options.adminPeers ? { adminPeers: String(options.adminPeers).split(',').map((x) => x.trim()).filter(Boolean) } : {}),
+    ...(options.http !== undefined ? { http: String(options.http) } : {}),
   });
-  io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs }) + '\n');
-  io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}\n`);
+  io.stdout.write(JSON.stringify({ event: 'ready', name: master.name, peerId: master.peerId, addrs: master.addrs, ...(master.httpAddress ? { http: master.httpAddress } : {}) }) + '\n');
+  io.stderr.write(`master ${master.name} (${master.peerId}) serving on ${master.addrs.join(', ')}${master.httpAddress ? `; status page http://${master.httpAddress}/, metrics /metrics` : ''}\n`);
   await new Promise<void>((resolve) => {
     wake = resolve;
     if (failure) resolve();
@@ -131,6 +134,8 @@ export interface NodeStartOptions extends SecretOptions {
   masters?: string;
   capacity?: string;
   scrubInterval?: string;
+  /** host:port for /metrics. */
+  http?: string;
 }
 
 /** `dfs node start`: runs a storage node until SIGTERM or SIGINT; prints a ready JSON line. */
@@ -162,9 +167,10 @@ export async function nodeStartCommand(options: NodeStartOptions, io: CliIO): Pr
     masters: String(options.masters).split(',').map((s) => s.trim()).filter(Boolean),
     ...secretPeerOptions(secret),
     ...(capacityBytes !== undefined ? { capacityBytes } : {}),
+    ...(options.http !== undefined ? { http: String(options.http) } : {}),
   });
-  io.stdout.write(JSON.stringify({ event: 'ready', name: node.name, peerId: node.peerId, addrs: node.addrs }) + '\n');
-  io.stderr.write(`storage node ${node.name} (${node.peerId}) serving on ${node.addrs.join(', ')}\n`);
+  io.stdout.write(JSON.stringify({ event: 'ready', name: node.name, peerId: node.peerId, addrs: node.addrs, ...(node.httpAddress ? { http: node.httpAddress } : {}) }) + '\n');
+  io.stderr.write(`storage node ${node.name} (${node.peerId}) serving on ${node.addrs.join(', ')}${node.httpAddress ? `; metrics http://${node.httpAddress}/metrics` : ''}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
