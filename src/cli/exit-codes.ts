@@ -50,6 +50,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ERR_PIPELINE':
     case 'ERR_UNDER_REPLICATED':
     case 'ERR_UNAVAILABLE':
+    case 'ERR_FILE_CHANGED':
       return EXIT.failure;
     case 'ERR_CHUNK_TOO_LARGE':
     case 'ERR_IO':

@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   ERR_TOKEN_EXPIRED: 'the login token or chunk ticket expired: log in again',
   ERR_QUOTA: "the user's byte or file quota would be exceeded",
   ERR_UNAVAILABLE: 'the peer cannot serve this yet (it is still starting); retry shortly or elsewhere',
+  ERR_FILE_CHANGED: 'the file was replaced or removed while it was being read; read it again',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -366,7 +366,7 @@ export class MetaService {
         const self = identity.user === cmd.name && caller.kind === 'token';
         if (identity.roles.includes('admin') || (self && cmd.op === 'revokeTokens')) return identity.user;
         if (!self) return check({ op: 'users' });
-        if (cmd.op === 'setPassword' && cmd.oldPassword !== undefined && (await this.access.checkPassword(cmd.name, cmd.oldPassword))) return identity.user;
+        if (cmd.op === 'setPassword' && cmd.oldPassword !== undefined && (await this.access.checkPassword(cmd.name, cmd.oldPassword, caller))) return identity.user;
         throw this.access.refuse('ERR_FORBIDDEN', 'the current password is wrong or missing: give it to change your password (dfs user passwd)', caller, cmd.op);
       }
       case 'addUser':
@@ -589,10 +589,12 @@ export class MetaService {
     } else {
       this.access.check(caller, { op: 'get', path: request.path }, 'locate');
       const entry = this.#o.machine.state.stat(request.path);
-      if (entry?.kind !== 'file') throw new DfsError('ERR_NOT_FOUND', `${request.path}: no such file`);
+      if (entry?.kind !== 'file') throw new DfsError('ERR_FILE_CHANGED', `${request.path} is no longer a file (removed or replaced while being read): read it again`);
       const ids = this.#chunkSet(entry.manifest);
       const stray = request.ids.find((id) => !ids.has(id));
-      if (stray !== undefined) throw this.access.refuse('ERR_FORBIDDEN', `chunk ${stray} is not part of ${request.path}: locate only the chunks of the file you read`, caller, 'locate', request.path);
+      // Most often a read racing an overwrite (the reader's manifest is the old one); a peer
+      // fishing for other files' chunks gets the same answer and no ticket, and an audit line.
+      if (stray !== undefined) throw this.access.refuse('ERR_FILE_CHANGED', `${request.path} changed while being read (chunk ${stray} is no longer part of it): read it again`, caller, 'locate', request.path);
     }
     this.access.requireKeys();
     return Promise.all(plane.locate(request.ids).map(async (l) => ({ ...l, ticket: await this.access.ticket('get', [l.id], caller.peerId) })));

@@ -299,7 +299,7 @@ describe('chunk tickets', () => {
       const [l] = located.value as Array<{ id: string; holders: string[]; ticket: string }>;
       expect(l!.holders).toHaveLength(3);
       expect(verifyTicket(l!.ticket, { publicKey, now, op: 'get', chunkId: cid(5), bearerPeerId: ALICE_PEER })).toMatchObject({ ok: true });
-      expect(await alice({ type: 'locate', ids: [cid(5), cid(6)], path: '/t' })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      expect(await alice({ type: 'locate', ids: [cid(5), cid(6)], path: '/t' })).toMatchObject({ ok: false, code: 'ERR_FILE_CHANGED' });
       expect(await alice({ type: 'locate', ids: [cid(5)] })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
       // replicate commands in a heartbeat answer: bearer is the node told to copy.
       const plane = leader.service.dataPlane!;

@@ -189,8 +189,11 @@ export async function getCommand(args: readonly string[], options: DataOptions, 
   });
 }
 
+/** A file replaced while we read it is read again from the start, this many times at most. */
+const READS_OF_A_CHANGING_FILE = 3;
+
 /** One remote file to the local path `target`. */
-async function getOne(s: Session, remote: string, totalBytes: number, target: string): Promise<void> {
+async function getOne(s: Session, remote: string, totalBytes: number, target: string, attempt = 1): Promise<void> {
   const { io, options } = s;
   const existing = await localStat(target);
   if (existing?.isDirectory()) throw new DfsError('ERR_IS_DIR', `${target} is a directory`);
@@ -221,6 +224,11 @@ async function getOne(s: Session, remote: string, totalBytes: number, target: st
     await file.abort();
     await unlink(partial).catch(() => {});
     untrackPartial(partial);
+    // Overwritten while we read it: the new version is read whole, from the start.
+    if (isDfsError(err, 'ERR_FILE_CHANGED') && attempt < READS_OF_A_CHANGING_FILE) {
+      const entry = await s.meta.stat(remote);
+      if (entry.kind === 'file') return getOne(s, remote, entry.size, target, attempt + 1);
+    }
     throw err;
   }
 }
