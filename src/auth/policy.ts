@@ -94,7 +94,10 @@ function effectiveLevel(identity: Identity, path: string, view: PolicyView): Eff
     }
   };
   for (let p = path; ; p = parentOf(p)) {
-    if (p !== ROOT && view.ownerOf(p) === identity.user) raise('admin', `owner of ${p}`);
+    // Owning a directory gives admin below it only down to the nearest path with explicit
+    // grants: whoever happened to create a shared parent (`mkdir -p /home/alice` makes alice
+    // the owner of /home) must not override a restriction someone set lower down.
+    if (p !== ROOT && out.restrictedAt === undefined && view.ownerOf(p) === identity.user) raise('admin', `owner of ${p}`);
     const grants = view.grantsAt(p);
     if (grants.length > 0 && out.restrictedAt === undefined) out.restrictedAt = p;
     for (const g of grants) if (principalMatches(g.principal, identity)) raise(g.level, `grant ${g.level} on ${p} to ${g.principal}`);

@@ -55,6 +55,10 @@ if (SERVER_COMMANDS.has(command)) {
   // Before anything is opened, and inherited across the execve below: what a master or node
   // creates (data directories, keys, chunk files, LevelDB files) is its own alone, 0700/0600.
   if (starting) process.umask(0o077);
+  // libuv's pool (4 threads by default) runs fs, LevelDB and argon2 work alike: password checks
+  // (at most 2 at once, src/master/access.ts) must leave threads for the Raft log's writes.
+  // Read when the pool first starts, so it goes before anything and across the execve below.
+  if (starting) process.env.UV_THREADPOOL_SIZE ??= '8';
   if (starting && !SERVER_V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
     const [execPath, ...rest] = process.argv as [string, ...string[]];
     try {

@@ -64,7 +64,7 @@ export interface AccessOptions {
   readonly passwords?: HashPasswordOptions;
   readonly verifyPasswords?: VerifyPasswordOptions;
   readonly loginLimits?: Omit<LoginLimiterOptions, 'clock'>;
-  /** Password checks running at once at most; more logins get ERR_OVERLOADED. Default 4. */
+  /** Password checks running at once at most; more logins get ERR_OVERLOADED. Default 2 (of 8 pool threads). */
   readonly maxLoginsInFlight?: number;
   /** Lifetime of chunk tickets. Default DEFAULT_TICKET_TTL_MS (60 s). */
   readonly ticketTtlMs?: number;
@@ -166,9 +166,18 @@ export class Access {
     return hashPassword(password, this.#o.passwords);
   }
 
-  /** Whether `password` is `user`'s (same work for an unknown user). */
-  async checkPassword(user: string, password: string): Promise<boolean> {
-    return this.#limitedPasswordCheck(() => verifyPassword(password, this.#o.state().user(user)?.password, this.#o.verifyPasswords));
+  /**
+   * Whether `password` is `user`'s (same work for an unknown user), for a caller that is not
+   * logging in (a user changing their own password). Failures count with the login limiter's, per
+   * user and per peer: else a stolen token would be unlimited guessing of the account's password.
+   * While the limiter holds `user` or the caller's peer off: ERR_FORBIDDEN (audited), nothing checked.
+   */
+  async checkPassword(user: string, password: string, caller: Caller): Promise<boolean> {
+    const limit = this.#limiter.check(user, caller.peerId);
+    if (!limit.allowed) throw this.refuse('ERR_FORBIDDEN', limit.message, caller, 'checkPassword');
+    const good = await this.#limitedPasswordCheck(() => verifyPassword(password, this.#o.state().user(user)?.password, this.#o.verifyPasswords));
+    if (!good) this.#limiter.recordFailure(user, caller.peerId);
+    return good;
   }
 
   /** Checks a password and signs a token; failures are rate-limited per user and per peer. */
@@ -200,7 +209,7 @@ export class Access {
   }
 
   async #limitedPasswordCheck(check: () => Promise<boolean>): Promise<boolean> {
-    if (this.#loginsInFlight >= (this.#o.maxLoginsInFlight ?? 4)) throw new DfsError('ERR_OVERLOADED', 'too many password checks under way on this master: retry in a moment');
+    if (this.#loginsInFlight >= (this.#o.maxLoginsInFlight ?? 2)) throw new DfsError('ERR_OVERLOADED', 'too many password checks under way on this master: retry in a moment');
     this.#loginsInFlight++;
     try {
       return await check();

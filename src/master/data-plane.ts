@@ -168,10 +168,13 @@ export class DataPlane {
    * needed → the chunk is missing from the answer's targets (the caller fails clearly). Every
    * chunk asked about is promised to the upload, "existing" ones too.
    */
-  place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string, owner?: string): UnsignedPlacement[] {
+  place(chunks: ReadonlyArray<{ id: string; size: number }>, exclude: ReadonlySet<string> = new Set(), uploadId?: string, owner?: string, user?: string): UnsignedPlacement[] {
     const rf = this.#o.replicationFactor();
     const live = this.liveNodes().filter((n) => !exclude.has(n.id));
-    if (uploadId !== undefined) this.uploads.promise(uploadId, chunks.map((c) => c.id), owner);
+    if (uploadId !== undefined) {
+      const placed = user === undefined ? undefined : { user, sizes: new Map(chunks.map((c) => [c.id, c.size])) };
+      this.uploads.promise(uploadId, chunks.map((c) => c.id), owner, placed);
+    }
     const fence = this.fences.next();
     return chunks.map(({ id, size }) => {
       this.locations.touch(id);

@@ -50,6 +50,9 @@ export interface RepairView {
 
 const MiB = 1024 * 1024;
 
+/** Registered storage nodes waiting for `dfs node admit` at most: more registrations are refused. */
+export const MAX_PENDING_NODES = 64;
+
 /** Copies handed to one node per heartbeat answer. */
 const REPLICATE_PER_ANSWER = 64;
 
@@ -102,6 +105,7 @@ export class MetaService {
   readonly #hashLimit: PeerRateLimit;
   readonly #badReplicaLimit: PeerRateLimit;
   readonly #scrubLimit: PeerRateLimit;
+  readonly #registerLimit: PeerRateLimit;
   /** A cluster key proposal under way (see #ensureClusterKey). */
   #proposingKey: Promise<void> | undefined;
   /** Each manifest's chunk ids, for checking that a located chunk belongs to the named file. */
@@ -129,6 +133,7 @@ export class MetaService {
     this.#hashLimit = new PeerRateLimit({ clock: this.#clock, perSecond, burst });
     this.#badReplicaLimit = new PeerRateLimit({ clock: this.#clock, perSecond: perSecond * 50, burst: burst * 50 });
     this.#scrubLimit = new PeerRateLimit({ clock: this.#clock, perSecond, burst });
+    this.#registerLimit = new PeerRateLimit({ clock: this.#clock, perSecond, burst });
     // The cluster key is proposed as soon as this master leads, served or not.
     options.driver.onChange(() => this.#ensureClusterKey());
   }
@@ -204,8 +209,11 @@ export class MetaService {
       this.#authorizeNodeTraffic(request, caller);
       switch (request.type) {
         case 'status':
-          if (request.withHash === true && caller.kind !== 'master' && !this.#hashLimit.take(from.peerId)) {
-            throw new DfsError('ERR_OVERLOADED', 'too many state-hash requests from this peer: retry in a few seconds');
+          if (request.withHash === true && caller.kind !== 'master') {
+            // Hashing serialises the whole state on the event loop (about a second at 200k
+            // files): only admins may ask, and not often.
+            this.access.check(caller, { op: 'nodes' }, 'status withHash');
+            if (!this.#hashLimit.take(from.peerId)) throw new DfsError('ERR_OVERLOADED', 'too many state-hash requests from this peer: retry in a few seconds');
           }
           return { ok: true, value: await this.status(request.withHash === true) };
         case 'login':
@@ -262,10 +270,15 @@ export class MetaService {
         case 'locate':
           return { ok: true, value: await this.#locate(request, caller) };
         case 'proveStored': {
-          this.access.identify(caller, 'proveStored');
+          const identity = this.access.identify(caller, 'proveStored');
           const plane = this.#leaderPlane();
+          const upload = request.uploadId === undefined ? undefined : uploadKey(from.peerId, request.uploadId);
+          // Promising chunks keeps them from GC: only for an upload `place` opened (it checked
+          // write access) or a caller who may write somewhere (writer, admin, a master).
+          const mayWrite = caller.kind === 'master' || identity.roles.some((r: Role) => r === 'writer' || r === 'admin') || (upload !== undefined && plane.uploads.alive(upload));
+          if (!mayWrite) throw this.access.refuse('ERR_FORBIDDEN', `${identity.user} has no upload open here and no writer role: proveStored follows a place`, caller, 'proveStored');
           // Proven chunks are promised to the upload: this leader may not know it yet.
-          if (request.uploadId !== undefined) plane.uploads.promise(uploadKey(from.peerId, request.uploadId), request.acks.map((a) => a.id), from.peerId);
+          if (upload !== undefined) plane.uploads.promise(upload, request.acks.map((a) => a.id), from.peerId);
           await this.#recordProof(plane, request.acks);
           return { ok: true, value: {} };
         }
@@ -324,6 +337,13 @@ export class MetaService {
     const cmd = request.cmd;
     if (cmd.op === 'registerNode') {
       if (cmd.nodeId !== peer) forbid(`peer ${peer} may register only itself, not ${cmd.nodeId}`);
+      // Registration needs no login (a node joins with the cluster secret alone) and each one
+      // lands in every master's state: bounded, per peer and in all, before anyone admits them.
+      const state = this.#o.machine.state;
+      if (caller.kind !== 'master' && !this.#registerLimit.take(peer)) throw new DfsError('ERR_OVERLOADED', 'too many registrations from this peer: retry in a few seconds');
+      if (state.node(peer) === undefined && state.nodes().filter((n) => n.state === 'pending').length >= MAX_PENDING_NODES) {
+        throw new DfsError('ERR_OVERLOADED', `${MAX_PENDING_NODES} storage nodes already wait for admission: admit or remove some (dfs nodes, dfs node admit|rm) before more may register`);
+      }
       // An address naming another peer would send that peer's deletes and checks elsewhere.
       for (const addr of cmd.addrs) {
         const named = peerIdInAddr(addr);
@@ -481,6 +501,20 @@ export class MetaService {
     return lacking;
   }
 
+  /** The state hash at the applied index, computed once per index (it costs a full pass). */
+  #hashAt: { index: number; hash: string } | undefined;
+
+  async #stateHash(): Promise<string> {
+    const index = this.#o.driver.appliedIndex;
+    const cached = this.#hashAt;
+    if (cached !== undefined && cached.index === index) return cached.hash;
+    const blake3 = await loadBlake3();
+    // Read the index and hash together, with no await between them.
+    const fresh = { index: this.#o.driver.appliedIndex, hash: this.#o.machine.state.stateHash(blake3) };
+    this.#hashAt = fresh;
+    return fresh.hash;
+  }
+
   async status(withHash = false): Promise<MasterStatus> {
     const d = this.#o.driver;
     const s = d.status();
@@ -509,7 +543,7 @@ export class MetaService {
       counts: { entries: counts.entries, files: counts.files, nodes: counts.nodes },
       uptimeMs: this.#clock.now() - this.#startedAt,
       raft: { electionsStarted: d.stats.electionsStarted, becameLeader: d.stats.becameLeader, snapshotsSent: d.stats.snapshotsSent, snapshotsRestored: d.stats.snapshotsRestored },
-      ...(withHash ? { stateHash: this.#o.machine.state.stateHash(await loadBlake3()) } : {}),
+      ...(withHash ? { stateHash: await this.#stateHash() } : {}),
     };
   }
 
@@ -530,16 +564,21 @@ export class MetaService {
     const exclude = new Set(request.exclude ?? []);
     const plane = this.#leaderPlane(); // a follower points at the leader before anything else
     let identity = this.access.identify(caller, 'place', request.path);
+    const uploadId = request.uploadId === undefined ? undefined : uploadKey(caller.peerId, request.uploadId);
     if (request.path !== undefined) {
       identity = this.access.check(caller, { op: 'put', path: request.path }, 'place');
-      this.#checkQuota(caller, identity.user, request.path, request.fileBytes ?? chunks.reduce((sum, c) => sum + c.size, 0));
+      // The file is as large as the client says or as what it placed so far, whichever is more
+      // (a client claiming 0 gets no more room); the user's other open uploads count too.
+      const batchBytes = chunks.reduce((sum, c) => sum + c.size, 0);
+      const placedBytes = (uploadId === undefined ? 0 : plane.uploads.bytesOf(uploadId)) + batchBytes;
+      const fileBytes = Math.max(request.fileBytes ?? 0, placedBytes);
+      this.#checkQuota(caller, identity.user, request.path, fileBytes, plane.uploads.pendingBytesOf(identity.user, uploadId));
     } else if (caller.kind !== 'master' && !identity.roles.some((r: Role) => r === 'writer' || r === 'admin')) {
       throw this.access.refuse('ERR_FORBIDDEN', `${identity.user} may not store chunks without naming the file: send the path being written (a newer dfs does)`, caller, 'place');
     }
     this.access.requireKeys();
     const rf = this.#o.machine.state.settings.replicationFactor;
-    const uploadId = request.uploadId === undefined ? undefined : uploadKey(caller.peerId, request.uploadId);
-    const placed = plane.place(chunks, exclude, uploadId, caller.peerId);
+    const placed = plane.place(chunks, exclude, uploadId, caller.peerId, identity.user);
     const shortAt = placed.findIndex((p) => 'targets' in p && p.targets.length < rf);
     if (shortAt >= 0) {
       // A new leader that has not heard every node yet knows neither their room nor their
@@ -568,13 +607,13 @@ export class MetaService {
   }
 
   /** The leader's quota courtesy check before any chunk moves (apply checks again at commit). */
-  #checkQuota(caller: Caller, user: string, path: string, fileBytes: number): void {
+  #checkQuota(caller: Caller, user: string, path: string, fileBytes: number, pendingBytes: number): void {
     const state = this.#o.machine.state;
     const quota = state.user(user)?.quota;
     if (quota === undefined) return;
     const existing = state.stat(path);
     const mine = existing?.kind === 'file' && existing.owner === user ? existing : undefined;
-    const excess = wouldExceed(state.usage(user), quota, fileBytes - (mine?.size ?? 0), mine ? 0 : 1);
+    const excess = wouldExceed(state.usage(user), quota, pendingBytes + fileBytes - (mine?.size ?? 0), mine ? 0 : 1);
     if (excess) throw this.access.refuse('ERR_QUOTA', `${user}: ${excess.message}`, caller, 'place', path);
   }
 

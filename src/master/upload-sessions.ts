@@ -1,4 +1,5 @@
 import { DfsError } from '../errors/index.ts';
+import { MAX_MANIFEST_CHUNKS } from '../meta/index.ts';
 
 /**
  * Uploads under way: every chunk a put was placed (to be stored, or found existing) is promised
@@ -7,9 +8,11 @@ import { DfsError } from '../errors/index.ts';
  * peer's cap, so one peer cannot hold GC off an unbounded number of chunk sets.
  */
 export const DEFAULT_MAX_UPLOADS_PER_PEER = 64;
+/** Chunks one upload may have promised: the largest manifest's (src/meta/manifest.ts). */
+export const MAX_CHUNKS_PER_UPLOAD = MAX_MANIFEST_CHUNKS;
 
 export class UploadSessions {
-  readonly #uploads = new Map<string, { lastActiveMs: number; chunks: Set<string>; owner: string | undefined }>();
+  readonly #uploads = new Map<string, { lastActiveMs: number; chunks: Set<string>; owner: string | undefined; user: string | undefined; bytes: number }>();
   readonly #now: () => number;
   readonly #graceMs: number;
   readonly #maxPerOwner: number;
@@ -24,17 +27,42 @@ export class UploadSessions {
    * Promises these chunks to `uploadId` (and keeps the upload alive). A new upload of `owner`
    * (a peer id) beyond its cap of open ones: ERR_OVERLOADED, nothing promised.
    */
-  promise(uploadId: string, chunkIds: Iterable<string>, owner?: string): void {
-    if (owner !== undefined && !this.#uploads.has(uploadId) && this.openBy(owner) >= this.#maxPerOwner) {
+  promise(uploadId: string, chunkIds: Iterable<string>, owner?: string, placed?: { readonly user: string; readonly sizes: ReadonlyMap<string, number> }): void {
+    const known = this.#uploads.get(uploadId);
+    if (owner !== undefined && known === undefined && this.openBy(owner) >= this.#maxPerOwner) {
       throw new DfsError(
         'ERR_OVERLOADED',
         `peer ${owner} has ${this.#maxPerOwner} uploads open, the most one peer may: finish or abandon some (an abandoned one closes after ${Math.round(this.#graceMs / 1000)} s of silence)`,
       );
     }
-    const upload = this.#uploads.get(uploadId) ?? { lastActiveMs: 0, chunks: new Set<string>(), owner };
+    const upload = known ?? { lastActiveMs: 0, chunks: new Set<string>(), owner, user: placed?.user, bytes: 0 };
+    const ids = [...chunkIds];
+    if (upload.chunks.size + ids.length > MAX_CHUNKS_PER_UPLOAD) {
+      throw new DfsError('ERR_OVERLOADED', `an upload may hold at most ${MAX_CHUNKS_PER_UPLOAD} chunks (the largest file's); start another upload`);
+    }
     upload.lastActiveMs = this.#now();
-    for (const id of chunkIds) upload.chunks.add(id);
+    for (const id of ids) {
+      if (upload.chunks.has(id)) continue;
+      upload.chunks.add(id);
+      upload.bytes += placed?.sizes.get(id) ?? 0;
+    }
+    if (placed !== undefined) upload.user ??= placed.user;
     this.#uploads.set(uploadId, upload);
+  }
+
+  /** Bytes placed for `uploadId` so far (each chunk counted once), 0 for an unknown upload. */
+  bytesOf(uploadId: string): number {
+    return this.alive(uploadId) ? this.#uploads.get(uploadId)!.bytes : 0;
+  }
+
+  /**
+   * Bytes placed for `user`'s uploads still alive, but for `except`: what a quota check counts
+   * beside committed usage, so uploads kept open without a commit cannot grow past the quota.
+   */
+  pendingBytesOf(user: string, except?: string): number {
+    let n = 0;
+    for (const [id, u] of this.#uploads) if (u.user === user && id !== except && this.alive(id)) n += u.bytes;
+    return n;
   }
 
   /** Uploads of `owner` still alive (expired ones are dropped on the way). */

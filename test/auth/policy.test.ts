@@ -253,7 +253,9 @@ describe('policy', () => {
           const ancestors = paths.filter((p) => isWithin(path, p));
           const along: Grant[] = ancestors.flatMap((p) => grants.grantsAt(p));
           const levels: Level[] = along.filter((g) => g.principal === user || roles.some((r) => g.principal === `@${r}`)).map((g) => g.level);
-          if (ancestors.some((p) => p !== '/' && owners.get(p) === user)) levels.push('admin');
+          // Ownership counts at or below the nearest path with explicit grants, not above it.
+          const restrictedAt = [...ancestors].reverse().find((p) => grants.grantsAt(p).length > 0);
+          if (ancestors.some((p) => p !== '/' && owners.get(p) === user && (restrictedAt === undefined || isWithin(p, restrictedAt)))) levels.push('admin');
           if (along.length === 0 && roles.includes('writer')) levels.push('write');
           if (along.length === 0 && roles.includes('reader')) levels.push('read');
           const expected = roles.includes('admin') || levels.some((l) => rank[l] >= rank[need[action]]);

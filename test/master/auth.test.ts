@@ -257,14 +257,20 @@ describe('quotas', () => {
       expect(over.message).toMatch(/quota exceeded.*ask an admin to raise the quota/);
       // No placement was made: no fence, no ticket, nothing promised.
       expect(leader.service.dataPlane!.uploads.promisedChunks().size).toBe(0);
-      // Without the size, the leader checks each batch's bytes; a client that places in small
-      // batches gets placements, and the commit is refused by apply (the authoritative check).
-      const fences: number[] = [];
-      for (const id of [cid(1), cid(2)]) {
-        const placed = await alice({ type: 'place', chunks: [{ id, size: 60 }], path: '/big', uploadId: 'u1' });
-        expect(placed.ok).toBe(true);
-        fences.push((placed.value as Array<{ fence: number }>)[0]!.fence);
-      }
+      // Without the size (or with a smaller one), the leader counts what the upload placed so
+      // far: small batches do not get past the quota either.
+      const first = await alice({ type: 'place', chunks: [{ id: cid(1), size: 60 }], path: '/big', uploadId: 'u1', fileBytes: 0 });
+      expect(first.ok).toBe(true);
+      expect(await alice({ type: 'place', chunks: [{ id: cid(2), size: 60 }], path: '/big', uploadId: 'u1' })).toMatchObject({ ok: false, code: 'ERR_QUOTA' });
+      // Nor does a second upload beside the first one.
+      expect(await alice({ type: 'place', chunks: [{ id: cid(3), size: 60 }], path: '/other', uploadId: 'u2' })).toMatchObject({ ok: false, code: 'ERR_QUOTA' });
+      // The commit is checked again by apply (the authoritative check): placed under a larger
+      // quota, committed under a smaller one, it is refused.
+      expect(await asMaster(leader)(write({ op: 'setQuota', user: 'alice', maxBytes: 1000, maxFiles: 10 }))).toMatchObject({ ok: true });
+      const second = await alice({ type: 'place', chunks: [{ id: cid(2), size: 60 }], path: '/big', uploadId: 'u1' });
+      expect(second.ok).toBe(true);
+      expect(await asMaster(leader)(write({ op: 'setQuota', user: 'alice', maxBytes: 100, maxFiles: 10 }))).toMatchObject({ ok: true });
+      const fences = [first, second].map((placed) => (placed.value as Array<{ fence: number }>)[0]!.fence);
       const stored = await Promise.all(
         [cid(1), cid(2)].map(async (id, i) => ({ id, fence: fences[i]!, receipts: await Promise.all(nodeKeys.map((k) => signReceipt(k, id, fences[i]!))) })),
       );
@@ -336,11 +342,19 @@ describe('per-peer limits (issue 12)', () => {
   it('status with a state hash and bad-replica reports are rate-limited per peer', async () => {
     await withCluster(async (c, leader) => {
       const anon = as(leader, ANON_PEER, undefined);
-      let refused = 0;
-      for (let i = 0; i < 40; i++) if (!(await anon({ type: 'status', withHash: true })).ok) refused++;
-      expect(refused).toBeGreaterThan(0);
+      // Only an admin may ask for the state hash (it costs a pass over the whole state) ...
+      expect(await anon({ type: 'status', withHash: true })).toMatchObject({ ok: false, code: 'ERR_UNAUTHENTICATED' });
       expect(await anon({ type: 'status' })).toMatchObject({ ok: true });
-      expect(await as(leader, BOB_PEER, undefined)({ type: 'status', withHash: true })).toMatchObject({ ok: true });
+      // ... and not often.
+      const adminToken = await c.login('ops', ['admin'], CAROL_PEER);
+      const writerToken = await c.login('alice', ['writer'], ALICE_PEER);
+      expect(await as(leader, ALICE_PEER, writerToken)({ type: 'status', withHash: true })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
+      const admin = as(leader, CAROL_PEER, adminToken);
+      let refused = 0;
+      for (let i = 0; i < 40; i++) if (!(await admin({ type: 'status', withHash: true })).ok) refused++;
+      expect(refused).toBeGreaterThan(0);
+      // The limit is per peer: the same admin from another peer is served.
+      expect(await as(leader, BOB_PEER, adminToken)({ type: 'status', withHash: true })).toMatchObject({ ok: true });
       expect(await anon({ type: 'badReplica', id: cid(1), nodeId: nodeIds[0]! })).toMatchObject({ ok: false, code: 'ERR_UNAUTHENTICATED' });
     });
   });
