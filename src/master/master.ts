@@ -19,6 +19,7 @@ import { createMetricsRegistry, metricsRoute, type RunningHttpServer, startHttpS
 import type { NodeView } from '../meta/index.ts';
 import { type MasterMetricsSource, registerMasterMetrics } from './master-metrics.ts';
 import { statusRoutes } from './status-page.ts';
+import type { Registry } from 'prom-client';
 import { Libp2pRaftTransport } from './raft-transport.ts';
 
 export interface MasterOptions {
@@ -116,8 +117,10 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
   const isNew = await exists(join(options.dir, BOOTSTRAP_MARKER));
   const peerAddrs = new Map<string, string>();
   for (const addr of options.peers) peerAddrs.set(peerIdOf(addr), addr);
+  const registry = createMetricsRegistry({ role: 'master', name: options.name });
   const peer: DfsPeer = await createPeer({
     dataDir: options.dir,
+    ...(options.http !== undefined ? { metricsRegistry: registry } : {}),
     listen: [...options.listen],
     ...(options.psk ? { psk: options.psk, ...(options.secretMode ? { secretMode: options.secretMode } : {}) } : {}),
   });
@@ -214,7 +217,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
     leaderTasks.start();
     if (options.http !== undefined) {
       try {
-        http = await serveHttp(options.name, options.http, metaService, peer.peerId, logger);
+        http = await serveHttp(registry, options.http, metaService, peer.peerId, logger);
       } catch (err) {
         // A port already taken: nothing of this master may keep running.
         await leaderTasks.stop();
@@ -247,7 +250,7 @@ export async function startMaster(options: MasterOptions): Promise<Master> {
 }
 
 /** /metrics, the status page and /status.json, read from the service as this master itself. */
-async function serveHttp(name: string, listen: string, service: MetaService, selfPeerId: string, logger: Logger): Promise<RunningHttpServer> {
+async function serveHttp(registry: Registry, listen: string, service: MetaService, selfPeerId: string, logger: Logger): Promise<RunningHttpServer> {
   const source: MasterMetricsSource = {
     status: () => service.status(),
     nodes: async () => {
@@ -256,7 +259,6 @@ async function serveHttp(name: string, listen: string, service: MetaService, sel
       return answer.ok ? (answer.value as NodeView[]) : undefined;
     },
   };
-  const registry = createMetricsRegistry({ role: 'master', name });
   registerMasterMetrics(registry, source);
   return startHttpServer({ listen, routes: { '/metrics': metricsRoute(registry), ...statusRoutes(source) }, logger });
 }

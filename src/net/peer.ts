@@ -1,3 +1,5 @@
+import { prometheusMetrics } from '@libp2p/prometheus-metrics';
+import type { Registry } from 'prom-client';
 import { noise } from '@chainsafe/libp2p-noise';
 import { noiseCrypto } from './noise-crypto.ts';
 import { yamux } from '@chainsafe/libp2p-yamux';
@@ -52,6 +54,11 @@ export interface PeerOptions {
   readonly maxStreamsPerConnection?: number;
   /** Bound on opening a connection when the caller gives no timeout. Default 10 s. */
   readonly dialTimeoutMs?: number;
+  /**
+   * A Prometheus registry for libp2p's own metrics (connections, streams and bytes by protocol).
+   * Only when a process serves metrics: counting costs a little on every stream.
+   */
+  readonly metricsRegistry?: Registry;
 }
 
 export interface RemotePeer {
@@ -159,6 +166,7 @@ export class DfsPeer {
           denyInboundEncryptedConnection: (peer: PeerId) => connectionsOf(peer) >= maxConnectionsPerPeer,
         },
         ...(pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
+        ...(options.metricsRegistry ? { metrics: prometheusMetrics({ registry: options.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) } : {}),
         peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 0, tagName: BOOTSTRAP_TAG })] : [],
         connectionManager: {
           maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,

@@ -82,8 +82,10 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
   try {
     // The identity signs receipts too: loaded here and handed to the peer (same key, same id).
     const privateKey = await loadOrCreateIdentity(options.dir);
+    const registry = createMetricsRegistry({ role: 'node', name: options.name });
     peer = await createPeer({
       privateKey,
+      ...(options.http !== undefined ? { metricsRegistry: registry } : {}),
       listen: [...options.listen],
       bootstrap: [...options.masters],
       ...(options.psk ? { psk: options.psk } : {}),
@@ -96,7 +98,6 @@ export async function startStorageNode(options: StorageNodeOptions): Promise<Sto
     const clusterKey = new ClusterKey();
     // The control loop comes next; until it runs there is nothing to refresh from.
     let refreshDirectory = (): Promise<void> => Promise.resolve();
-    const registry = createMetricsRegistry({ role: 'node', name: options.name });
     const metrics = registerNodeMetrics(registry, store);
     // First of what listens: a port already taken fails the start before anything else runs.
     if (options.http !== undefined) http = await startHttpServer({ listen: options.http, routes: { '/metrics': metricsRoute(registry) }, logger: options.logger });

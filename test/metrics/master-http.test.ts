@@ -13,6 +13,8 @@ describe('a real master with --http', () => {
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toMatch(/^dfs_raft_is_leader\{role="master",process_name="m1"\} 1$/m);
       expect(metrics).toMatch(/^dfs_chunks_referenced\{[^}]*\} 0$/m);
+      // libp2p's own metrics, in the same registry (connections, streams, protocols).
+      expect(metrics).toMatch(/^libp2p_\w+/m);
       const status = (await (await fetch(`${base}/status.json`)).json()) as { master: { name: string; role: string }; nodes: unknown[] | null };
       expect(status.master).toMatchObject({ name: 'm1', role: 'leader' });
       expect(status.nodes).toEqual([]);
@@ -25,3 +27,4 @@ describe('a real master with --http', () => {
     }
   });
 });
+
