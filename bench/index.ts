@@ -39,6 +39,8 @@ Environment:
   DFS_BENCH_INFLIGHT="1 2 3 6 12"  inflight: chunk uploads in flight to try
 Run only when named: chunkpool (prototype worker-pool chunking), inflight (put rate vs chunks in flight).
 Profiles: node bench/profile.ts [MiB] [dir] (client, masters and nodes of a put and a get, by category).
+A/B of two builds (one process, steadier on a shared machine): node --max-semi-space-size=1 bench/pipeline-cpu.ts [MiB] [inFlight]
+  (CPU s/GiB of chunk puts through a 3-node pipeline and of gets), node --max-semi-space-size=1 bench/store-stream.ts (disk path, whole vs streamed).
 Rows land in bench/out/results.json (MB/s; for data also CPU s/GiB summed over all processes, client peak RSS).`;
 
 const args = process.argv.slice(2);

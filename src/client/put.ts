@@ -4,7 +4,7 @@ import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Manifest, parsePlacements, STORED_ACKS_PER_REQUEST, type StoredAck } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { ChunkStreams, putChunk } from '../protocol/chunk-client.ts';
+import { ChunkStreams, putChunk, ReceiptError } from '../protocol/chunk-client.ts';
 import type { Receipt } from '../net/receipt.ts';
 import type { ReleasingSource } from './file-source.ts';
 import type { MetaClient } from '../meta/meta-client.ts';
@@ -17,6 +17,9 @@ export interface PutOptions {
   /**
    * Chunk uploads in flight at once. Default 3: 1 GiB puts here took 20.4-22.1 s at 133-135 MB
    * peak RSS with 3, 20.8-22.9 s at 135-146 MB with 4 (CPU-bound: more in flight buys nothing).
+   * Measured again on 2 cores (issue 16): a byte bound of 6-12 MiB with 4-16 uploads and the
+   * next batch's placement asked for ahead cost 2-4 CPU s/GiB more over client and nodes
+   * (41-44.5 against 38-40) and up to 193 MB peak RSS, for no rate gain.
    */
   readonly concurrency?: number;
   /** Chunks per placement request. Default 4. */
@@ -133,11 +136,15 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
       } catch (err) {
         if (!isDfsError(err) || NOT_RETRIED.has(err.code) || attempt >= MAX_ATTEMPTS) throw err;
         // An expired ticket (a put that waited long for its turn) is no fault of the node: a new
-        // placement brings a new one. Any other failure excludes the node that failed.
+        // placement brings a new one. Any other failure excludes the node that failed; a bad
+        // receipt, every node that could have spoilt it (ReceiptError: forwarding nodes do not
+        // check signatures, so a later node's bad receipt may be its own or a forwarder's doing).
         if (err.code !== 'ERR_TOKEN_EXPIRED') {
-          const failed = (err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!;
-          const failedId = peerIdInAddr(failed);
-          if (failedId) exclude.add(failedId);
+          const failed = err instanceof ReceiptError ? err.suspects : [(err as DfsError & { failedTarget?: string }).failedTarget ?? targets[0]!];
+          for (const addr of failed) {
+            const failedId = peerIdInAddr(addr);
+            if (failedId) exclude.add(failedId);
+          }
         }
         const [again] = parsePlacements(await place([{ id: chunk.id, size: chunk.length }], [...exclude]));
         if (!again || !('targets' in again)) {

@@ -22,7 +22,7 @@ import {
   putAnswerSchema,
 } from './chunk-protocol.ts';
 import type { PutAnswer } from './chunk-protocol.ts';
-import { checkReceipts } from '../net/receipt.ts';
+import { checkReceipts, ReceiptCheckError } from '../net/receipt.ts';
 import type { Receipt } from '../net/receipt.ts';
 // Not the folder's index: that would load LevelDB into every client.
 import { isFence } from '../storage/delete-fences.ts';
@@ -88,7 +88,8 @@ export interface PutChunkResult {
  * refusal or failure (ERR_OVERLOADED, ERR_NO_SPACE, ERR_CHUNK_TOO_LARGE, ERR_PEER_UNREACHABLE,
  * ERR_TIMEOUT, ERR_STREAM_CLOSED, ERR_PROTOCOL...). An answer whose `stored` is not the pipeline
  * or that lacks a valid receipt from any node of it is ERR_PROTOCOL naming the first node: it
- * vouched for the answer (every honest forwarding node checks its downstream's receipts).
+ * vouched for the answer (a ReceiptError, whose `suspects` are the nodes up to the one whose
+ * proof failed: forwarding nodes check the shape of their downstream's answer, not signatures).
  * ERR_ABORTED when `signal` fired. With a
  * `pool`, the put borrows a stream an earlier put to the same node left open (ChunkStreams).
  *
@@ -131,7 +132,26 @@ export async function putChunk(
     return { stored: answer.stored, receipts: answer.receipts };
   } catch (err) {
     put?.abort(err);
+    const bad = err instanceof DfsError && err.cause instanceof ReceiptCheckError ? nodes.indexOf(err.cause.node) : -1;
+    if (bad >= 0) throw new ReceiptError((err as DfsError).message, target, pipeline.slice(0, bad + 1));
     throw blameTarget(err, target);
+  }
+}
+
+/**
+ * An ack without every node's valid receipt: ERR_PROTOCOL naming the first node, which vouched
+ * for the answer. Forwarding nodes check only the shape of their downstream's answer (see
+ * OutboundPutOptions.verifyReceipts), so a bad signature of a later node may be that node's, or
+ * a node's between it and us: `suspects` are the pipeline's addresses up to the node whose proof
+ * failed, for a retry to avoid.
+ */
+export class ReceiptError extends ChunkTargetError {
+  readonly suspects: readonly string[];
+
+  constructor(message: string, failedTarget: string, suspects: readonly string[]) {
+    super('ERR_PROTOCOL', message, failedTarget);
+    this.name = 'ReceiptError';
+    this.suspects = suspects;
   }
 }
 
@@ -194,6 +214,7 @@ export class OutboundPut {
   readonly #expected: readonly string[];
   readonly #pool: ChunkStreams | undefined;
   readonly #dialTimeoutMs: number | undefined;
+  readonly #verifyReceipts: boolean;
   #conn: ChunkStream;
   /** Payload frames written on a borrowed stream, for a resend on a new one; undefined once none can happen. */
   #written: Array<Uint8Array | Uint8ArrayList> | undefined;
@@ -214,6 +235,7 @@ export class OutboundPut {
     this.#header = encodeHeader({ op: 'put', id: header.id, size: header.size, fence: header.fence, pipeline: header.pipeline, ticket: header.ticket });
     this.#pool = options.pool;
     this.#dialTimeoutMs = options.timeoutMs;
+    this.#verifyReceipts = options.verifyReceipts ?? true;
     this.#written = borrowed ? [] : undefined;
     this.#conn = conn;
     this.#start(options.signal);
@@ -265,9 +287,10 @@ export class OutboundPut {
     try {
       if (frame === undefined) throw new DfsError('ERR_PROTOCOL', `${this.target} closed the put stream without answering`);
       const parsed = parseAnswer(decodeJson(frame), putAnswerSchema);
-      // An ack counts only with every node's own proof (a rogue target cannot vouch for others).
-      const receipts = await checkReceipts(this.#id, this.#fence, this.#expected, parsed).catch((err: unknown) => {
-        throw new DfsError('ERR_PROTOCOL', `${this.target} acknowledged without proof: ${(err as Error).message}`);
+      // An ack counts only with every node's own proof (a rogue target cannot vouch for others);
+      // a forwarding node checks only its shape (OutboundPutOptions.verifyReceipts).
+      const receipts = await checkReceipts(this.#id, this.#fence, this.#expected, parsed, { verify: this.#verifyReceipts }).catch((err: unknown) => {
+        throw new DfsError('ERR_PROTOCOL', `${this.target} acknowledged without proof: ${(err as Error).message}`, { cause: err });
       });
       const answer: PutAnswer = { ...parsed, receipts };
       this.#done = true;
@@ -371,6 +394,11 @@ export interface OutboundPutOptions {
   readonly timeoutMs?: number;
   /** Streams kept between puts: borrow one, give it back after a good answer. */
   readonly pool?: ChunkStreams;
+  /**
+   * Check every receipt's signature in the answer (default true). False checks its shape only:
+   * `stored` is exactly the pipeline, with a receipt from each node (see checkReceipts).
+   */
+  readonly verifyReceipts?: boolean;
 }
 
 /** Ends a put's payload on a stream that stays open for the next put. */

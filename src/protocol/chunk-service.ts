@@ -12,7 +12,7 @@ import { DfsError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { deadlineSignal, decodeJson, FrameReader, FrameWriter, peerIdInAddr, trySendNow } from '../net/index.ts';
 import type { DfsPeer, RemotePeer, Stream } from '../net/index.ts';
-import type { ChunkStore } from '../storage/index.ts';
+import type { ChunkStore, PendingPut } from '../storage/index.ts';
 import {
   CHUNK_FRAME_MAX_BYTES,
   CHUNK_MAX_BYTES,
@@ -153,10 +153,11 @@ const HASHER_POOL_MAX = 16;
 /**
  * Serves `/dfs/chunk/1.0.0` on a storage node (protocol: src/node/chunk-protocol.ts).
  *
- * A put is streamed, not stored-then-forwarded: each payload frame is hashed, kept, and sent on
- * to the next pipeline node as it arrives, and the next frame is read only once that node's
- * stream took it, so backpressure runs from the last node back to the client. When the whole
- * payload has arrived and hashes to the id, the payload's end is sent downstream (an end frame:
+ * A put is streamed, not stored-then-forwarded: each payload frame is hashed, written to a temp
+ * file (ChunkStore.beginPut), and sent on to the next pipeline node as it arrives, and the next
+ * frame is read only once that node's stream took it, so backpressure runs from the last node
+ * back to the client. When the whole payload has arrived and hashes to the id, the payload's
+ * end is sent downstream (an end frame:
  * streams to the next nodes are kept for later puts, ChunkStreams; the next node stores only
  * after that end, so corrupt bytes are never stored anywhere: on a mismatch the downstream
  * stream is reset) and this node stores its copy while the later ones store theirs;
@@ -184,9 +185,10 @@ const HASHER_POOL_MAX = 16;
  * again costs a map lookup, not a signature check.
  *
  * Receipts: once its copy is stored and the fence recorded, a node signs a receipt (its identity
- * key over chunk id and fence, src/XX); the answer carries its own and, after them,
- * the downstream's, which OutboundPut checked first (exactly the rest of the pipeline, each
- * signed by its own node): a bad downstream ack makes that node the failed target.
+ * key over chunk id and fence, src/net/receipt.ts); the answer carries its own and, after them,
+ * the downstream's, whose shape OutboundPut checked first (exactly the rest of the pipeline, a
+ * receipt from each): an ack without one makes that node the failed target. Signatures are
+ * checked by the client and the leader, not at every hop (see #put).
  *
  * Bounded: each connection may open `maxInboundStreams` chunk streams; chunk bytes held by
  * transfers under way are capped by `maxInflightBytes`, and one remote peer's by
@@ -472,21 +474,30 @@ export class ChunkService {
       next !== undefined && nextAddr === undefined
         ? new DfsError('ERR_FORBIDDEN', `pipeline target ${next} is not a storage node this node knows (the masters' node list does not name it); it was not contacted`)
         : undefined;
+    let pending: PendingPut | undefined;
     try {
-      // With a downstream node the bytes are hashed as they arrive, so the verdict is known the
-      // moment the payload ends and later nodes can store while this one does (store.put then
-      // skips its own hash); the last node leaves verification to store.put.
-      if (nextAddr !== undefined) hasher = await this.#takeHasher();
+      // Every node hashes the bytes as they arrive and writes them to a temp file as they
+      // arrive (ChunkStore.beginPut), so the verdict is known the moment the payload ends, later
+      // nodes can store while this one does, and storing is left with only the fsync and the
+      // rename; no frame is kept past its turn (they die young: less GC).
+      hasher = await this.#takeHasher();
+      pending = await this.#store.beginPut(id, size, { fence });
       // Connecting to the next node overlaps with the first payload frames arriving.
       if (nextAddr !== undefined) {
         const signal = this.#deadline(this.#dialTimeoutMs, whole.signal);
         // The ticket travels on unchanged: the next node checks it too (all but its bearer).
         const header = { id, size, fence, pipeline: pipeline.slice(1), ticket };
-        opening = OutboundPut.open(this.#peer, nextAddr, header, { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream }).catch((err: unknown) =>
+        // Receipts: only the answer's shape is checked here (exactly the rest of the pipeline, a
+        // receipt from each), not the signatures. The signatures matter where a copy is counted:
+        // the leader checks every receipt before a chunk counts as stored (proveStored, commit),
+        // and the client checks them all before it reports the chunk stored, retrying a bad ack
+        // away from the nodes that could have spoilt it (ReceiptError). Checking here as well
+        // would only move blame one hop: 3 more signature checks per chunk on a 3-node pipeline.
+        const options = { signal, timeoutMs: this.#dialTimeoutMs, pool: this.#downstream, verifyReceipts: false };
+        opening = OutboundPut.open(this.#peer, nextAddr, header, options).catch((err: unknown) =>
           asDfsError(err),
         );
       }
-      const pieces: Uint8Array[] = [];
       let received = 0;
       // Every payload frame carries at least one byte of at most `size`: at most size + 1 reads.
       for (;;) {
@@ -496,10 +507,11 @@ export class ChunkService {
         if (received + frame.byteLength > size) {
           throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: more than the ${size} bytes announced (${received + frame.byteLength} so far)`);
         }
-        // The frame's parts as they arrived: hashed, kept and forwarded without a copy.
+        // The frame's parts as they arrived: hashed, written (copied into the file's staging
+        // buffer) and forwarded without a copy.
         for (const part of frame) {
-          pieces.push(part);
-          hasher?.update(part);
+          hasher.update(part);
+          pending.append(part);
         }
         received += frame.byteLength;
         this.stats.bytesIn += frame.byteLength;
@@ -522,8 +534,8 @@ export class ChunkService {
       }
       whole.done(); // the payload is in: storing and the later nodes' acks have their own bounds
       if (received < size) throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: ${received} of the ${size} bytes announced, then the end`);
-      const actual = hasher?.digestHex();
-      if (actual !== undefined && actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `put of chunk ${id}: the bytes hash to ${actual}`);
+      const actual = hasher.digestHex();
+      if (actual !== id) throw new DfsError('ERR_CHUNK_CORRUPT', `put of chunk ${id}: the bytes hash to ${actual}`);
       if (opening && downstream === undefined && downstreamError === undefined) {
         const opened = await opening; // a zero-byte chunk: nothing was forwarded yet
         if (opened instanceof DfsError) downstreamError = opened;
@@ -536,10 +548,12 @@ export class ChunkService {
         .then((answer) => answer, (err: unknown) => asDfsError(err));
       let receipt: Receipt;
       try {
-        // A forwarding node hashed the bytes as they came and checked them above. The fence is
-        // recorded even when the chunk was already here: a delete decided before it must not
-        // remove what this ack vouches for. The receipt is signed only once both are done.
-        await this.#store.put(id, pieces, { alreadyVerified: hasher !== undefined, fence });
+        // The bytes were hashed as they came and checked above. The fence is recorded even when
+        // the chunk was already here: a delete decided before it must not remove what this ack
+        // vouches for. The receipt is signed only once both are done (fsync included).
+        const stored = pending.commit();
+        pending = undefined; // committing: on failure the store leaves nothing behind itself
+        await stored;
         receipt = await this.#sign(id, fence);
       } catch (err) {
         downstream?.abort(err); // an aborted put never sends again: the later nodes store nothing
@@ -554,6 +568,9 @@ export class ChunkService {
     } finally {
       whole.done();
       release();
+      // Not committed (a refusal, a corrupt payload, a failure): the temp file goes, before the
+      // answer does. (abort never throws.)
+      await pending?.abort();
       if (hasher) this.#returnHasher(hasher);
       // Whatever happened, the downstream stream is finished or reset (abort after finish is a no-op).
       void opening?.then((opened) => {
@@ -591,7 +608,13 @@ export class ChunkService {
     const release = this.#reserve(info.size, `get of chunk ${id}`, exchange.remote.peerId);
     const whole = this.#wholeTransfer(`get of chunk ${id} (${info.size} bytes)`);
     try {
-      const bytes = await this.#store.get(id); // verified against the id: a range comes from a good copy
+      // A range is cut from a copy verified here: its reader cannot check it. A whole chunk is
+      // sent as stored: the client verifies every byte against the id (end to end, the check
+      // that matters), reports a bad copy (badReplica: the leader has it verified here, which
+      // quarantines it), and the scrubber re-hashes stored chunks in the background. Hashing it
+      // here too cost the nodes ~0.45 CPU s per GiB read.
+      const wholeChunk = request.offset === undefined && request.length === undefined;
+      const bytes = await this.#store.get(id, { verify: !wholeChunk });
       const offset = request.offset ?? 0;
       if (offset > bytes.byteLength) {
         throw new DfsError('ERR_INVALID_ARGUMENT', `offset ${offset} is past the end of chunk ${id} (${bytes.byteLength} bytes)`);

@@ -5,6 +5,7 @@ import { ClassicLevel } from 'classic-level';
 import { assertChunkId, type Blake3, type ChunkId, CHUNKER_LIMITS, isChunkId } from '../chunker/index.ts';
 import { DfsError, fromSystemError } from '../errors/index.ts';
 import { ChunkFileWriter } from './chunk-file-writer.ts';
+import type { ChunkFileSink } from './chunk-file-writer.ts';
 import { assertFence, DeleteFences } from './delete-fences.ts';
 import { StoreLayout } from './layout.ts';
 import { CHUNK_KEY_PREFIX, type ChunkRecord, chunkKey, decodeRecord, encodeRecord, STATE_KEY } from './index-record.ts';
@@ -214,6 +215,80 @@ export class ChunkStore {
       // A second put of the same chunk waits for the first and then finds it stored (dedup).
       return this.#exclusive(id, () => this.#putLocked(id, pieces, size, fence));
     });
+  }
+
+  /**
+   * Starts a put whose bytes arrive in pieces (a node receiving a chunk): each `append`ed piece
+   * goes to a temp file as it comes (see ChunkFileWriter.begin), so nothing waits for the last
+   * byte to start writing and no piece is kept. The caller hashes the same pieces and calls
+   * `commit()` only once they hash to `id` (the store does not hash them again): it fsyncs the
+   * file and then, under the id's lock, notes the fence, renames it into place (or drops it when
+   * a good copy is already stored), fsyncs the directory and indexes it — what `put` does with
+   * all its bytes at hand, and as durable. `abort()` (or a crash: the temp directory is swept at
+   * open) leaves nothing. Refuses like `put`: ERR_CHUNK_TOO_LARGE, ERR_NO_SPACE, ERR_STORE_CLOSED.
+   */
+  beginPut(id: ChunkId, size: number, options: { readonly fence?: number } = {}): Promise<PendingPut> {
+    return this.#track(async () => {
+      this.#assertOpen();
+      assertChunkId(id);
+      const { fence } = options;
+      if (fence !== undefined) assertFence(fence);
+      if (!(Number.isSafeInteger(size) && size >= 0)) throw new DfsError('ERR_INVALID_ARGUMENT', `a chunk size must be a non-negative integer, got ${size}`);
+      if (size > this.#maxChunkBytes) {
+        throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${this.#maxChunkBytes}`);
+      }
+      await this.#checkSpace(size, id);
+      const tmpPath = join(this.layout.tmpDir, `${id}.${process.pid}.${this.#tmpCounter++}`);
+      let sink: ChunkFileSink;
+      try {
+        sink = await this.#writer.begin(tmpPath, size);
+      } catch (err) {
+        throw fromSystemError(err, `cannot store chunk ${id}`);
+      }
+      return new PendingChunkPut(sink, {
+        commit: () => this.#track(() => this.#commitPending(id, size, fence, tmpPath, sink)),
+        abort: () => this.#track(() => sink.discard()),
+      });
+    });
+  }
+
+  async #commitPending(id: ChunkId, size: number, fence: number | undefined, tmpPath: string, sink: ChunkFileSink): Promise<PutResult> {
+    try {
+      this.#assertOpen();
+      await sink.finish(); // durable before the lock: the lock is held only for the rename
+    } catch (err) {
+      await sink.discard();
+      await unlink(tmpPath).catch(() => {});
+      throw fromSystemError(err, `cannot store chunk ${id}`);
+    }
+    return this.#exclusive(id, async () => {
+      // Noted first, as in #putLocked: even a put that finds the chunk already stored acks it.
+      if (fence !== undefined) this.fences.notePut(id, fence);
+      try {
+        const raw = await this.#db.get(chunkKey(id));
+        const record = raw === undefined ? undefined : decodeRecord(raw);
+        if (record !== undefined && (await this.#fileIsGood(id, size, record))) {
+          await unlink(tmpPath);
+          return { stored: false };
+        }
+        await this.#placeFile(id, tmpPath);
+        await this.#index(id, size);
+        if (record === undefined) this.#chunks += 1;
+        this.#bytes += size - (record?.size ?? 0);
+      } catch (err) {
+        await unlink(tmpPath).catch(() => {});
+        throw fromSystemError(err, `cannot store chunk ${id}`);
+      }
+      for (const listener of this.#listeners) listener(id, 'added');
+      return { stored: true };
+    });
+  }
+
+  /** Renames a written, fsynced temp file to the chunk's name and fsyncs its shard directory. */
+  async #placeFile(id: ChunkId, tmpPath: string): Promise<void> {
+    const shardDir = await this.#ensureShard(id);
+    await rename(tmpPath, this.layout.chunkPath(id));
+    await fsyncDir(shardDir);
   }
 
   /** Runs `op` after every earlier mutation of the same id has settled. */
@@ -546,11 +621,56 @@ export class ChunkStore {
     const [outer, inner] = this.layout.shardDirs(id);
     if (this.#knownShards.has(inner)) return inner;
     // mkdir then fsync the parent of each created directory, so that the directory entry of a
-    // new shard is as durable as the chunk renamed into it.
-    if ((await mkdir(outer, { recursive: true })) !== undefined) await fsyncDir(this.layout.chunksDir);
+    // new shard is as durable as the chunk renamed into it. Outer shards (256) are remembered
+    // too: in a young store nearly every chunk makes a new inner one (65,536 of them).
+    if (!this.#knownShards.has(outer)) {
+      if ((await mkdir(outer, { recursive: true })) !== undefined) await fsyncDir(this.layout.chunksDir);
+      this.#knownShards.add(outer);
+    }
     if ((await mkdir(inner, { recursive: true })) !== undefined) await fsyncDir(outer);
     this.#knownShards.add(inner);
     return inner;
+  }
+}
+
+/** A put under way (ChunkStore.beginPut): append its bytes, then commit or abort. */
+export interface PendingPut {
+  /** Adds the next bytes (in order; `size` in all). A failed write surfaces from `commit`. */
+  append(bytes: Uint8Array): void;
+  /**
+   * Stores the appended bytes as the chunk, durably; call only once they hash to its id. On
+   * failure nothing is left behind. At most once, and not after `abort`.
+   */
+  commit(): Promise<PutResult>;
+  /** Drops the put and its temp file. Idempotent; a no-op after commit. Never throws. */
+  abort(): Promise<void>;
+}
+
+class PendingChunkPut implements PendingPut {
+  readonly #sink: ChunkFileSink;
+  readonly #ops: { commit(): Promise<PutResult>; abort(): Promise<void> };
+  #state: 'open' | 'committing' | 'aborted' = 'open';
+
+  constructor(sink: ChunkFileSink, ops: { commit(): Promise<PutResult>; abort(): Promise<void> }) {
+    this.#sink = sink;
+    this.#ops = ops;
+  }
+
+  append(bytes: Uint8Array): void {
+    if (this.#state !== 'open') throw new DfsError('ERR_INTERNAL', `append to a put that was ${this.#state === 'aborted' ? 'aborted' : 'committed'}`);
+    this.#sink.append(bytes);
+  }
+
+  commit(): Promise<PutResult> {
+    if (this.#state !== 'open') return Promise.reject(new DfsError('ERR_INTERNAL', `commit of a put that was ${this.#state === 'aborted' ? 'aborted' : 'committed'}`));
+    this.#state = 'committing';
+    return this.#ops.commit();
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    await this.#ops.abort().catch(() => {});
   }
 }
 

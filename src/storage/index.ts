@@ -5,6 +5,7 @@ export type {
   ChunkListing,
   ChunkStoreStats,
   DeleteOutcome,
+  PendingPut,
   PutResult,
   RecoveryReport,
   StoreDeleteOptions,

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ByteSink, getFile, MetaClient, PooledFileReads, putFile } from '../../src/client/index.ts';
 import { hasChunks } from '../../src/protocol/chunk-client.ts';
 import { type Blake3, DEFAULT_CHUNKER_PARAMS, loadBlake3 } from '../../src/chunker/index.ts';
-import { isDfsError } from '../../src/errors/index.ts';
+import { DfsError, isDfsError } from '../../src/errors/index.ts';
 import type { FileEntry } from '../../src/meta/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { startTestCluster, type TestCluster } from '../support/cluster.ts';
@@ -112,6 +112,23 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     // The chunker holds at most one chunk (max 4 MiB) and one read of 256 KiB; without release,
     // the reader would have allocated one buffer per read (121 here).
     expect(reads.buffers).toBeLessThanOrEqual(maxSize / (256 * 1024) + 2);
+  });
+
+  it('a placement that fails ends the put with its error (nothing committed), while earlier chunks are uploading', async () => {
+    const data = new SeededBytes(seed ^ 0xb1).bytes(20 * 1024 * 1024);
+    const client = new MetaClient({ peer, masters: t.cluster.masterAddrs, token });
+    let places = 0;
+    const ask = client.leaderRequest.bind(client);
+    client.leaderRequest = async (request) => {
+      if (request.type === 'place' && ++places === 2) throw new DfsError('ERR_UNAVAILABLE', 'injected: the leader is gone');
+      return ask(request);
+    };
+    const err = await putFile(reads(data) as unknown as AsyncIterable<Uint8Array>, '/bounded/failed', { peer, meta: client, blake3, batchSize: 2 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isDfsError(err, 'ERR_UNAVAILABLE')).toBe(true);
+    expect(isDfsError(await meta.stat('/bounded/failed').catch((e: unknown) => e), 'ERR_NOT_FOUND')).toBe(true);
   });
 
   it('dedups: the same file twice sends nothing; a copy with an insertion sends only the chunks around it', async () => {

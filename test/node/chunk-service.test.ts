@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -240,19 +240,30 @@ describe('chunk protocol: put and get', () => {
   });
 
   it('refuses a corrupted payload with ERR_CHUNK_CORRUPT and no node of the pipeline stores it', async () => {
-    const nodes = [await startNode(), await startNode(), await startNode()];
+    // Each node's first put ends (refused: corrupt, or reset by the node before it) only after
+    // its temp file is gone: told through the metrics hook, whenever the later nodes get there.
+    // (Every node reads the header: 2 MiB is more than a stream's flow-control window, so the
+    // payload reaches the first node only as fast as the later ones read.)
+    const ended = [0, 1, 2].map(() => Promise.withResolvers<string>());
+    const nodes = await Promise.all(ended.map((e) => startNode({ observe: (op, outcome) => op === 'put' && e.resolve(outcome) })));
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(2 * MiB + 3);
     const tampered = data.slice();
     tampered[MiB + 1] = (tampered[MiB + 1] ?? 0) ^ 0x01;
     const err = await rejection(putChunk(client, nodes.map((n) => n.addr), id, tampered, FENCE));
     expect(err.code).toBe('ERR_CHUNK_CORRUPT');
+    expect(await ended[0]!.promise).toBe('ERR_CHUNK_CORRUPT');
+    for (const e of ended.slice(1)) expect(await e.promise).not.toBe('ok');
     await Promise.all(nodes.map((n) => n.service.idle()));
     for (const node of nodes) expect(await node.store.has(id)).toBe(false);
+    // Each node wrote the bytes to a temp file as they came (ChunkStore.beginPut): none is left.
+    for (const node of nodes) expect(await readdir(node.store.layout.tmpDir)).toEqual([]);
     expect(nodes[0]!.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(1);
     // The last node of a pipeline (or a lone node) finds it too.
     expect((await rejection(putChunk(client, [nodes[2]!.addr], id, tampered, FENCE))).code).toBe('ERR_CHUNK_CORRUPT');
+    await nodes[2]!.service.idle();
     expect(await nodes[2]!.store.has(id)).toBe(false);
+    expect(await readdir(nodes[2]!.store.layout.tmpDir)).toEqual([]);
     // The pipeline is still usable.
     expect((await putChunk(client, nodes.map((n) => n.addr), id, data, FENCE)).stored).toHaveLength(3);
   });
@@ -302,7 +313,7 @@ describe('chunk protocol: put and get', () => {
     expect((await rejection(getChunk(client, node.addr, id, { offset: 10, length: data.byteLength }))).code).toBe('ERR_INVALID_ARGUMENT');
   });
 
-  it('answers ERR_CHUNK_CORRUPT for a chunk whose file was damaged on disk, whole or range', async () => {
+  it('a chunk whose file was damaged on disk: a range is refused by the node, a whole chunk by the client (ERR_CHUNK_CORRUPT)', async () => {
     const node = await startNode();
     const client = await startPeer({ listen: [] });
     const { id, data } = makeChunk(700 * KiB);
@@ -311,9 +322,14 @@ describe('chunk protocol: put and get', () => {
     const onDisk = await readFile(path);
     onDisk[1234] = (onDisk[1234] ?? 0) ^ 0xff;
     await writeFile(path, onDisk);
-    expect((await rejection(getChunk(client, node.addr, id))).code).toBe('ERR_CHUNK_CORRUPT');
+    // A range comes only from a copy the node verified: its reader cannot check it.
     expect((await rejection(getChunk(client, node.addr, id, { offset: 0, length: 10 }))).code).toBe('ERR_CHUNK_CORRUPT');
-    expect(node.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(2);
+    expect(node.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(1);
+    // A whole chunk is sent as stored (not hashed again there) and caught by the client, which
+    // checks every byte against the id; the node's own check (scrub, verify request) still sees it.
+    expect((await rejection(getChunk(client, node.addr, id))).code).toBe('ERR_CHUNK_CORRUPT');
+    expect(node.service.stats.refusals.ERR_CHUNK_CORRUPT).toBe(1);
+    expect(await node.store.verifyOrQuarantine(id)).toBe('quarantined');
   });
 
   it('verifies a whole chunk on the client too: a node sending wrong bytes gets ERR_CHUNK_CORRUPT', async () => {
@@ -481,11 +497,12 @@ describe('chunk protocol: several puts on one stream (ChunkStreams)', () => {
     const client = await startPeer();
     const [a, b] = [makeChunk(5000), makeChunk(300 * KiB)];
     await putChunk(client, [first.addr, last.addr], a.id, a.data, FENCE); // the stream to the last node is kept
-    // The first node's disk fails for chunk b (a real store, one fault injected).
-    const put = first.store.put.bind(first.store);
-    first.store.put = async (id, data, options) => {
+    // The first node's disk fails for chunk b (a real store, one fault injected): it cannot
+    // create the file the bytes would be written to as they come (ChunkStore.beginPut).
+    const begin = first.store.beginPut.bind(first.store);
+    first.store.beginPut = async (id, size, options) => {
       if (id === b.id) throw new DfsError('ERR_IO', 'injected: the disk failed');
-      return put(id, data, options);
+      return begin(id, size, options);
     };
     const err = await rejection(putChunk(client, [first.addr, last.addr], b.id, b.data, FENCE));
     expect(isDfsError(err, 'ERR_IO')).toBe(true);

@@ -3,6 +3,7 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { describe, expect, it } from 'vitest';
 import { putChunk } from '../support/tickets.ts';
+import { ReceiptError } from '../../src/protocol/chunk-client.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer, Stream } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL, ChunkTargetError } from '../../src/protocol/chunk-protocol.ts';
@@ -16,8 +17,8 @@ import { FENCE, known, makeChunk, MiB, startKeyedPeer, startNode, utf8 } from '.
  * Issue: "three node ids registered from one process ... the rogue answered each put with ok and
  * stored nothing; dfs put exited 0 and the file was lost": the client (and the leader) believed the
  * `stored` list of an answer. Now each node that stores a chunk signs a receipt with its own key,
- * and an ack counts only with every node's receipt, checked by the client and by each forwarding
- * node.
+ * and an ack counts only with every node's receipt: each forwarding node checks that the answer
+ * has one from every later node, the client (and the leader) check every signature.
  */
 
 const ID = 'ab'.repeat(32);
@@ -131,6 +132,24 @@ describe("a put counts only with each node's own receipt", () => {
     expect(await rejection(putChunk(client, [bare.addr], x.id, x.data, FENCE))).toMatchObject({ code: 'ERR_PROTOCOL', failedTarget: bare.addr });
     const old = await startRogue(async ({ id }) => ({ ok: true, stored: [old.peer.peerId], receipts: [await signReceipt(old.key, id, 0)] }));
     expect(await rejection(putChunk(client, [old.addr], x.id, x.data, FENCE))).toMatchObject({ code: 'ERR_PROTOCOL', failedTarget: old.addr });
+  });
+
+  it('a forwarding node passes a later node\'s receipt on unchecked; the client refuses a bad signature and suspects every node up to it', async () => {
+    const first = await startNode();
+    // A later node that stores nothing and answers with a receipt-shaped signature of nobody.
+    const rogue = await startRogue(async () => ({ ok: true, stored: [rogue.peer.peerId], receipts: [{ node: rogue.peer.peerId, sig: 'A'.repeat(86) + '==' }] }));
+    known.set(rogue.peer.peerId, rogue.addr);
+    const client = await startPeer({ listen: [] });
+    const x = makeChunk(200 * 1024);
+    const err = await rejection(putChunk(client, [first.addr, rogue.addr], x.id, x.data, FENCE));
+    expect(err).toBeInstanceOf(ReceiptError);
+    // The first node vouched for the answer; the bad receipt may be the rogue's or the first node's
+    // doing: a retry avoids both.
+    expect(err).toMatchObject({ code: 'ERR_PROTOCOL', failedTarget: first.addr, suspects: [first.addr, rogue.addr] });
+    expect(err.message).toContain(`no valid receipt from node ${rogue.peer.peerId}`);
+    // A bad receipt of the first node itself suspects it alone.
+    const liar = await startRogue(async () => ({ ok: true, stored: [liar.peer.peerId], receipts: [{ node: liar.peer.peerId, sig: 'A'.repeat(86) + '==' }] }));
+    expect(await rejection(putChunk(client, [liar.addr], x.id, x.data, FENCE))).toMatchObject({ code: 'ERR_PROTOCOL', suspects: [liar.addr] });
   });
 
   it('a forwarding node checks its downstream receipts: a rogue later node is the failed target', async () => {
