@@ -141,7 +141,7 @@ export class ReceiptCheckError extends DfsError {
 export interface CheckReceiptsOptions {
   /**
    * Check each signature (default true). False checks only the answer's shape: `stored` is the
-   * pipeline, and each node has a receipt that looks like one (a 64-byte base64 signature); for a
+   * pipeline, and each node has a receipt that looks like one (a non-empty base64 `sig`, of any length); for a
    * hop whose answer is checked in full further on (see OutboundPut).
    */
   readonly verify?: boolean;

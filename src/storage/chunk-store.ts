@@ -120,6 +120,12 @@ export class ChunkStore {
   #quarantineCounter = 0;
   /** Free bytes at the last statfs, when it was taken, and bytes written since. */
   #space = { freeBytes: 0, atMs: -Infinity, writtenSince: 0 };
+  /**
+   * Bytes of streamed puts begun and not yet committed or aborted (beginPut): counted against
+   * the free space apart from `writtenSince`, which a statfs resets, because their bytes may
+   * reach the disk long after the check (a put's whole transfer).
+   */
+  #pendingBytes = 0;
   #chunks: number;
   #bytes: number;
   #closed = false;
@@ -237,17 +243,24 @@ export class ChunkStore {
       if (size > this.#maxChunkBytes) {
         throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; the limit is ${this.#maxChunkBytes}`);
       }
-      await this.#checkSpace(size, id);
+      await this.#checkSpace(size, id, { pending: true });
+      // The space this put holds until it commits or aborts (once, whichever comes).
+      let held = true;
+      const unhold = (): void => {
+        if (held) this.#pendingBytes -= size;
+        held = false;
+      };
       const tmpPath = join(this.layout.tmpDir, `${id}.${process.pid}.${this.#tmpCounter++}`);
       let sink: ChunkFileSink;
       try {
         sink = await this.#writer.begin(tmpPath, size);
       } catch (err) {
+        unhold();
         throw fromSystemError(err, `cannot store chunk ${id}`);
       }
       return new PendingChunkPut(sink, {
-        commit: () => this.#track(() => this.#commitPending(id, size, fence, tmpPath, sink)),
-        abort: () => this.#track(() => sink.discard()),
+        commit: () => this.#track(() => this.#commitPending(id, size, fence, tmpPath, sink).finally(unhold)),
+        abort: () => this.#track(() => sink.discard().finally(unhold)),
       });
     });
   }
@@ -272,6 +285,8 @@ export class ChunkStore {
           return { stored: false };
         }
         await this.#placeFile(id, tmpPath);
+        // Held as pending until now; a statfs taken before these bytes landed does not see them.
+        this.#space.writtenSince += size;
         await this.#index(id, size);
         if (record === undefined) this.#chunks += 1;
         this.#bytes += size - (record?.size ?? 0);
@@ -598,10 +613,10 @@ export class ChunkStore {
    * Refuses a put that would leave less than the reserve. statfs is taken at most once a second
    * (or when the estimate comes near the reserve); in between, bytes written are subtracted.
    */
-  async #checkSpace(size: number, id: ChunkId): Promise<void> {
+  async #checkSpace(size: number, id: ChunkId, options: { readonly pending?: boolean } = {}): Promise<void> {
     const space = this.#space;
     const now = performance.now();
-    let free = space.freeBytes - space.writtenSince;
+    let free = space.freeBytes - space.writtenSince - this.#pendingBytes;
     if (now - space.atMs > 1000 || free - size < 2 * this.#reserveBytes + size) {
       try {
         const fs = await statfs(this.layout.root);
@@ -609,12 +624,15 @@ export class ChunkStore {
       } catch (err) {
         throw fromSystemError(err, `cannot check free space for chunk ${id}`);
       }
-      free = this.#space.freeBytes;
+      // Streamed puts under way still count: statfs sees at most the part they wrote so far.
+      free = this.#space.freeBytes - this.#pendingBytes;
     }
-    this.#space.writtenSince += size;
     if (free - size < this.#reserveBytes) {
       throw new DfsError('ERR_NO_SPACE', `no space for chunk ${id} (${size} bytes): ${free} bytes free, ${this.#reserveBytes} reserved`);
     }
+    // Counted only once admitted: a refused put takes nothing.
+    if (options.pending) this.#pendingBytes += size;
+    else this.#space.writtenSince += size;
   }
 
   async #ensureShard(id: ChunkId): Promise<string> {
