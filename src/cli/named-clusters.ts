@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CLIENT_CONFIG_FILE, type ClientConfig, parseClientConfig, SWARM_KEY_FILE, swarmKeyPathOf } from '../cluster/index.ts';
+import { CLIENT_CONFIG_FILE, type ClientConfig, parseClientConfig, parseConfigText, SWARM_KEY_FILE, swarmKeyPathOf } from '../cluster/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Infer, readSwarmKeyFile, schema } from '../net/index.ts';
 import { commandName } from './command-name.ts';
@@ -52,21 +52,8 @@ export function namedClusterDir(env: Env, name: string): string {
   return join(requireConfigDir(env), CLUSTERS_DIR, checkClusterName(name));
 }
 
-/** Parses JSON text read from `path` with `s`; a problem is ERR_INVALID_ARGUMENT naming the file. */
-function parseFile<T>(text: string, path: string, s: { parse(input: unknown): T }): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new DfsError('ERR_INVALID_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`);
-  }
-  try {
-    return s.parse(json);
-  } catch (err) {
-    if (isDfsError(err)) throw new DfsError('ERR_INVALID_ARGUMENT', `${path}: ${err.message}`);
-    throw err;
-  }
-}
+/** Parses JSON text read from `path` with `s` (see parseConfigText). */
+const parseFile = parseConfigText;
 
 /** Reads `path`; undefined when it does not exist; ERR_IO naming it when it cannot be read. */
 async function readIfThere(path: string): Promise<string | undefined> {

@@ -30,6 +30,14 @@ export type ClientConfig = Infer<typeof clientConfigSchema>;
 
 /** Parses the text of a client config file at `path`; ERR_INVALID_ARGUMENT naming the file and the field. */
 export function parseClientConfig(text: string, path: string): ClientConfig {
+  return parseConfigText(text, path, clientConfigSchema);
+}
+
+/**
+ * Parses the JSON text of any config file read from `path` with schema `s`: not JSON, or not
+ * what `s` accepts, is ERR_INVALID_ARGUMENT naming the file (and the field).
+ */
+export function parseConfigText<T>(text: string, path: string, s: { parse(input: unknown): T }): T {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -37,7 +45,7 @@ export function parseClientConfig(text: string, path: string): ClientConfig {
     throw new DfsError('ERR_INVALID_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`);
   }
   try {
-    return clientConfigSchema.parse(json);
+    return s.parse(json);
   } catch (err) {
     if (isDfsError(err)) throw new DfsError('ERR_INVALID_ARGUMENT', `${path}: ${err.message}`);
     throw err;
