@@ -80,6 +80,12 @@ export interface LocalClusterOptions {
   readonly insecure?: boolean;
   /** How the processes and clients check the secret (default handshake). */
   readonly secretMode?: SecretMode;
+  /**
+   * New storage nodes get data at once ('auto', the default here) or wait for `dfs node admit`
+   * ('manual', a real deployment's default). With 'manual', start() does not wait for nodes to
+   * be live: start them with startNode and admit them.
+   */
+  readonly admitNodes?: 'auto' | 'manual';
 }
 
 /** A free TCP port on loopback, as the kernel hands one out. */
@@ -288,7 +294,7 @@ export class LocalCluster {
     await Promise.all(this.spec.masters.map((m) => this.startMaster(m.name)));
     await this.#waitForLeader(this.#o.readyTimeoutMs ?? 20_000, signal);
     await Promise.all(this.nodeNames.map((n) => this.startNode(n)));
-    await this.waitForLiveNodes(this.nodeNames.length, undefined, signal);
+    if ((this.#o.admitNodes ?? 'auto') === 'auto') await this.waitForLiveNodes(this.nodeNames.length, undefined, signal);
   }
 
   /** The signal of the start under way: a process it would spawn after an abort is not spawned. */
@@ -341,7 +347,7 @@ export class LocalCluster {
     const m = this.#master(name);
     const peers = this.spec.masters.filter((o) => o.name !== name).map((o) => o.addr);
     const admin = await this.adminPeerId();
-    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', 'auto', '--admin-peers', admin, '--http', '127.0.0.1:0', ...(this.#o.masterArgs ?? [])]);
+    await this.#spawn(name, m.dir, ['master', 'start', '--name', name, '--dir', m.dir, '--listen', `/ip4/127.0.0.1/tcp/${m.port}`, ...(peers.length ? ['--peers', peers.join(',')] : []), '--admit-nodes', this.#o.admitNodes ?? 'auto', '--admin-peers', admin, '--http', '127.0.0.1:0', ...(this.#o.masterArgs ?? [])]);
   }
 
   /** Starts one storage node process; resolves when it prints its ready line. */
