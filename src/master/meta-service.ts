@@ -819,6 +819,8 @@ export class MetaService {
       case 'setPassword':
         return { op: 'setPassword', name: cmd.name, password: await this.access.hashPassword(cmd.password) };
       case 'removeUser':
+        // The remover inherits the removed user's entries (never the name's next user).
+        return { op: 'removeUser', name: cmd.name, heir: user === cmd.name ? 'root' : user };
       case 'revokeTokens':
         return { op: cmd.op, name: cmd.name };
       case 'setUserDisabled':

@@ -42,7 +42,16 @@ export type MetaCommand =
   | { readonly op: 'setAuthKey'; readonly key: string }
   /** `password`: the stored argon2id PHC string (the leader hashes; no clear password is logged). */
   | { readonly op: 'addUser'; readonly name: string; readonly password: string; readonly roles: readonly Role[]; readonly nowMs: number }
-  | { readonly op: 'removeUser'; readonly name: string }
+  | {
+      readonly op: 'removeUser';
+      readonly name: string;
+      /**
+       * Who inherits the removed user's files and directories (the user who removed them), so a
+       * later user of the same name gets none of them. Absent in entries logged before it
+       * existed: those leave the entries owned by the name.
+       */
+      readonly heir?: string;
+    }
   | { readonly op: 'setPassword'; readonly name: string; readonly password: string }
   | { readonly op: 'setUserDisabled'; readonly name: string; readonly disabled: boolean }
   | { readonly op: 'setUserRoles'; readonly name: string; readonly roles: readonly Role[] }

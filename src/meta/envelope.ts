@@ -72,7 +72,7 @@ export const metaCommandSchema = coded(
     noop: schema.object({}),
     setAuthKey: schema.object({ key: schema.string({ minLength: 1, maxLength: MAX_AUTH_KEY_CHARS, pattern: /^[A-Za-z0-9+/]+={0,2}$/ }) }),
     addUser: schema.object({ name: userNameSchema, password: storedPasswordSchema, roles: rolesSchema, nowMs }),
-    removeUser: schema.object({ name: userNameSchema }),
+    removeUser: schema.object({ name: userNameSchema, heir: schema.optional(userNameSchema) }),
     setPassword: schema.object({ name: userNameSchema, password: storedPasswordSchema }),
     setUserDisabled: schema.object({ name: userNameSchema, disabled: schema.boolean() }),
     setUserRoles: schema.object({ name: userNameSchema, roles: rolesSchema }),

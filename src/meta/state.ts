@@ -413,10 +413,22 @@ export class MetaState {
   #removeUser(cmd: Extract<MetaCommand, { op: 'removeUser' }>): ApplyResult {
     const name = checkedUserName(cmd.name);
     if (!this.#users.delete(name)) return refusal('ERR_NOT_FOUND', `no user ${name} (dfs user list)`);
-    // Grants to a removed user must not pass to a later user of the same name. Their files stay
-    // theirs by name (an admin can remove or move them).
+    // Grants to a removed user must not pass to a later user of the same name, nor their files:
+    // those go to the heir (who removed them). One pass over the namespace: a rare command.
     for (const g of this.#grants.all()) if (g.principal === name && this.#grants.revoke(g.path, name)) this.#grantCount--;
-    return { ok: true };
+    const heir = cmd.heir === undefined ? undefined : checkedUserName(cmd.heir);
+    let inherited = 0;
+    if (heir !== undefined && heir !== name) {
+      for (const [path, entry] of this.#entries) {
+        if (entry.owner !== name) continue;
+        const moved: Entry = { ...entry, owner: heir };
+        this.#charge(entry, -1);
+        this.#charge(moved, 1);
+        this.#entries.set(path, moved);
+        inherited++;
+      }
+    }
+    return { ok: true, value: { inherited } };
   }
 
   /** Changes a user; `revokes`: every token issued before stops working (gen = this index). */

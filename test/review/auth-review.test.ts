@@ -125,7 +125,7 @@ describe('review: a removed user name given to someone new', () => {
   // removeUser drops the old user's grants, and gen makes old tokens fail, but entries stay
   // owned by the NAME: whoever is added later under that name owns (admin on) them, and their
   // usage counts against the newcomer's quota.
-  it.fails("a new user under a removed user's name gets no rights on the old user's files", async () => {
+  it("a new user under a removed user's name gets no rights on the old user's files: the remover inherits them", async () => {
     const state = new MetaState();
     let index = 0;
     const apply = (cmd: Parameters<MetaState['apply']>[1]['cmd']) => state.apply(++index, { clientId: '', seq: 0, cmd });
@@ -133,7 +133,12 @@ describe('review: a removed user name given to someone new', () => {
     const hash = await hashPassword('pw-old-dave-1', TEST_PASSWORDS);
     expect(apply({ op: 'addUser', name: 'dave', password: hash, roles: [], nowMs: 1 })).toMatchObject({ ok: true });
     expect(apply({ op: 'commitFile', path: '/payroll.xlsx', manifest: manifestOf([[cid(1), 10]]), parents: false, ifAbsent: true, owner: 'dave', nowMs: 2 })).toMatchObject({ ok: true });
-    expect(apply({ op: 'removeUser', name: 'dave' })).toMatchObject({ ok: true });
+    // The leader stamps the remover as heir (meta-service #stamp).
+    expect(apply({ op: 'removeUser', name: 'dave', heir: 'admin' })).toMatchObject({ ok: true, value: { inherited: 1 } });
+    expect(state.ownerOf('/payroll.xlsx')).toBe('admin');
+    expect(state.usage('dave')).toEqual({ bytes: 0, files: 0 });
+    expect(state.usage('admin')).toEqual({ bytes: 10, files: 1 });
+    state.checkInvariants();
     expect(apply({ op: 'addUser', name: 'dave', password: hash, roles: [], nowMs: 3 })).toMatchObject({ ok: true });
     const view: PolicyView = { grantsAt: (p) => state.grantsAt(p), ownerOf: (p) => state.ownerOf(p), grantedPathsBelow: (p) => state.grantedPathsBelow(p) };
     const newDave = { user: 'dave', roles: [], gen: state.user('dave')!.gen } as const;
