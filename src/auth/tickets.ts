@@ -4,7 +4,7 @@ import { schema } from '../net/schema.ts';
 import type { Infer } from '../net/schema.ts';
 import { authError } from './errors.ts';
 import type { AuthError } from './errors.ts';
-import { peerIdSchema } from './identity.ts';
+import { peerIdSchema, userNameSchema } from './identity.ts';
 import { openEnvelope, signEnvelope } from './signing.ts';
 
 /**
@@ -56,6 +56,11 @@ export const ticketClaimsSchema = schema.object({
   bearer: peerIdSchema,
   exp: schema.integer({ min: 0 }),
   fence: schema.optional(schema.integer({ min: 0 })),
+  /**
+   * The user the leader issued it for (a login's), if any: a node shares its in-flight budget
+   * per user rather than per peer, so one user's many peer ids hold one user's share.
+   */
+  user: schema.optional(userNameSchema),
 });
 export type TicketClaims = Infer<typeof ticketClaimsSchema>;
 
@@ -67,13 +72,15 @@ export interface NewTicketClaims {
   readonly now: number;
   readonly ttlMs?: number;
   readonly fence?: number;
+  /** The user it is issued for (see the claim). */
+  readonly user?: string;
 }
 
 /** The claims of a ticket issued now; ids sorted and de-duplicated. */
-export function newTicketClaims({ op, ids, bearer, now, ttlMs = DEFAULT_TICKET_TTL_MS, fence }: NewTicketClaims): TicketClaims {
+export function newTicketClaims({ op, ids, bearer, now, ttlMs = DEFAULT_TICKET_TTL_MS, fence, user }: NewTicketClaims): TicketClaims {
   if (!(Number.isSafeInteger(ttlMs) && ttlMs > 0 && ttlMs <= MAX_TICKET_TTL_MS)) throw new DfsError('ERR_INVALID_ARGUMENT', `a ticket's ttlMs must be an integer in [1, ${MAX_TICKET_TTL_MS}], got ${String(ttlMs)}`);
-  const claims: TicketClaims = { op, ids: [...new Set(ids)].sort(), bearer, exp: now + ttlMs };
-  return fence === undefined ? claims : { ...claims, fence };
+  const claims: TicketClaims = { op, ids: [...new Set(ids)].sort(), bearer, exp: now + ttlMs, ...(fence === undefined ? {} : { fence }), ...(user === undefined ? {} : { user }) };
+  return claims;
 }
 
 /**

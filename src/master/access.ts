@@ -219,9 +219,17 @@ export class Access {
   }
 
   /** A chunk ticket: `op` on `ids` for `bearer` (a peer id), under `fence` when given. */
-  async ticket(op: TicketOp, ids: readonly string[], bearer: string, fence?: number): Promise<string> {
+  async ticket(op: TicketOp, ids: readonly string[], bearer: string, fence?: number, user?: string): Promise<string> {
     const { privateKey } = this.requireKeys();
-    const claims = newTicketClaims({ op, ids, bearer, now: this.#o.clock.now(), ...(this.#o.ticketTtlMs !== undefined ? { ttlMs: this.#o.ticketTtlMs } : {}), ...(fence !== undefined ? { fence } : {}) });
+    const claims = newTicketClaims({
+      op,
+      ids,
+      bearer,
+      now: this.#o.clock.now(),
+      ...(this.#o.ticketTtlMs !== undefined ? { ttlMs: this.#o.ticketTtlMs } : {}),
+      ...(fence !== undefined ? { fence } : {}),
+      ...(user !== undefined ? { user } : {}),
+    });
     return signTicket(privateKey, claims);
   }
 }

@@ -50,6 +50,11 @@ export interface RepairView {
 
 const MiB = 1024 * 1024;
 
+/** The login user a ticket is issued for (nodes share their budget per user); none for masters and nodes. */
+function userOf(caller: Caller): string | undefined {
+  return caller.kind === 'token' ? caller.identity?.user : undefined;
+}
+
 /** Registered storage nodes waiting for `dfs node admit` at most: more registrations are refused. */
 export const MAX_PENDING_NODES = 64;
 
@@ -602,7 +607,7 @@ export class MetaService {
       );
     }
     return Promise.all(
-      placed.map(async (p): Promise<Placement> => ('targets' in p ? { ...p, ticket: await this.access.ticket('put', [p.id], caller.peerId, p.fence) } : p)),
+      placed.map(async (p): Promise<Placement> => ('targets' in p ? { ...p, ticket: await this.access.ticket('put', [p.id], caller.peerId, p.fence, userOf(caller)) } : p)),
     );
   }
 
@@ -636,7 +641,7 @@ export class MetaService {
       if (stray !== undefined) throw this.access.refuse('ERR_FILE_CHANGED', `${request.path} changed while being read (chunk ${stray} is no longer part of it): read it again`, caller, 'locate', request.path);
     }
     this.access.requireKeys();
-    return Promise.all(plane.locate(request.ids).map(async (l) => ({ ...l, ticket: await this.access.ticket('get', [l.id], caller.peerId) })));
+    return Promise.all(plane.locate(request.ids).map(async (l) => ({ ...l, ticket: await this.access.ticket('get', [l.id], caller.peerId, undefined, userOf(caller)) })));
   }
 
   #chunkSet(manifest: Manifest): ReadonlySet<string> {

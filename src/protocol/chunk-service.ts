@@ -5,7 +5,7 @@ import { loadBlake3 } from '../chunker/index.ts';
 import type { Blake3, Blake3Hasher } from '../chunker/index.ts';
 import { ChunkStreams, OutboundPut } from './chunk-client.ts';
 import { TicketVerifier } from '../auth/tickets.ts';
-import type { TicketRefusalReason, TicketRequest, TicketResult } from '../auth/tickets.ts';
+import type { TicketClaims, TicketRefusalReason, TicketRequest, TicketResult } from '../auth/tickets.ts';
 import { systemClock } from '../env/index.ts';
 import type { Clock } from '../env/index.ts';
 import { DfsError } from '../errors/index.ts';
@@ -449,14 +449,14 @@ export class ChunkService {
 
   async #put(exchange: Exchange, request: PutRequest): Promise<PutAnswer> {
     const { id, size, fence, pipeline } = request;
-    const ticket = await this.#admitPut(request, exchange.remote.peerId);
+    const { ticket, share } = await this.#admitPut(request, exchange.remote.peerId);
     if (size > this.#maxChunkBytes) {
       throw new DfsError('ERR_CHUNK_TOO_LARGE', `chunk ${id} has ${size} bytes; this node takes at most ${this.#maxChunkBytes}`);
     }
     if (pipeline.includes(this.#peer.peerId) || new Set(pipeline).size !== pipeline.length) {
       throw new DfsError('ERR_PROTOCOL', `put of chunk ${id}: the pipeline names a node twice, or this node (${this.#peer.peerId}) itself`);
     }
-    const release = this.#reserve(size, `put of chunk ${id}`, exchange.remote.peerId);
+    const release = this.#reserve(size, `put of chunk ${id}`, share);
     // However steadily the bytes trickle in, the whole payload has this long.
     const whole = this.#wholeTransfer(`put of chunk ${id} (${size} bytes)`);
     const next = pipeline[0];
@@ -602,10 +602,10 @@ export class ChunkService {
 
   async #get(exchange: Exchange, request: GetRequest): Promise<void> {
     const { id } = request;
-    this.#checkTicket(request.ticket, { now: this.#clock.now(), op: 'get', chunkId: id, bearerPeerId: exchange.remote.peerId });
+    const claims = this.#checkTicket(request.ticket, { now: this.#clock.now(), op: 'get', chunkId: id, bearerPeerId: exchange.remote.peerId });
     const info = await this.#store.info(id);
     if (info === undefined) throw new DfsError('ERR_CHUNK_NOT_FOUND', `chunk ${id} is not on this node`);
-    const release = this.#reserve(info.size, `get of chunk ${id}`, exchange.remote.peerId);
+    const release = this.#reserve(info.size, `get of chunk ${id}`, shareOf(claims, exchange.remote.peerId));
     const whole = this.#wholeTransfer(`get of chunk ${id} (${info.size} bytes)`);
     try {
       // A range is cut from a copy verified here: its reader cannot check it. A whole chunk is
@@ -668,10 +668,10 @@ export class ChunkService {
    * down a pipeline, accepted only from a storage node of the masters' list (asked again once, for
    * a node that registered since the last heartbeat), with every other claim still checked.
    */
-  async #admitPut(request: PutRequest, remote: string): Promise<string> {
+  async #admitPut(request: PutRequest, remote: string): Promise<{ ticket: string; share: string }> {
     const checks = { op: ['put', 'replicate'] as const, chunkId: request.id, bearerPeerId: remote, fence: request.fence };
     const direct = this.#verifier().verify(request.ticket, { ...checks, now: this.#clock.now() });
-    if (direct.ok) return request.ticket!;
+    if (direct.ok) return { ticket: request.ticket!, share: shareOf(direct.claims, remote) };
     if (direct.reason !== 'wrong-bearer') throw ticketRefusal(direct);
     let known = this.#knowsNode(remote);
     if (!known && this.#refreshNodes) {
@@ -681,14 +681,15 @@ export class ChunkService {
     if (!known) {
       throw ticketRefusal(direct, `; a put with another peer's ticket is taken only from a storage node forwarding it down a pipeline, and ${remote} is not one this node knows`);
     }
-    this.#checkTicket(request.ticket, { ...checks, now: this.#clock.now(), bearerVouched: true });
-    return request.ticket!;
+    const claims = this.#checkTicket(request.ticket, { ...checks, now: this.#clock.now(), bearerVouched: true });
+    return { ticket: request.ticket!, share: shareOf(claims, remote) };
   }
 
-  /** Throws the refusal for a ticket that does not allow `request` (see ticketRefusal). */
-  #checkTicket(ticket: string | undefined, request: TicketRequest): void {
+  /** Throws the refusal for a ticket that does not allow `request` (see ticketRefusal); else its claims. */
+  #checkTicket(ticket: string | undefined, request: TicketRequest): TicketClaims {
     const result = this.#verifier().verify(ticket, request);
     if (!result.ok) throw ticketRefusal(result);
+    return result.claims;
   }
 
   /** The ticket checker for the cluster key; ERR_UNAVAILABLE before a master has told us the key. */
@@ -714,7 +715,8 @@ export class ChunkService {
   }
 
   /**
-   * Reserves `bytes` of the in-flight budget for a transfer of `peerId`, or refuses with
+   * Reserves `bytes` of the in-flight budget for a transfer of `peerId` (a share: a peer id, or
+   * `user NAME` for a user's ticket; see shareOf), or refuses with
    * ERR_OVERLOADED: when the peer already holds some and would go past its share (the message
    * says it is that peer's own load), or when the whole budget would be exceeded. Returns the release.
    */
@@ -723,7 +725,7 @@ export class ChunkService {
     if (mine > 0 && mine + bytes > this.#maxInflightBytesPerPeer) {
       throw new DfsError(
         'ERR_OVERLOADED',
-        `${what} (${bytes} bytes) refused: this peer (${peerId}) has ${mine} bytes in flight on this node, its share is ${this.#maxInflightBytesPerPeer} of ${this.#maxInflightBytes}; wait for its transfers to finish`,
+        `${what} (${bytes} bytes) refused: ${peerId.startsWith('user ') ? `this ${peerId}` : `this peer (${peerId})`} has ${mine} bytes in flight on this node, its share is ${this.#maxInflightBytesPerPeer} of ${this.#maxInflightBytes}; wait for its transfers to finish`,
       );
     }
     if (this.stats.inflightBytes + bytes > this.#maxInflightBytes) {
@@ -774,6 +776,14 @@ export class ChunkService {
   #deadline(timeoutMs = this.#transferTimeoutMs, bound: AbortSignal = this.#stopping.signal): AbortSignal {
     return deadlineSignal(timeoutMs, bound);
   }
+}
+
+/**
+ * Whose share of the in-flight budget a transfer counts against: the user a ticket was issued
+ * for (one user's many peer ids hold one share), else the peer (a node's copy, a master).
+ */
+function shareOf(claims: TicketClaims, peerId: string): string {
+  return claims.user === undefined ? peerId : `user ${claims.user}`;
 }
 
 /** The request being served, for the observer. */

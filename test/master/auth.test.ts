@@ -295,7 +295,7 @@ describe('chunk tickets', () => {
       const placed = await alice({ type: 'place', chunks: [{ id: cid(5), size: 10 }], path: '/t', fileBytes: 10, uploadId: 'u' });
       const [p] = placed.value as Array<{ id: string; fence: number; ticket: string }>;
       const now = Date.now();
-      expect(verifyTicket(p!.ticket, { publicKey, now, op: 'put', chunkId: cid(5), bearerPeerId: ALICE_PEER, fence: p!.fence })).toMatchObject({ ok: true, claims: { op: 'put', ids: [cid(5)], bearer: ALICE_PEER, fence: p!.fence } });
+      expect(verifyTicket(p!.ticket, { publicKey, now, op: 'put', chunkId: cid(5), bearerPeerId: ALICE_PEER, fence: p!.fence })).toMatchObject({ ok: true, claims: { op: 'put', ids: [cid(5)], bearer: ALICE_PEER, fence: p!.fence, user: 'alice' } });
       expect(verifyTicket(p!.ticket, { publicKey, now, op: 'put', chunkId: cid(5), bearerPeerId: BOB_PEER, fence: p!.fence })).toMatchObject({ ok: false, reason: 'wrong-bearer' });
       expect(verifyTicket(p!.ticket, { publicKey, now, op: 'get', chunkId: cid(5), bearerPeerId: ALICE_PEER })).toMatchObject({ ok: false, reason: 'wrong-op' });
       const stored = [{ id: cid(5), fence: p!.fence, receipts: await Promise.all(nodeKeys.map((k) => signReceipt(k, cid(5), p!.fence))) }];
@@ -304,7 +304,7 @@ describe('chunk tickets', () => {
       const located = await alice({ type: 'locate', ids: [cid(5)], path: '/t' });
       const [l] = located.value as Array<{ id: string; holders: string[]; ticket: string }>;
       expect(l!.holders).toHaveLength(3);
-      expect(verifyTicket(l!.ticket, { publicKey, now, op: 'get', chunkId: cid(5), bearerPeerId: ALICE_PEER })).toMatchObject({ ok: true });
+      expect(verifyTicket(l!.ticket, { publicKey, now, op: 'get', chunkId: cid(5), bearerPeerId: ALICE_PEER })).toMatchObject({ ok: true, claims: { user: 'alice' } });
       expect(await alice({ type: 'locate', ids: [cid(5), cid(6)], path: '/t' })).toMatchObject({ ok: false, code: 'ERR_FILE_CHANGED' });
       expect(await alice({ type: 'locate', ids: [cid(5)] })).toMatchObject({ ok: false, code: 'ERR_FORBIDDEN' });
       // replicate commands in a heartbeat answer: bearer is the node told to copy.

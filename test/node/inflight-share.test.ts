@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { putChunk, ticket } from '../support/tickets.ts';
+import * as chunkClient from '../../src/protocol/chunk-client.ts';
 import { FrameReader, FrameWriter } from '../../src/net/index.ts';
 import type { DfsPeer } from '../../src/net/index.ts';
 import { CHUNK_FRAME_MAX_BYTES, CHUNK_PROTOCOL } from '../../src/protocol/chunk-protocol.ts';
@@ -22,7 +23,7 @@ interface SlowPut {
 }
 
 /** A put that announces `size` bytes, sends one, and then only what `trickle` sends. */
-async function slowPut(client: DfsPeer, addr: string, size: number): Promise<SlowPut> {
+async function slowPut(client: DfsPeer, addr: string, size: number, user?: string): Promise<SlowPut> {
   const { id } = makeChunk(size);
   const stream = await client.dialProtocol(addr, CHUNK_PROTOCOL, { timeoutMs: 5000 });
   const reader = new FrameReader(stream, { maxFrameBytes: CHUNK_FRAME_MAX_BYTES });
@@ -32,7 +33,7 @@ async function slowPut(client: DfsPeer, addr: string, size: number): Promise<Slo
     (frame) => (answer = frame && JSON.parse(new TextDecoder().decode(frame.subarray()))),
     (err: unknown) => (answer = err),
   );
-  await writer.write(utf8({ op: 'put', id, size, fence: FENCE, pipeline: [], ticket: await ticket('put', id, client, { fence: FENCE }) }));
+  await writer.write(utf8({ op: 'put', id, size, fence: FENCE, pipeline: [], ticket: await ticket('put', id, client, { fence: FENCE, ...(user ? { user } : {}) }) }));
   await writer.write(Uint8Array.of(1));
   return {
     answer: () => answer,
@@ -102,6 +103,25 @@ describe('in-flight budget: one peer gets a share, a transfer a bounded time', (
     const x = makeChunk(1000);
     await putChunk(client, [node.addr], x.id, x.data, FENCE);
     expect(await node.store.has(x.id)).toBe(true);
+  });
+
+  it('one user\'s many peers hold one share (their tickets name the user); another user\'s put goes through', async () => {
+    const node = await startNode({ maxInflightBytes: 8 * MiB });
+    // Mallory's first peer takes her 2 MiB share; her second and third peers get no more.
+    const peers = [await startPeer({ listen: [] }), await startPeer({ listen: [] }), await startPeer({ listen: [] })];
+    const slow: SlowPut[] = [];
+    for (const p of peers) slow.push(await slowPut(p, node.addr, 2 * MiB, 'mallory'));
+    await until(() => slow.filter((s) => s.answer() !== undefined).length === 2, 5000, 'two refusals');
+    expect(slow[0]!.answer()).toBeUndefined();
+    for (const s of slow.slice(1)) expect(s.answer()).toMatchObject({ ok: false, code: 'ERR_OVERLOADED', message: expect.stringMatching(/this user mallory has 2097152 bytes in flight/) });
+    expect(node.service.stats).toMatchObject({ inflightBytes: 2 * MiB, inflightPeers: 1 });
+    // Alice (another user, on a peer of her own) is not held up by Mallory's peers.
+    const alice = await startPeer({ listen: [] });
+    const a = makeChunk(MiB);
+    const put = await chunkClient.putChunk(alice, [node.addr], a.id, a.data, FENCE, await ticket('put', a.id, alice, { fence: FENCE, user: 'alice' }));
+    expect(put.stored).toEqual([node.peer.peerId]);
+    for (const s of slow) s.close();
+    await until(() => node.service.stats.inflightBytes === 0, 5000, 'the budget to be free');
   });
 
   it('a peer with nothing in flight may start one transfer larger than its share', async () => {

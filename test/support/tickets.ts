@@ -28,6 +28,8 @@ export interface TicketOptions {
   readonly ttlMs?: number;
   /** Signs with another key (a forged or foreign ticket). */
   readonly key?: PrivateKey;
+  /** The login user the leader issued it for (nodes share their budget per user). */
+  readonly user?: string;
 }
 
 /** A ticket for `op` on `ids`, issued to `bearer` (a peer or its id). */
@@ -39,6 +41,7 @@ export function ticket(op: TicketOp, ids: string | readonly string[], bearer: Df
     now: o.now ?? Date.now(),
     ...(o.ttlMs !== undefined ? { ttlMs: o.ttlMs } : {}),
     ...(o.fence !== undefined ? { fence: o.fence } : {}),
+    ...(o.user !== undefined ? { user: o.user } : {}),
   });
   return signTicket(o.key ?? clusterPrivateKey, claims);
 }
