@@ -30,11 +30,6 @@ import { allClosed, frameHeader, MiB, mb, report, RssWatch, sendRaw, type Stream
 const blake3: Blake3 = await loadBlake3();
 const PASSWORD = 'node-flood-password';
 const RSS_BUDGET = 100 * 1e6;
-/**
- * A node's in-flight budget (256 MiB, DEFAULT_MAX_INFLIGHT_BYTES) is what several peers together
- * may make it hold, received bytes included, plus the same room as above.
- */
-const NODE_RSS_BUDGET = 256 * MiB + RSS_BUDGET;
 const RESET_WITHIN_MS = 50_000;
 const STREAMS = 20;
 const BIG_CHUNKS = { minSize: 2 * MiB, avgSize: 4 * MiB, maxSize: 8 * MiB };
@@ -222,22 +217,19 @@ describe('a storage node under floods from a writer', () => {
     expect(unreadRss.peak - unreadRss.before).toBeLessThan(RSS_BUDGET);
   }, 120_000);
 
-  it('one writer with several peer ids, slow-loris puts on one node: memory bounded by the node-wide budget, all reset, the node serves again after', async () => {
-    // Each peer id may hold a quarter of the node's 256 MiB: 5 of them ask for 320 MiB. The share
-    // is per peer id, and one user may run any number of peers: together they hold the whole
-    // budget, and while they do the node refuses everyone's puts (ERR_OVERLOADED; with 3 nodes
-    // and RF 3 the victim's put then fails). Measured and printed, not asserted: an open issue.
+  it('one writer with several peer ids, slow-loris puts on one node: they share one user\'s share, memory bounded, all reset, another client puts and gets meanwhile', async () => {
+    // A share is a quarter of the node's 256 MiB, per user: the tickets name the user they were
+    // issued for, so 5 peer ids of one writer hold one share between them (64 MiB, not 320),
+    // and the rest of the budget stays free for everyone else's puts.
     const peers = await Promise.all(Array.from({ length: 5 }, () => asPeer(mallory.token)));
     try {
       const rss = new RssWatch(t.cluster.pids().n1!);
       const floods = await Promise.all(peers.map((p) => slowLorisPuts(nodeAddr('n1'), p)));
       const floodingAt = performance.now();
       await sleep(1_000);
-      // What the victim gets while the node's whole budget is held (measured, not asserted: see the report).
-      const during = await victimRound('budget-held').then(
-        (r) => `put ${r.putMs.toFixed(0)} ms, get ${r.getMs.toFixed(0)} ms`,
-        (err: unknown) => `failed: ${String(err).slice(0, 200)}`,
-      );
+      // The victim (another user) is not held up by the writer's many peers.
+      const duringRound = await victimRound('budget-held');
+      const during = `put ${duringRound.putMs.toFixed(0)} ms, get ${duringRound.getMs.toFixed(0)} ms`;
       const fates = floods.flatMap((f) => f.fates);
       const closed = await allClosed(fates, RESET_WITHIN_MS);
       for (const f of floods) f.stop();
@@ -246,12 +238,13 @@ describe('a storage node under floods from a writer', () => {
       const figures = rss.stop();
       const after = await victimRound('budget-freed');
       const answers = floods.flatMap((f) => f.answers).reduce<Record<string, number>>((m, a) => ({ ...m, [a]: (m[a] ?? 0) + 1 }), {});
-      report(`n1: ${peers.length} peer ids of one writer x ${STREAMS} slow-loris put streams (4 MiB chunks)`, figures, NODE_RSS_BUDGET, `answers ${JSON.stringify(answers)}; all reset within ${resetWithinS.toFixed(1)} s; the victim meanwhile: ${during}; after: put ${after.putMs.toFixed(0)} ms, get ${after.getMs.toFixed(0)} ms`);
+      report(`n1: ${peers.length} peer ids of one writer x ${STREAMS} slow-loris put streams (4 MiB chunks)`, figures, RSS_BUDGET, `answers ${JSON.stringify(answers)}; all reset within ${resetWithinS.toFixed(1)} s; the victim meanwhile: ${during}; after: put ${after.putMs.toFixed(0)} ms, get ${after.getMs.toFixed(0)} ms`);
       expect(closed).toBe(true);
       for (const f of fates) expect(f.error).toBeDefined();
       expect(answers.ERR_OVERLOADED ?? 0).toBeGreaterThan(0);
       expect(t.cluster.isRunning('n1')).toBe(true);
-      expect(figures.peak - figures.before).toBeLessThan(NODE_RSS_BUDGET);
+      // One user's share, not the node's whole budget.
+      expect(figures.peak - figures.before).toBeLessThan(RSS_BUDGET);
     } finally {
       await Promise.all(peers.map(async (p) => (p.meta.close(), await p.peer.stop())));
     }
