@@ -23,7 +23,14 @@ import { DfsError, type ErrorCode } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { LoginResult, MetaCommand, MetaState } from '../meta/index.ts';
 import type { LeaderContext, LeaderTask } from './leader-tasks.ts';
+import { PeerRateLimit } from './rate-limit.ts';
 
+
+/** Refusal lines a peer may cause, a second and in a burst; the rest are counted, not written. */
+const REFUSAL_LINES_PER_SECOND = 2;
+const REFUSAL_LINES_BURST = 20;
+/** Peers whose unwritten refusals are counted at once. */
+const MAX_UNLOGGED_PEERS = 10_000;
 /**
  * Who a metadata request comes from, and what they may do: identity resolution, authorisation
  * (src/auth/policy.ts is the one policy), logins, and the signatures of tokens and chunk tickets
@@ -87,6 +94,27 @@ export class Access {
     this.#o = options;
     this.#audit = options.logger.child({ component: 'audit' });
     this.#limiter = new LoginLimiter({ clock: options.clock, ...options.loginLimits });
+    this.#refusalLines = new PeerRateLimit({ clock: options.clock, perSecond: REFUSAL_LINES_PER_SECOND, burst: REFUSAL_LINES_BURST });
+  }
+
+  /** Log lines about one peer's refused requests: a peer that floods us must not flood the log. */
+  readonly #refusalLines: PeerRateLimit;
+  /** Refusals of a peer not logged since its last line (bounded: the oldest peers go first). */
+  readonly #unlogged = new Map<string, number>();
+
+  /**
+   * Whether a line about a refusal of `peerId`'s may be written now; when not, it is counted and
+   * the next line that is written says how many were left out (`unlogged`).
+   */
+  mayLogRefusal(peerId: string): { readonly ok: boolean; readonly unlogged: number } {
+    if (this.#refusalLines.take(peerId)) {
+      const unlogged = this.#unlogged.get(peerId) ?? 0;
+      this.#unlogged.delete(peerId);
+      return { ok: true, unlogged };
+    }
+    this.#unlogged.set(peerId, (this.#unlogged.get(peerId) ?? 0) + 1);
+    if (this.#unlogged.size > MAX_UNLOGGED_PEERS) this.#unlogged.delete(this.#unlogged.keys().next().value!);
+    return { ok: false, unlogged: 0 };
   }
 
   /** The cluster key pair from the applied state, once the first leader has set it. */
@@ -152,7 +180,11 @@ export class Access {
 
   /** Logs a refusal on the audit log and returns the error to throw. */
   refuse(code: ErrorCode, message: string, caller: Caller, op: string, path?: string): DfsError {
-    this.#audit.warn({ event: 'refused', code, user: caller.identity?.user ?? null, peer: caller.peerId, via: caller.kind, op, ...(path !== undefined ? { path } : {}), reason: message }, 'refused');
+    const line = this.mayLogRefusal(caller.peerId);
+    if (line.ok) {
+      const fields = { event: 'refused', code, user: caller.identity?.user ?? null, peer: caller.peerId, via: caller.kind, op, ...(path !== undefined ? { path } : {}), reason: message };
+      this.#audit.warn(line.unlogged > 0 ? { ...fields, unlogged: line.unlogged } : fields, 'refused');
+    }
     return new DfsError(code, message);
   }
 

@@ -50,6 +50,9 @@ export interface RepairView {
 
 const MiB = 1024 * 1024;
 
+/** Refusals the access layer already wrote an audit line for (or counted): no second line. */
+const AUDITED: ReadonlySet<string> = new Set(['ERR_UNAUTHENTICATED', 'ERR_FORBIDDEN', 'ERR_QUOTA', 'ERR_TOKEN_EXPIRED']);
+
 /** The login user a ticket is issued for (nodes share their budget per user); none for masters and nodes. */
 function userOf(caller: Caller): string | undefined {
   return caller.kind === 'token' ? caller.identity?.user : undefined;
@@ -297,9 +300,13 @@ export class MetaService {
     } catch (err) {
       if (!isDfsError(err)) throw err;
       if (err.code === 'ERR_UNAVAILABLE') this.#ensureClusterKey();
-      // Not-leader answers are routine (clients follow the hint); anything else is worth a line.
-      const level = err.code === 'ERR_NOT_LEADER' ? 'debug' : 'info';
-      this.#log[level]({ request: request.type, code: err.code, reason: err.message }, 'refused a request');
+      // Not-leader answers are routine (clients follow the hint); anything else is worth a line,
+      // as long as the peer is not flooding us with refused requests (then they are counted).
+      if (err.code === 'ERR_NOT_LEADER') this.#log.debug({ request: request.type, code: err.code }, 'refused a request');
+      else if (!AUDITED.has(err.code)) {
+        const line = this.access.mayLogRefusal(from.peerId);
+        if (line.ok) this.#log.info({ request: request.type, code: err.code, reason: err.message, peer: from.peerId, ...(line.unlogged > 0 ? { unlogged: line.unlogged } : {}) }, 'refused a request');
+      }
       return this.#refusal(err);
     }
   }

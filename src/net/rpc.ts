@@ -138,8 +138,21 @@ export async function handleUntil<Request>(
   handlerTimeoutMs: number,
   protocol: string,
 ): Promise<unknown> {
-  const signal = deadlineSignal(handlerTimeoutMs, gone);
-  return raceAbort(Promise.resolve().then(() => handler(request, { remote, signal })), signal, `handling ${protocol}`);
+  // Not deadlineSignal: AbortSignal.any ties a signal to the stream's `gone` for as long as the
+  // stream lives, and AbortSignal.timeout keeps its timer for the whole timeout, so a peer
+  // sending many quick calls on one stream piled up signals and timers (hundreds of MB under a
+  // flood of refused calls). Here both are undone the moment the handler ends.
+  const controller = new AbortController();
+  const onGone = (): void => controller.abort(gone.reason);
+  if (gone.aborted) onGone();
+  else gone.addEventListener('abort', onGone, { once: true });
+  const timer = setTimeout(() => controller.abort(new DOMException(`handling ${protocol} took over ${handlerTimeoutMs} ms`, 'TimeoutError')), handlerTimeoutMs);
+  try {
+    return await raceAbort(Promise.resolve().then(() => handler(request, { remote, signal: controller.signal })), controller.signal, `handling ${protocol}`);
+  } finally {
+    clearTimeout(timer);
+    gone.removeEventListener('abort', onGone);
+  }
 }
 
 /**

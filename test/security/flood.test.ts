@@ -145,7 +145,9 @@ describe('a master under floods from one peer', () => {
   it('metadata clients that send many requests and never read the answers: reset, bounded, others keep working', async () => {
     const leader = await leaderOf(t);
     const peer = await freshAttacker(leader.addr);
-    // A directory whose listing is a sizeable answer (~20 KB).
+    // A directory whose listing is a sizeable answer (~20 KB) to a logged-in client. This attacker
+    // has no login, so each of its calls is refused: small answers, many calls a second, which is
+    // what once piled up a deadline signal and timer per call (+360 MB; see handleUntil).
     await t.client(async (c) => {
       await c.write({ op: 'mkdir', path: '/wide', parents: false });
       for (let i = 0; i < 200; i++) await c.write({ op: 'mkdir', path: `/wide/entry-with-a-longish-name-${String(i).padStart(4, '0')}`, parents: false });
@@ -190,7 +192,7 @@ describe('a master under floods from one peer', () => {
 
     const after = await leaderOf(t);
     const slowest = Math.max(...rounds.map((r) => r.resetAfterMs));
-    report(`${leader.name}: clients that never read (list answers of ~20 KB)`, figures, RSS_BUDGET, `leader ${leader.name} term ${leader.term} -> ${after.name} term ${after.term}; ${rounds.length} streams in 10 s, each reset after at most ${(slowest / 1000).toFixed(1)} s and ${Math.max(...rounds.map((r) => r.written))} requests written; ${probed.rounds} client rounds, ${probed.failures.length} failed`);
+    report(`${leader.name}: clients that never read (list calls without a login, each refused)`, figures, RSS_BUDGET, `leader ${leader.name} term ${leader.term} -> ${after.name} term ${after.term}; ${rounds.length} streams in 10 s, each reset after at most ${(slowest / 1000).toFixed(1)} s and ${Math.max(...rounds.map((r) => r.written))} requests written; ${probed.rounds} client rounds, ${probed.failures.length} failed`);
     for (const r of rounds) {
       expect(r.fate.closedAt).toBeDefined();
       expect(r.fate.error).toBeDefined();
