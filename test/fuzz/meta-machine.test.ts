@@ -14,16 +14,12 @@ import {
   byteMutation,
   check,
   deepEqual,
-  DEEP_NESTING_BUG,
   expectCleanError,
   fuzzParams,
   fuzzTimeout,
   type JsonMutation,
   jsonMutation,
-  type KnownBug,
-  KnownBugTally,
   mutatedBytes,
-  PATH_TO_STRING_BUG,
   run,
   jsonTextWithin,
   runAsync,
@@ -99,7 +95,7 @@ function applyQuietly(m: MetaMachine, index: number, bytes: Uint8Array): void {
   try {
     m.apply(index, bytes);
   } catch {
-    // a known bug (counted where it was met); the replica goes on as a master would not
+    // replayed only to time an entry again: the property already failed if apply threw here
   }
 }
 
@@ -120,16 +116,6 @@ async function roundTrips(m: MetaMachine, what: string): Promise<void> {
 
 const deep = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`;
 
-/**
- * apply remembers the session of any non-empty clientId, the snapshot checker takes 1..256
- * characters: a state that applied a longer one writes a snapshot that is refused (see the
- * it.fails test below).
- */
-const LONG_CLIENT_ID_BUG: KnownBug = {
-  name: 'own snapshot refused: a session clientId over 256 characters',
-  matches: (e) => isDfsError(e, 'ERR_IO') && /clientId must be a string of 1\.\.256 characters/.test(e.message),
-};
-
 /** What apply did with one entry: the result, or what it threw. */
 function applyOutcome(bytes: Uint8Array): ApplyResult | unknown {
   const m = new MetaMachine();
@@ -144,7 +130,6 @@ describe('fuzz: MetaMachine.apply (log entry bytes)', () => {
   it(
     'any entries give ApplyResults, never a throw; replicas agree; invariants and snapshots hold',
     async () => {
-      const tally = new KnownBugTally('MetaMachine.apply', [PATH_TO_STRING_BUG, DEEP_NESTING_BUG, LONG_CLIENT_ID_BUG]);
       // Each input is a short log of 1..4 entries (2.5 on average), so that commands meet a state
       // that earlier ones made: N inputs are N logs, some 2.5 N entries.
       await fc.assert(
@@ -167,69 +152,60 @@ describe('fuzz: MetaMachine.apply (log entry bytes)', () => {
             } catch (error) {
               other = { ok: false, error };
             }
-            if (!out.ok) {
-              if (!tally.known(out.error)) throw new Error(`MetaMachine.apply threw on entry ${i + 1}`, { cause: out.error });
-              check(!other.ok, 'one replica threw, the other did not');
-              continue;
-            }
+            if (!out.ok) throw new Error(`MetaMachine.apply threw on entry ${i + 1}`, { cause: out.error });
             check(other.ok && deepEqual(other.value, out.value), 'two replicas got different results for the same entry');
             checkApplyResult(out.value);
           }
           check(a.state.stateHash(blake3) === b.state.stateHash(blake3), 'two replicas that applied the same entries differ');
           a.state.checkInvariants();
-          try {
-            await roundTrips(a, 'a state reached by applying entries');
-          } catch (err) {
-            if (!tally.known(err)) throw err;
-          }
+          await roundTrips(a, 'a state reached by applying entries');
         }),
         fuzzParams('MetaMachine.apply (logs of 1..4 entries)'),
       );
-      tally.report();
     },
     fuzzTimeout(),
   );
 
-  // BUG (src/meta/paths.ts normalizePath, reached from MetaState #mkdir/#rm/#mv/#commitFile):
+  // Regression, fixed (src/meta/paths.ts normalizePath, reached from MetaState #mkdir/#rm/#mv/#commitFile):
   // it builds its error message with String(input), which throws TypeError for an object whose
   // toString is not a function (JSON.parse makes `{"toString":0}`). MetaState #execute rethrows
   // non-DfsErrors ("a bug: fail loudly"), so MetaMachine.apply throws: a log entry with such a
   // path makes every master that applies it throw from RaftDriver #applyCommitted. A leader never
   // proposes one (writeCommandSchema checks paths are strings); a faulty or hostile master can.
-  it('MetaMachine.apply: a path {"toString":0} is refused, not thrown (today: TypeError)', () => {
+  it('MetaMachine.apply: a path {"toString":0} is refused, not thrown (it was: TypeError)', () => {
     const r = applyOutcome(utf8('{"clientId":"c","seq":1,"cmd":{"op":"mkdir","path":{"toString":0},"parents":true,"owner":"u","nowMs":0}}'));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_PATH' });
   });
 
-  // BUG (src/meta/state.ts): MetaState.apply remembers a session for any non-empty clientId
+  // Regression, fixed (src/meta/state.ts): MetaState.apply remembers a session for any non-empty clientId
   // string, but SnapshotRecordChecker #session (checkedId) takes 1..256 characters. A state that
   // applied an entry whose clientId is longer writes snapshots that validateSnapshotData and
   // restore refuse (ERR_IO "record N: clientId must be a string of 1..256 characters"): followers
   // can never install the leader's snapshot, and a master cannot restore its own from disk. A
   // leader never proposes one (metaRequestSchema takes 1..128); a faulty or hostile master can.
-  it('MetaMachine: a state that applied a 257-character clientId snapshots and restores (today: ERR_IO)', async () => {
+  it('MetaMachine: a state that applied a 257-character clientId snapshots and restores (it was: ERR_IO)', async () => {
     const m = new MetaMachine();
     expect(m.apply(1, utf8(JSON.stringify({ clientId: 'x'.repeat(257), seq: 1, cmd: { op: 'noop' } })))).toEqual({ ok: true });
     await roundTrips(m, 'after a long clientId');
   });
 
-  // BUG (src/meta/state.ts #execute default case): `unknown command ${JSON.stringify(op)}`
+  // Regression, fixed (src/meta/state.ts #execute default case): `unknown command ${JSON.stringify(op)}`
   // overflows the stack on an op nested ~5,000 deep: RangeError out of MetaMachine.apply.
-  it('MetaMachine.apply: a deeply nested op is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a deeply nested op is refused, not thrown (it was: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":${deep(6_000)}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
   });
 
-  // BUG (src/meta/state.ts #setNodeState): `unknown node state ${JSON.stringify(cmd.state)}`,
+  // Regression, fixed (src/meta/state.ts #setNodeState): `unknown node state ${JSON.stringify(cmd.state)}`,
   // same overflow.
-  it('MetaMachine.apply: a deeply nested node state is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a deeply nested node state is refused, not thrown (it was: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":"setNodeState","nodeId":"n","nowMs":0,"state":${deep(6_000)}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_ARGUMENT' });
   });
 
-  // BUG (src/meta/manifest.ts validateManifest, see config-manifest.test.ts): a commitFile whose
+  // Regression, fixed (src/meta/manifest.ts validateManifest, see config-manifest.test.ts): a commitFile whose
   // manifest.chunker is nested ~5,000 deep throws RangeError out of MetaMachine.apply.
-  it('MetaMachine.apply: a commitFile with a deeply nested chunker is refused, not thrown (today: RangeError)', () => {
+  it('MetaMachine.apply: a commitFile with a deeply nested chunker is refused, not thrown (it was: RangeError)', () => {
     const r = applyOutcome(utf8(`{"clientId":"c","seq":1,"cmd":{"op":"commitFile","path":"/f","parents":true,"ifAbsent":false,"owner":"u","nowMs":0,"manifest":{"chunker":${deep(6_000)}}}}`));
     expect(r).toMatchObject({ ok: false, code: 'ERR_INVALID_MANIFEST' });
   });
@@ -343,7 +319,6 @@ describe('fuzz: metadata snapshots (restore, validateSnapshotData)', () => {
   it(
     'arbitrary and mutated snapshots are accepted by both or refused by both with ERR_IO; refused ones change nothing',
     async () => {
-      const tally = new KnownBugTally('MetaMachine.restore', [DEEP_NESTING_BUG]);
       await fc.assert(
         fc.asyncProperty(snapshotInputArb, async (input) => {
           let data: Uint8Array;
@@ -380,26 +355,21 @@ describe('fuzz: metadata snapshots (restore, validateSnapshotData)', () => {
           }
           check(valid.ok, 'restore accepted a snapshot validateSnapshotData refused');
           target.state.checkInvariants();
-          try {
-            if (source !== undefined && intact) check(target.state.stateHash(blake3) === source.state.stateHash(blake3), 'an intact snapshot restored to another state');
-            await roundTrips(target, 'a restored state');
-          } catch (err) {
-            if (!tally.known(err)) throw err;
-          }
+          if (source !== undefined && intact) check(target.state.stateHash(blake3) === source.state.stateHash(blake3), 'an intact snapshot restored to another state');
+          await roundTrips(target, 'a restored state');
         }),
         fuzzParams('MetaMachine.restore + validateSnapshotData (arbitrary and mutated snapshots)'),
       );
-      tally.report();
     },
     fuzzTimeout(),
   );
 
-  // BUG (src/meta/state.ts SnapshotRecordChecker #session): a session's ok result `value` is
+  // Regression, fixed (src/meta/state.ts SnapshotRecordChecker #session): a session's ok result `value` is
   // taken unchecked; one nested ~5,000 deep passes validateSnapshotData and restore, and then the
   // restored machine cannot serialise its state: stateHash() and snapshot() throw RangeError (a
   // follower installs such a snapshot and can never compact its log again, nor answer `status
   // --hash`). Only a faulty or hostile master sends one: apply never stores such a value.
-  it('restore: a snapshot that validates can be snapshotted again (today: RangeError on a deep session value)', async () => {
+  it('restore: a snapshot that validates can be snapshotted again (it was: RangeError on a deep session value)', async () => {
     const data = utf8([HEADER, ROOT_ENTRY, `{"t":"session","clientId":"c","seq":1,"result":{"ok":true,"value":${deep(6_000)}}}`].join('\n'));
     const accepted = await validateSnapshotData(data).then(
       () => true,

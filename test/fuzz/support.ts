@@ -256,57 +256,6 @@ export function deepEqual(x: unknown, y: unknown): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs: found by these tests, not fixed here (src/ belongs to others). A property that
-// meets one counts it and goes on, so the rest of its contract is still checked; each bug also
-// has an `it.fails` regression test with its minimal input, which starts failing (to be turned
-// into a plain `it`) once the bug is fixed.
-// ---------------------------------------------------------------------------------------------
-
-export interface KnownBug {
-  readonly name: string;
-  readonly matches: (error: unknown) => boolean;
-}
-
-/** JSON.stringify / String() of a value nested ~5,000 deep overflows the stack. */
-export const DEEP_NESTING_BUG: KnownBug = {
-  name: 'RangeError (stack overflow) on a deeply nested value',
-  matches: (e) => e instanceof RangeError && /Maximum call stack size exceeded/.test(e.message),
-};
-
-/** normalizePath(input) does String(input): an object whose toString is not a function throws. */
-export const PATH_TO_STRING_BUG: KnownBug = {
-  name: 'TypeError from normalizePath String() of a non-string path',
-  matches: (e) => e instanceof TypeError && /Cannot convert object to primitive value/.test(e.message),
-};
-
-/** Counts each known bug a property met; prints the counts at the end. */
-export class KnownBugTally {
-  readonly #bugs: readonly KnownBug[];
-  readonly #counts = new Map<string, { n: number; where: Set<string> }>();
-  readonly #decoder: string;
-
-  constructor(decoder: string, bugs: readonly KnownBug[]) {
-    this.#decoder = decoder;
-    this.#bugs = bugs;
-  }
-
-  /** True (and counted) if `error` is one of the known bugs. */
-  known(error: unknown): boolean {
-    const bug = this.#bugs.find((b) => b.matches(error));
-    if (!bug) return false;
-    const seen = this.#counts.get(bug.name) ?? { n: 0, where: new Set<string>() };
-    seen.n++;
-    if (error instanceof Error) seen.where.add(whereIn(error).trim() || 'at ?');
-    this.#counts.set(bug.name, seen);
-    return true;
-  }
-
-  report(): void {
-    for (const [name, { n, where }] of this.#counts) console.log(`[fuzz] ${this.#decoder}: known bug hit ${n} times: ${name} (${[...where].join(', ')})`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Arbitrary inputs
 // ---------------------------------------------------------------------------------------------
 
@@ -712,8 +661,6 @@ export interface JsonDecoderSpec<T> {
   readonly intactEqual?: boolean;
   /** Whether the decoder must accept this intact valid message (default: all of them). */
   readonly accepts?: (valid: unknown) => boolean;
-  /** Bugs this decoder is known to have (see KnownBug); each has an it.fails test of its own. */
-  readonly knownBugs?: readonly KnownBug[];
 }
 
 type JsonInput = { readonly bytes: Uint8Array; readonly intact: boolean; readonly valid: unknown } | { readonly value: unknown; readonly intact: boolean; readonly valid: unknown };
@@ -725,11 +672,10 @@ type JsonInput = { readonly bytes: Uint8Array; readonly intact: boolean; readonl
  * contract, or a clean error; never another error type; no input over MAX_INPUT_MS.
  */
 export function fuzzJsonDecoder<T>(spec: JsonDecoderSpec<T>): void {
-  const checkOne = (input: JsonInput, tally: KnownBugTally): void => {
+  const checkOne = (input: JsonInput): void => {
     const fromBytes = 'bytes' in input;
     const out = run(spec.name, () => spec.decode(fromBytes ? decodeJson(new Uint8ArrayList(input.bytes)) : input.value));
     if (!out.ok) {
-      if (tally.known(out.error)) return;
       if (input.intact && (spec.accepts?.(input.valid) ?? true)) throw new Error(`${spec.name} refused an intact valid message`, { cause: out.error });
       const codes = spec.codes === undefined ? undefined : fromBytes ? [...spec.codes, 'ERR_PROTOCOL' as const] : spec.codes;
       expectCleanError(spec.name, out.error, codes);
@@ -748,16 +694,14 @@ export function fuzzJsonDecoder<T>(spec: JsonDecoderSpec<T>): void {
   it(
     `${spec.name}: arbitrary bytes and values give a valid result or a DfsError`,
     () => {
-      const tally = new KnownBugTally(`${spec.name} (arbitrary)`, spec.knownBugs ?? []);
       const input: fc.Arbitrary<JsonInput> = fc.oneof(
         anyBytes.map((bytes) => ({ bytes, intact: false, valid: undefined })),
         anyValue.map((value) => ({ value, intact: false, valid: undefined })),
       );
       fc.assert(
-        fc.property(input, (i) => checkOne(i, tally)),
+        fc.property(input, checkOne),
         fuzzParams(`${spec.name} (arbitrary bytes and values)`),
       );
-      tally.report();
     },
     fuzzTimeout(),
   );
@@ -765,16 +709,14 @@ export function fuzzJsonDecoder<T>(spec: JsonDecoderSpec<T>): void {
   it(
     `${spec.name}: mutated valid messages give a valid result or a DfsError; intact ones pass`,
     () => {
-      const tally = new KnownBugTally(`${spec.name} (mutated)`, spec.knownBugs ?? []);
       const input: fc.Arbitrary<JsonInput> = fc.oneof(
         { weight: 2, arbitrary: mutatedJson(spec.valid).map(({ valid, mutated, mutations }) => ({ value: mutated, intact: mutations === 0, valid })) },
         { weight: 1, arbitrary: mutatedBytes(spec.valid, (v) => v) },
       );
       fc.assert(
-        fc.property(input, (i) => checkOne(i, tally)),
+        fc.property(input, checkOne),
         fuzzParams(`${spec.name} (mutated messages)`),
       );
-      tally.report();
     },
     fuzzTimeout(),
   );
