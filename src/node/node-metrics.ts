@@ -1,16 +1,12 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ChunkRequest } from '../protocol/chunk-protocol.ts';
 import type { ChunkStoreStats } from '../storage/index.ts';
 
-/** The chunk operations a storage node serves. */
-export type ChunkOp = 'put' | 'get' | 'has' | 'delete' | 'replicate';
-
-/** What the node's request handling reports, one call per request. */
+/** What the node's request handling reports, one call per request (ChunkServiceOptions.observe). */
 export interface ChunkOpObserver {
   /** `outcome`: 'ok' or the error code it answered; `bytes`: payload moved; `seconds`: request to answer. */
-  observe(op: ChunkOp, outcome: string, bytes: number, seconds: number): void;
+  observe(op: ChunkRequest['op'], outcome: string, bytes: number, seconds: number): void;
 }
-
-export const NO_CHUNK_OP_OBSERVER: ChunkOpObserver = { observe() {} };
 
 /**
  * A storage node's metrics: requests by operation and outcome, bytes moved, latency, and its
@@ -18,7 +14,7 @@ export const NO_CHUNK_OP_OBSERVER: ChunkOpObserver = { observe() {} };
  */
 export function registerNodeMetrics(registry: Registry, source: { stats(): Promise<ChunkStoreStats> }): ChunkOpObserver {
   const requests = new Counter({ name: 'dfs_chunk_requests_total', help: 'Chunk requests served, by operation and outcome (ok or an error code).', labelNames: ['op', 'outcome'], registers: [registry] });
-  const moved = new Counter({ name: 'dfs_chunk_bytes_total', help: 'Chunk payload bytes received (put, replicate) or sent (get).', labelNames: ['op'], registers: [registry] });
+  const moved = new Counter({ name: 'dfs_chunk_bytes_total', help: 'Chunk payload bytes received (put) or sent (get).', labelNames: ['op'], registers: [registry] });
   const latency = new Histogram({
     name: 'dfs_chunk_request_seconds',
     help: 'Time from a chunk request to its answer (a put: until every pipeline target fsynced).',

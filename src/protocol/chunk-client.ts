@@ -74,7 +74,7 @@ export interface PutChunkResult {
  * Stores `data` under `id` on every node of `pipeline` (multiaddrs ending /p2p/<id>; the first is
  * dialled and gets the bytes, the others travel as peer ids: each node forwards to the next at
  * the address its node list from the masters gives). Resolves only once every node has it
- * durably, with the peer ids that stored it and their receipts (src/XX), which this
+ * durably, with the peer ids that stored it and their receipts (src/net/receipt.ts), which this
  * function has checked itself: `stored` is exactly the pipeline, each with a valid signature of
  * its own over (id, fence). `fence` is the one the leader
  * issued with the placement (a safe integer >= 0): every node records it, so a GC delete decided

@@ -24,9 +24,10 @@ import type { Infer, Schema } from '../net/index.ts';
  *           ← `{ok:true, stored:[peer ids], receipts:[{node, sig}]}` once every node of the
  *           pipeline has the chunk durably: `stored` is this node and the pipeline, in order;
  *           `receipts` one per stored node (this node's first, then its downstream's as they
- *           came), each the node's own signature over (chunk id, fence) (src/XX).
- *           A forwarding node checks its downstream's receipts before it answers (bad ones make
- *           the downstream a failed target, failedCode ERR_PROTOCOL), and the client checks all.
+ *           came), each the node's own signature over (chunk id, fence) (src/net/receipt.ts).
+ *           A forwarding node checks only the shape of its downstream's answer (a receipt from
+ *           each later node; a missing one makes the downstream a failed target, failedCode
+ *           ERR_PROTOCOL); the client, and the leader before a copy counts, check every signature.
  * get     → `{op:'get', id, offset?, length?, ticket}` ← `{ok:true, size}` then `size` bytes in payload frames.
  *           A get stream may carry further gets: once it has read an answer whole, the client
  *           may send the next get header on the same stream (saving a stream's setup per
@@ -96,7 +97,7 @@ export const PEER_ID_MAX_CHARS = 128;
 /** A libp2p peer id in base58btc (what PeerId.toString() gives). */
 export const PEER_ID_PATTERN = /^[1-9A-HJ-NP-Za-km-z]+$/;
 export const peerIdSchema = schema.string({ minLength: 1, maxLength: PEER_ID_MAX_CHARS, pattern: PEER_ID_PATTERN });
-/** A receipt (src/XX): the node's peer id and its Ed25519 signature, base64 (88 chars). */
+/** A receipt (src/net/receipt.ts): the node's peer id and its Ed25519 signature, base64 (88 chars). */
 export const receiptSchema = schema.object({
   node: peerIdSchema,
   sig: schema.string({ maxLength: 128, pattern: /^[A-Za-z0-9+/]+={0,2}$/ }),

@@ -36,7 +36,7 @@ export interface ChunkServiceOptions {
   readonly peer: DfsPeer;
   /**
    * The peer's identity key (the one `peer` runs with): signs this node's receipts for the chunks
-   * puts leave here (src/XX). Checked against `peer` at construction: a node that
+   * puts leave here (src/net/receipt.ts). Checked against `peer` at construction: a node that
    * cannot sign receipts cannot acknowledge any put.
    */
   readonly privateKey: PrivateKey;

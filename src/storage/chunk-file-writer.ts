@@ -80,8 +80,11 @@ export class ChunkFileWriter {
   async begin(path: string, size: number): Promise<ChunkFileSink> {
     const slot = this.#direct && size <= this.#slotBytes ? this.#idle.pop() : undefined;
     if (slot) {
-      try {
-        const fh = await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_DIRECT, 0o644);
+      const fh = await this.#openDirect(path).catch((err: unknown) => {
+        this.#idle.push(slot);
+        throw err;
+      });
+      if (fh !== undefined) {
         return new DirectSink(fh, path, size, slot, {
           release: () => this.#idle.push(slot),
           refused: () => {
@@ -89,17 +92,28 @@ export class ChunkFileWriter {
           },
           fallback: (bytes) => this.#writeBuffered(path, [bytes], size),
         });
-      } catch (err) {
-        this.#idle.push(slot);
-        if (!isEinval(err)) throw err;
-        // Linux may create the file before it checks for O_DIRECT support: leave the path free.
-        await unlink(path).catch((unlinkError: NodeJS.ErrnoException) => {
-          if (unlinkError.code !== 'ENOENT') throw unlinkError;
-        });
-        this.#direct = false;
       }
+      this.#idle.push(slot); // refused O_DIRECT: through the page cache below
     }
     return new BufferedSink(await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644), path, size);
+  }
+
+  /**
+   * Creates `path` for direct writes; undefined when the filesystem refused O_DIRECT (EINVAL):
+   * then `path` does not exist, and later writes go through the page cache.
+   */
+  async #openDirect(path: string): Promise<FileHandle | undefined> {
+    try {
+      return await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_DIRECT, 0o644);
+    } catch (err) {
+      if (!isEinval(err)) throw err;
+      // Linux may create the file before it checks for O_DIRECT support: leave the path free.
+      await unlink(path).catch((unlinkError: NodeJS.ErrnoException) => {
+        if (unlinkError.code !== 'ENOENT') throw unlinkError;
+      });
+      this.#direct = false;
+      return undefined;
+    }
   }
 
   /** False when the filesystem refused direct I/O: then `path` does not exist, and later writes go through the page cache. */
@@ -111,18 +125,8 @@ export class ChunkFileWriter {
     }
     const padded = roundUp(size, ALIGN_BYTES);
     slot.fill(0, size, padded);
-    let fh: FileHandle;
-    try {
-      fh = await this.#open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_DIRECT, 0o644);
-    } catch (err) {
-      if (!isEinval(err)) throw err;
-      // Linux may create the file before it checks for O_DIRECT support: leave the path free.
-      await unlink(path).catch((unlinkError: NodeJS.ErrnoException) => {
-        if (unlinkError.code !== 'ENOENT') throw unlinkError;
-      });
-      this.#direct = false;
-      return false;
-    }
+    const fh = await this.#openDirect(path);
+    if (fh === undefined) return false;
     let refused = false;
     try {
       // A short write is followed by the rest (a misaligned rest is refused: EINVAL, below).
@@ -205,14 +209,6 @@ class WriteChain {
   }
 }
 
-function checkAppend(path: string, appended: number, bytes: number, size: number): void {
-  if (appended + bytes > size) throw new DfsError('ERR_INTERNAL', `${path}: ${appended + bytes} bytes appended to a ${size}-byte chunk file`);
-}
-
-function checkComplete(path: string, appended: number, size: number): void {
-  if (appended !== size) throw new DfsError('ERR_INTERNAL', `${path}: finished after ${appended} of ${size} bytes`);
-}
-
 interface DirectSinkHooks {
   /** Gives the slot back (once, when the sink is done with it). */
   release(): void;
@@ -222,128 +218,134 @@ interface DirectSinkHooks {
   fallback(bytes: Uint8Array): Promise<void>;
 }
 
-/** A direct (O_DIRECT) sink: bytes gathered in an aligned slot, written in aligned runs as they fill. */
-class DirectSink implements ChunkFileSink {
-  readonly #fh: FileHandle;
-  readonly #path: string;
-  readonly #size: number;
-  readonly #slot: Uint8Array;
-  readonly #hooks: DirectSinkHooks;
-  readonly #writes = new WriteChain();
-  #appended = 0;
-  /** Bytes handed to a write so far (a multiple of ALIGN_BYTES). */
-  #flushed = 0;
+/**
+ * What both sinks share: the order of calls (appends of `size` bytes in all, then finish, or a
+ * discard at any time) and the discard itself; a subclass writes.
+ */
+abstract class SinkBase implements ChunkFileSink {
+  protected readonly fh: FileHandle;
+  protected readonly path: string;
+  protected readonly size: number;
+  protected readonly writes = new WriteChain();
+  /** Bytes appended so far. */
+  protected appended = 0;
   #done = false;
 
+  constructor(fh: FileHandle, path: string, size: number) {
+    this.fh = fh;
+    this.path = path;
+    this.size = size;
+  }
+
+  append(bytes: Uint8Array): void {
+    if (this.#done) throw new DfsError('ERR_INTERNAL', `${this.path}: append after the file was finished or discarded`);
+    if (this.appended + bytes.byteLength > this.size) {
+      throw new DfsError('ERR_INTERNAL', `${this.path}: ${this.appended + bytes.byteLength} bytes appended to a ${this.size}-byte chunk file`);
+    }
+    const at = this.appended;
+    this.appended += bytes.byteLength;
+    this.take(bytes, at);
+  }
+
+  finish(): Promise<void> {
+    if (this.#done) return Promise.reject(new DfsError('ERR_INTERNAL', `${this.path}: finished twice, or after a discard`));
+    if (this.appended !== this.size) return Promise.reject(new DfsError('ERR_INTERNAL', `${this.path}: finished after ${this.appended} of ${this.size} bytes`));
+    this.#done = true;
+    return this.complete();
+  }
+
+  async discard(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.writes.drain();
+    await this.fh.close().catch(() => {});
+    await unlink(this.path).catch(() => {});
+    this.discarded();
+  }
+
+  /** The appended bytes `bytes`, at offset `at` of the file. */
+  protected abstract take(bytes: Uint8Array, at: number): void;
+  /** Writes what is left, fsyncs and closes (every byte appended). */
+  protected abstract complete(): Promise<void>;
+  /** After a discard removed the file. */
+  protected discarded(): void {}
+}
+
+/** A direct (O_DIRECT) sink: bytes gathered in an aligned slot, written in aligned runs as they fill. */
+class DirectSink extends SinkBase {
+  readonly #slot: Uint8Array;
+  readonly #hooks: DirectSinkHooks;
+  /** Bytes handed to a write so far (a multiple of ALIGN_BYTES). */
+  #flushed = 0;
+
   constructor(fh: FileHandle, path: string, size: number, slot: Uint8Array, hooks: DirectSinkHooks) {
-    this.#fh = fh;
-    this.#path = path;
-    this.#size = size;
+    super(fh, path, size);
     this.#slot = slot;
     this.#hooks = hooks;
   }
 
-  append(bytes: Uint8Array): void {
-    if (this.#done) throw new DfsError('ERR_INTERNAL', `${this.#path}: append after the file was finished or discarded`);
-    checkAppend(this.#path, this.#appended, bytes.byteLength, this.#size);
-    this.#slot.set(bytes, this.#appended);
-    this.#appended += bytes.byteLength;
+  protected take(bytes: Uint8Array, at: number): void {
+    this.#slot.set(bytes, at);
     // Whole aligned runs are written while the rest arrives; the slot's bytes there stay as they are.
-    const ready = this.#appended - (this.#appended % ALIGN_BYTES);
+    const ready = this.appended - (this.appended % ALIGN_BYTES);
     if (ready - this.#flushed >= FLUSH_BYTES) this.#flush(ready);
   }
 
   #flush(to: number): void {
     const from = this.#flushed;
     this.#flushed = to;
-    this.#writes.add(() => writeFully(this.#fh, this.#slot.subarray(from, to), to - from, from));
+    this.writes.add(() => writeFully(this.fh, this.#slot.subarray(from, to), to - from, from));
   }
 
-  async finish(): Promise<void> {
-    if (this.#done) throw new DfsError('ERR_INTERNAL', `${this.#path}: finished twice, or after a discard`);
-    checkComplete(this.#path, this.#appended, this.#size);
-    this.#done = true;
-    const padded = roundUp(this.#size, ALIGN_BYTES);
-    this.#slot.fill(0, this.#size, padded);
+  protected async complete(): Promise<void> {
+    const padded = roundUp(this.size, ALIGN_BYTES);
+    this.#slot.fill(0, this.size, padded);
     if (padded > this.#flushed) this.#flush(padded);
     let refused = false;
     try {
-      await this.#writes.settle();
+      await this.writes.settle();
       // Data and size become durable together.
-      await this.#fh.truncate(this.#size);
-      await this.#fh.sync();
+      await this.fh.truncate(this.size);
+      await this.fh.sync();
     } catch (err) {
       if (!isEinval(err)) {
-        await this.#fh.close().catch(() => {});
+        await this.fh.close().catch(() => {});
         this.#hooks.release();
         throw err;
       }
       refused = true;
     }
     try {
-      await this.#fh.close();
+      await this.fh.close();
       if (refused) {
         // The filesystem took O_DIRECT at open but refused a write: every byte is still in the
         // slot, so the chunk goes through the page cache instead, and so do later ones.
         this.#hooks.refused();
-        await unlink(this.#path);
-        await this.#hooks.fallback(this.#slot.subarray(0, this.#size));
+        await unlink(this.path);
+        await this.#hooks.fallback(this.#slot.subarray(0, this.size));
       }
     } finally {
       this.#hooks.release();
     }
   }
 
-  async discard(): Promise<void> {
-    if (this.#done) return;
-    this.#done = true;
-    await this.#writes.drain();
-    await this.#fh.close().catch(() => {});
-    await unlink(this.#path).catch(() => {});
+  protected override discarded(): void {
     this.#hooks.release();
   }
 }
 
 /** A sink through the page cache: each piece written at its offset as it comes. */
-class BufferedSink implements ChunkFileSink {
-  readonly #fh: FileHandle;
-  readonly #path: string;
-  readonly #size: number;
-  readonly #writes = new WriteChain();
-  #appended = 0;
-  #done = false;
-
-  constructor(fh: FileHandle, path: string, size: number) {
-    this.#fh = fh;
-    this.#path = path;
-    this.#size = size;
+class BufferedSink extends SinkBase {
+  protected take(bytes: Uint8Array, at: number): void {
+    if (bytes.byteLength > 0) this.writes.add(() => writeFully(this.fh, bytes, bytes.byteLength, at));
   }
 
-  append(bytes: Uint8Array): void {
-    if (this.#done) throw new DfsError('ERR_INTERNAL', `${this.#path}: append after the file was finished or discarded`);
-    checkAppend(this.#path, this.#appended, bytes.byteLength, this.#size);
-    const at = this.#appended;
-    this.#appended += bytes.byteLength;
-    if (bytes.byteLength > 0) this.#writes.add(() => writeFully(this.#fh, bytes, bytes.byteLength, at));
-  }
-
-  async finish(): Promise<void> {
-    if (this.#done) throw new DfsError('ERR_INTERNAL', `${this.#path}: finished twice, or after a discard`);
-    checkComplete(this.#path, this.#appended, this.#size);
-    this.#done = true;
+  protected async complete(): Promise<void> {
     try {
-      await this.#writes.settle();
-      await this.#fh.sync();
+      await this.writes.settle();
+      await this.fh.sync();
     } finally {
-      await this.#fh.close();
+      await this.fh.close();
     }
-  }
-
-  async discard(): Promise<void> {
-    if (this.#done) return;
-    this.#done = true;
-    await this.#writes.drain();
-    await this.#fh.close().catch(() => {});
-    await unlink(this.#path).catch(() => {});
   }
 }
