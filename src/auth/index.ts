@@ -3,7 +3,7 @@
  * dependency-injected core of authentication and authorisation. Nothing here does I/O; masters and
  * storage nodes wire it in.
  */
-export { AUTH_ERROR_CODES, AuthError, authError, isAuthError } from './errors.ts';
+export { AUTH_ERROR_CODES, authError, isAuthError } from './errors.ts';
 export type { AuthErrorCode } from './errors.ts';
 export { canonicalRoles, isRole, isUserName, PEER_ID_PATTERN, peerIdSchema, roleSchema, ROLES, rolesSchema, USER_NAME_PATTERN, userNameSchema } from './identity.ts';
 export type { Identity, Role } from './identity.ts';

@@ -2,7 +2,6 @@ import { DfsError } from '../errors/index.ts';
 import { schema } from '../net/schema.ts';
 import type { Infer } from '../net/schema.ts';
 import { authError } from './errors.ts';
-import type { AuthError } from './errors.ts';
 
 /**
  * Per-user quotas: bytes and files. Pure accounting; the metadata state keeps a Usage per user
@@ -64,27 +63,19 @@ export function wouldExceed(usage: Usage, quota: Quota | undefined, addBytes: nu
   checkDelta('addBytes', addBytes);
   checkDelta('addFiles', addFiles);
   if (quota === undefined) return null;
-  if (quota.maxBytes !== undefined && addBytes > 0 && usage.bytes + addBytes > quota.maxBytes) {
-    return {
-      code: 'ERR_QUOTA',
-      resource: 'bytes',
-      limit: quota.maxBytes,
-      used: usage.bytes,
-      adding: addBytes,
-      message: `byte quota exceeded: ${formatBytes(usage.bytes)} used + ${formatBytes(addBytes)} > ${formatBytes(quota.maxBytes)} allowed; remove files or ask an admin to raise the quota`,
-    };
-  }
-  if (quota.maxFiles !== undefined && addFiles > 0 && usage.files + addFiles > quota.maxFiles) {
-    return {
-      code: 'ERR_QUOTA',
-      resource: 'files',
-      limit: quota.maxFiles,
-      used: usage.files,
-      adding: addFiles,
-      message: `file quota exceeded: ${usage.files} files used + ${addFiles} > ${quota.maxFiles} allowed; remove files or ask an admin to raise the quota`,
-    };
-  }
-  return null;
+  return excessOf('bytes', quota.maxBytes, usage.bytes, addBytes) ?? excessOf('files', quota.maxFiles, usage.files, addFiles);
+}
+
+const RAISE = 'remove files or ask an admin to raise the quota';
+
+/** The excess of one resource, when growing it by `adding` passes `limit` (growth only: see wouldExceed). */
+function excessOf(resource: QuotaExcess['resource'], limit: number | undefined, used: number, adding: number): QuotaExcess | null {
+  if (limit === undefined || adding <= 0 || used + adding <= limit) return null;
+  const message =
+    resource === 'bytes'
+      ? `byte quota exceeded: ${formatBytes(used)} used + ${formatBytes(adding)} > ${formatBytes(limit)} allowed; ${RAISE}`
+      : `file quota exceeded: ${used} files used + ${adding} > ${limit} allowed; ${RAISE}`;
+  return { code: 'ERR_QUOTA', resource, limit, used, adding, message };
 }
 
 /** `usage` after a change; never below zero (a usage that would go negative is a bookkeeping bug: throws). */
@@ -105,6 +96,6 @@ export function putDelta(newSize: number, oldSize?: number): { readonly addBytes
 }
 
 /** The error to throw for an excess. */
-export function quotaError(excess: QuotaExcess): DfsError | AuthError {
+export function quotaError(excess: QuotaExcess): DfsError {
   return authError(excess.code, excess.message);
 }

@@ -3,7 +3,6 @@ import { DfsError } from '../errors/index.ts';
 import { schema } from '../net/schema.ts';
 import type { Infer } from '../net/schema.ts';
 import { authError } from './errors.ts';
-import type { AuthError } from './errors.ts';
 import { peerIdSchema, userNameSchema } from './identity.ts';
 import { openEnvelope, signEnvelope } from './signing.ts';
 
@@ -248,6 +247,6 @@ export class TicketVerifier {
 }
 
 /** The error to throw for a refused ticket. */
-export function ticketError(result: Extract<TicketResult, { ok: false }>): DfsError | AuthError {
+export function ticketError(result: Extract<TicketResult, { ok: false }>): DfsError {
   return authError(result.code, result.message);
 }

@@ -3,7 +3,6 @@ import { DfsError } from '../errors/index.ts';
 import { schema } from '../net/schema.ts';
 import type { Infer } from '../net/schema.ts';
 import { authError } from './errors.ts';
-import type { AuthError } from './errors.ts';
 import { canonicalRoles, peerIdSchema, rolesSchema, userNameSchema } from './identity.ts';
 import type { Identity, Role } from './identity.ts';
 import { openEnvelope, signEnvelope } from './signing.ts';
@@ -140,6 +139,6 @@ export function verifyToken(token: unknown, publicKey: PublicKey, options: Verif
 }
 
 /** The error to throw for a refused token. */
-export function tokenError(result: Extract<TokenResult, { ok: false }>): DfsError | AuthError {
+export function tokenError(result: Extract<TokenResult, { ok: false }>): DfsError {
   return authError(result.code, result.message);
 }

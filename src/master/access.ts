@@ -77,6 +77,13 @@ export interface AccessOptions {
   readonly ticketTtlMs?: number;
 }
 
+/** The cluster key pair, and the public half as nodes receive it (base64 protobuf). */
+export interface ClusterKeys {
+  readonly privateKey: PrivateKey;
+  readonly publicKey: PublicKey;
+  readonly publicText: string;
+}
+
 const MASTER_IDENTITY: Identity = Object.freeze({ user: 'root', roles: Object.freeze(['admin'] as const), gen: 0 });
 const ADMIN_KEY_IDENTITY: Identity = Object.freeze({ user: 'admin', roles: Object.freeze(['admin'] as const), gen: 0 });
 
@@ -88,7 +95,7 @@ export class Access {
   readonly #limiter: LoginLimiter;
   #loginsInFlight = 0;
   #keyText: string | undefined;
-  #keys: { readonly privateKey: PrivateKey; readonly publicKey: PublicKey; readonly publicText: string } | undefined;
+  #keys: ClusterKeys | undefined;
 
   constructor(options: AccessOptions) {
     this.#o = options;
@@ -118,7 +125,7 @@ export class Access {
   }
 
   /** The cluster key pair from the applied state, once the first leader has set it. */
-  keys(): { readonly privateKey: PrivateKey; readonly publicKey: PublicKey; readonly publicText: string } | undefined {
+  keys(): ClusterKeys | undefined {
     const text = this.#o.state().authKey;
     if (text === undefined) return undefined;
     if (text !== this.#keyText || this.#keys === undefined) {
@@ -130,7 +137,7 @@ export class Access {
   }
 
   /** The keys, or ERR_UNAVAILABLE: a leader signs nothing before the cluster key has applied. */
-  requireKeys(): { readonly privateKey: PrivateKey; readonly publicKey: PublicKey; readonly publicText: string } {
+  requireKeys(): ClusterKeys {
     const keys = this.keys();
     if (!keys) throw new DfsError('ERR_UNAVAILABLE', 'this master has not applied the cluster key yet (a new cluster is starting): retry in a moment');
     return keys;

@@ -305,6 +305,16 @@ export class DataPlane {
     d?.resolve();
   }
 
+  /**
+   * A delete on `nodeId` failed, so whether it removed `ids` is unknown: those copies no longer
+   * count until the node says again what it holds (a full report), so nothing (a commit, a
+   * repair or trim decision) rests on a copy that may be gone.
+   */
+  deleteOutcomeUnknown(nodeId: string, ids: Iterable<string>): void {
+    for (const id of ids) this.locations.remove(id, nodeId);
+    this.nodes.forgetReport(nodeId);
+  }
+
   /** Resolves once no delete of these chunks is under way. */
   async deletesSettled(ids: Iterable<string>): Promise<void> {
     for (const id of ids) await this.#deleting.get(id)?.settled;

@@ -97,10 +97,7 @@ export class GarbageCollector implements LeaderTask {
           this.stats.keptByFence += keptSet.size;
           this.#log.info({ node: nodeId, fence, deleted: ids.filter((id) => !keptSet.has(id)), kept }, 'gc deleted chunks on a node');
         } catch (err) {
-          // Unknown whether it deleted: the copies no longer count until the node says again
-          // what it holds (a full report), so no commit is accepted on a copy that may be gone.
-          for (const id of ids) plane.locations.remove(id, nodeId);
-          plane.nodes.forgetReport(nodeId);
+          plane.deleteOutcomeUnknown(nodeId, ids);
           this.stats.failures++;
           this.#log.warn({ node: nodeId, fence, ids: ids.length, err: (err as Error).message }, 'gc delete failed on a node');
         }

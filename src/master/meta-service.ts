@@ -3,7 +3,7 @@ import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
 import { type DfsPeer, peerIdInAddr, serveMuxRpc } from '../net/index.ts';
-import { type HashPasswordOptions, type LoginLimiterOptions, type Operation, type Role, type VerifyPasswordOptions, wouldExceed } from '../auth/index.ts';
+import { type HashPasswordOptions, type LoginLimiterOptions, type Operation, type Role, putDelta, type VerifyPasswordOptions, wouldExceed } from '../auth/index.ts';
 import {
   type AclView,
   type ApplyResult,
@@ -56,6 +56,11 @@ const AUDITED: ReadonlySet<string> = new Set(['ERR_UNAUTHENTICATED', 'ERR_FORBID
 /** The login user a ticket is issued for (nodes share their budget per user); none for masters and nodes. */
 function userOf(caller: Caller): string | undefined {
   return caller.kind === 'token' ? caller.identity?.user : undefined;
+}
+
+/** Whether the caller may write somewhere without naming where: a master, a writer or an admin. */
+function writesAnywhere(caller: Caller, roles: readonly Role[]): boolean {
+  return caller.kind === 'master' || roles.includes('writer') || roles.includes('admin');
 }
 
 /** Registered storage nodes waiting for `dfs node admit` at most: more registrations are refused. */
@@ -283,7 +288,7 @@ export class MetaService {
           const upload = request.uploadId === undefined ? undefined : uploadKey(from.peerId, request.uploadId);
           // Promising chunks keeps them from GC: only for an upload `place` opened (it checked
           // write access) or a caller who may write somewhere (writer, admin, a master).
-          const mayWrite = caller.kind === 'master' || identity.roles.some((r: Role) => r === 'writer' || r === 'admin') || (upload !== undefined && plane.uploads.alive(upload));
+          const mayWrite = writesAnywhere(caller, identity.roles) || (upload !== undefined && plane.uploads.alive(upload));
           if (!mayWrite) throw this.access.refuse('ERR_FORBIDDEN', `${identity.user} has no upload open here and no writer role: proveStored follows a place`, caller, 'proveStored');
           // Proven chunks are promised to the upload: this leader may not know it yet.
           if (upload !== undefined) plane.uploads.promise(upload, request.acks.map((a) => a.id), from.peerId);
@@ -585,7 +590,7 @@ export class MetaService {
       const placedBytes = (uploadId === undefined ? 0 : plane.uploads.bytesOf(uploadId)) + batchBytes;
       const fileBytes = Math.max(request.fileBytes ?? 0, placedBytes);
       this.#checkQuota(caller, identity.user, request.path, fileBytes, plane.uploads.pendingBytesOf(identity.user, uploadId));
-    } else if (caller.kind !== 'master' && !identity.roles.some((r: Role) => r === 'writer' || r === 'admin')) {
+    } else if (!writesAnywhere(caller, identity.roles)) {
       throw this.access.refuse('ERR_FORBIDDEN', `${identity.user} may not store chunks without naming the file: send the path being written (a newer dfs does)`, caller, 'place');
     }
     this.access.requireKeys();
@@ -624,8 +629,8 @@ export class MetaService {
     const quota = state.user(user)?.quota;
     if (quota === undefined) return;
     const existing = state.stat(path);
-    const mine = existing?.kind === 'file' && existing.owner === user ? existing : undefined;
-    const excess = wouldExceed(state.usage(user), quota, pendingBytes + fileBytes - (mine?.size ?? 0), mine ? 0 : 1);
+    const put = putDelta(fileBytes, existing?.kind === 'file' && existing.owner === user ? existing.size : undefined);
+    const excess = wouldExceed(state.usage(user), quota, pendingBytes + put.addBytes, put.addFiles);
     if (excess) throw this.access.refuse('ERR_QUOTA', `${user}: ${excess.message}`, caller, 'place', path);
   }
 
@@ -740,7 +745,8 @@ export class MetaService {
     // calls them off, one deciding earlier is waited for (#checkCommit). Until the entry applies
     // (the references then protect them) or the commit is refused.
     const promise = cmd.op === 'commitFile' ? (request.uploadId !== undefined ? uploadKey(caller.peerId, request.uploadId) : `commit:${request.clientId}:${request.seq}`) : undefined;
-    if (cmd.op === 'commitFile') this.#leaderPlane().uploads.promise(promise!, cmd.manifest.chunks.map(([id]) => id));
+    // An upload's promise counts against the peer's cap (a refused commit's outlives the call).
+    if (cmd.op === 'commitFile') this.#leaderPlane().uploads.promise(promise!, cmd.manifest.chunks.map(([id]) => id), request.uploadId !== undefined ? caller.peerId : undefined);
     let result: ApplyResult | undefined;
     try {
       if (cmd.op === 'commitFile') {

@@ -3,8 +3,8 @@ import type { Clock } from '../env/index.ts';
 /**
  * A token bucket per peer, on the injected clock: `burst` requests at once, then `perSecond`.
  * Cheap guards for requests that cost the leader work a peer could ask for in a loop (a state
- * hash, a replica check, a scrub). Memory is bounded: at most `maxPeers` buckets, full (idle)
- * ones dropped first, then the oldest.
+ * hash, a replica check, a scrub). Memory is bounded: at most `maxPeers` buckets, the one used
+ * least recently dropped first (a dropped peer starts again with a full bucket).
  */
 export interface PeerRateLimitOptions {
   readonly clock: Pick<Clock, 'now'>;

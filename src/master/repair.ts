@@ -310,13 +310,14 @@ export class RepairTask implements LeaderTask {
         [...byNode].map(async ([nodeId, chunkIds]) => {
           const node = states.get(nodeId);
           if (!node) return;
+          const still = chunkIds.filter((id) => this.#o.refCount(id) > 0); // GC's, otherwise
           try {
-            const still = chunkIds.filter((id) => this.#o.refCount(id) > 0); // GC's, otherwise
             const { kept } = await this.#o.deleteOnNode(node, still, fence);
             const keptSet = new Set(kept);
             for (const id of still) if (!keptSet.has(id)) gone.get(id)!.push(nodeId);
             this.#log.info({ node: nodeId, fence, trimmed: still.length - keptSet.size, kept: keptSet.size }, 'trimmed extra copies');
           } catch (err) {
+            plane.deleteOutcomeUnknown(nodeId, still);
             this.#log.warn({ node: nodeId, err: (err as Error).message }, 'trim failed on a node');
           }
         }),

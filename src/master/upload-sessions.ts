@@ -36,13 +36,15 @@ export class UploadSessions {
       );
     }
     const upload = known ?? { lastActiveMs: 0, chunks: new Set<string>(), owner, user: placed?.user, bytes: 0 };
-    const ids = [...chunkIds];
-    if (upload.chunks.size + ids.length > MAX_CHUNKS_PER_UPLOAD) {
+    // Only ids not promised yet count against the cap: a commit re-promises the chunks its
+    // upload placed and proved, and a manifest may name one chunk many times.
+    const fresh = new Set<string>();
+    for (const id of chunkIds) if (!upload.chunks.has(id)) fresh.add(id);
+    if (upload.chunks.size + fresh.size > MAX_CHUNKS_PER_UPLOAD) {
       throw new DfsError('ERR_OVERLOADED', `an upload may hold at most ${MAX_CHUNKS_PER_UPLOAD} chunks (the largest file's); start another upload`);
     }
     upload.lastActiveMs = this.#now();
-    for (const id of ids) {
-      if (upload.chunks.has(id)) continue;
+    for (const id of fresh) {
       upload.chunks.add(id);
       upload.bytes += placed?.sizes.get(id) ?? 0;
     }

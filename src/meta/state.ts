@@ -9,8 +9,8 @@ import {
   LEVELS,
   parseGrant,
   parseStoredPassword,
+  putDelta,
   type Quota,
-  quotaError,
   type Role,
   type Usage,
   wouldExceed,
@@ -272,8 +272,8 @@ export class MetaState {
     const missing = this.#missingAncestors(path, cmd.parents);
     // The authoritative quota check (the leader's at place is a courtesy): an overwrite of the
     // owner's own file is charged the difference; of someone else's, the whole file.
-    const mine = existing?.kind === 'file' && existing.owner === owner ? existing : undefined;
-    this.#checkQuota(owner, manifest.size - (mine?.size ?? 0), missing.length + (mine ? 0 : 1));
+    const put = putDelta(manifest.size, existing?.kind === 'file' && existing.owner === owner ? existing.size : undefined);
+    this.#checkQuota(owner, put.addBytes, missing.length + put.addFiles);
     for (const dir of missing) this.#insert(dir, { kind: 'dir', owner, mtimeMs: nowMs });
     const entry: FileEntry = { kind: 'file', owner, mtimeMs: nowMs, size: manifest.size, manifest };
     this.#addRefs(manifest);

@@ -3,7 +3,6 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { describe, expect, it } from 'vitest';
 import { DfsError } from '../../src/errors/index.ts';
 import {
-  AuthError,
   DEFAULT_TOKEN_TTL_MS,
   isAuthError,
   newTicketClaims,
@@ -165,11 +164,12 @@ describe('login tokens: refusals first', () => {
     }
   });
 
-  it('refusals become errors: ERR_UNAUTHENTICATED and ERR_TOKEN_EXPIRED until src/errors has them', () => {
+  it('refusals become DfsErrors with the refusal code and message', () => {
     const r = refusal(verifyToken(undefined, clusterKey.publicKey, state()));
     const err = tokenError(r);
     expect(isAuthError(err, 'ERR_UNAUTHENTICATED')).toBe(true);
-    expect(err instanceof DfsError || err instanceof AuthError).toBe(true);
+    expect(err).toBeInstanceOf(DfsError);
+    expect(err.code).toBe('ERR_UNAUTHENTICATED');
     expect(err.message).toBe(r.message);
   });
 });

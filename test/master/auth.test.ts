@@ -356,6 +356,12 @@ describe('per-peer limits (issue 12)', () => {
         // An upload already open goes on; another peer's are its own.
         expect(await alice({ type: 'place', chunks: [{ id: cid(9), size: 1 }], uploadId: 'u1' })).toMatchObject({ ok: true });
         expect(await bob({ type: 'place', chunks: [{ id: cid(9), size: 1 }], uploadId: 'u3' })).toMatchObject({ ok: true });
+        // A refused commit's upload stays open (the client may retry): it counts as one too.
+        for (let i = 0; i < 2; i++) {
+          const commit = await bob({ ...write({ op: 'commitFile', path: `/c${i}`, manifest: manifestOf([[cid(20 + i), 1]]), parents: false, ifAbsent: false }), uploadId: `c${i}` } as MetaRequest);
+          expect(commit.ok).toBe(false);
+        }
+        expect(await bob({ type: 'place', chunks: [{ id: cid(9), size: 1 }], uploadId: 'u4' })).toMatchObject({ ok: false, code: 'ERR_OVERLOADED' });
       },
       { maxUploadsPerPeer: 3 },
     );

@@ -239,6 +239,28 @@ describe('repair planning (injected clock, no processes)', () => {
     expect([...w.plane.locations.holders(x)].sort()).toEqual(['a', 'c', 'd']);
   });
 
+  it('a trim that failed on a node: its copy no longer counts until the node reports again (it may be gone)', async () => {
+    const w = world(['a', 'b', 'c', 'd']);
+    const x = cid(8);
+    w.refs.set(x, 1);
+    for (const n of ['a', 'b', 'c', 'd']) w.report(n, [x]);
+    w.setState('b', 'draining');
+    const failing = new RepairTask({
+      plane: () => w.plane,
+      nodes: () => [...w.records.values()],
+      refCount: (id) => w.refs.get(id) ?? 0,
+      referencedChunks: () => w.refs.keys(),
+      replicationFactor: () => 3,
+      deleteOnNode: async () => {
+        throw new Error('connection reset after the request was sent');
+      },
+      now: w.now,
+    });
+    await failing.runOnce(w.ctx);
+    expect([...w.plane.locations.holders(x)].sort()).toEqual(['a', 'c', 'd']);
+    expect(w.plane.nodes.reported('b')).toBe(false);
+  });
+
   it('never trims while a kept copy is unconfirmed (its node has not reported to this leader)', async () => {
     const w = world(['a', 'b', 'c', 'd']);
     const x = cid(6);
