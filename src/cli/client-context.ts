@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { MetaClient } from '../client/index.ts';
 import { CLIENT_CONFIG_FILE, type ClientConfig, clusterKeyOf, parseClientConfig } from '../cluster/index.ts';
@@ -10,7 +10,7 @@ import { createPeer, type DfsPeer, IDENTITY_FILE_NAME, loadOrCreateIdentity } fr
 import { type ClusterSecret, clientSecret, type SecretOptions } from './cluster-secret.ts';
 import { commandName } from './command-name.ts';
 import type { CliIO } from './io.ts';
-import { currentNamedCluster, isClusterName, loadNamedCluster } from './named-clusters.ts';
+import { currentNamedCluster, isClusterName, loadNamedCluster, readConfigText } from './named-clusters.ts';
 import { loadLogin, type SavedLogin, TOKEN_ENV } from './token-store.ts';
 
 export interface ClusterOption extends SecretOptions {
@@ -64,17 +64,6 @@ async function givenClientConfig(given: string, from: string, io: CliIO, cwd: st
     'ERR_NOT_FOUND',
     `no ${CLIENT_CONFIG_FILE} at ${given} (${from})${isClusterName(given) ? ` and no cluster named ${given} (see ${commandName(io)} cluster list)` : ''}`,
   );
-}
-
-/** A config file's text; undefined when it is not there. */
-async function readConfigText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
-    throw new DfsError('ERR_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
 }
 
 /** The admin identity beside a client config (`admin/peer-key`), if there is one. */

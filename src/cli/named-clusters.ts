@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CLIENT_CONFIG_FILE, type ClientConfig, parseClientConfig, parseConfigText, SWARM_KEY_FILE, swarmKeyPathOf } from '../cluster/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Infer, readSwarmKeyFile, schema } from '../net/index.ts';
 import { commandName } from './command-name.ts';
 import { configDirOf, requireConfigDir } from './config-dir.ts';
+import { privateDir, writePrivateFile } from './private-files.ts';
 
 /**
  * Named clusters, kept in the user's config directory (config-dir.ts):
@@ -20,9 +20,6 @@ import { configDirOf, requireConfigDir } from './config-dir.ts';
  */
 export const USER_CONFIG_FILE = 'config.json';
 export const CLUSTERS_DIR = 'clusters';
-
-const PRIVATE_DIR_MODE = 0o700;
-const PRIVATE_FILE_MODE = 0o600;
 
 /** A cluster name becomes a directory name: letters, digits, `.`, `_`, `-`; never `..` or a path. */
 export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -52,15 +49,16 @@ export function namedClusterDir(env: Env, name: string): string {
   return join(requireConfigDir(env), CLUSTERS_DIR, checkClusterName(name));
 }
 
-/** Parses JSON text read from `path` with `s` (see parseConfigText). */
-const parseFile = parseConfigText;
-
-/** Reads `path`; undefined when it does not exist; ERR_IO naming it when it cannot be read. */
-async function readIfThere(path: string): Promise<string | undefined> {
+/**
+ * A config file's text; undefined when it is not there (nor is a directory on its way, nor is it
+ * a directory itself); ERR_IO naming it when it cannot be read.
+ */
+export async function readConfigText(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
     throw new DfsError('ERR_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
@@ -70,25 +68,8 @@ export async function loadUserConfig(env: Env): Promise<{ path: string | undefin
   const dir = configDirOf(env);
   if (dir === undefined) return { path: undefined, config: { version: 1 } };
   const path = join(dir, USER_CONFIG_FILE);
-  const text = await readIfThere(path);
-  return { path, config: text === undefined ? { version: 1 } : parseFile(text, path, userConfigSchema) };
-}
-
-async function privateDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  await chmod(dir, PRIVATE_DIR_MODE);
-}
-
-/** Writes `text` to `path` atomically, mode 0600 (a fresh temp file, so never an old wider mode). */
-async function writePrivateFile(path: string, text: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, text, { mode: PRIVATE_FILE_MODE, flag: 'wx' });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new DfsError('ERR_IO', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  const text = await readConfigText(path);
+  return { path, config: text === undefined ? { version: 1 } : parseConfigText(text, path, userConfigSchema) };
 }
 
 export async function saveUserConfig(env: Env, config: UserConfig): Promise<string> {
@@ -111,7 +92,7 @@ export interface NamedCluster {
 export async function loadNamedCluster(env: Env, name: string): Promise<NamedCluster | undefined> {
   if (configDirOf(env) === undefined || !isClusterName(name)) return undefined;
   const path = join(namedClusterDir(env, name), CLIENT_CONFIG_FILE);
-  const text = await readIfThere(path);
+  const text = await readConfigText(path);
   return text === undefined ? undefined : { name, path, config: parseClientConfig(text, path) };
 }
 
@@ -143,7 +124,7 @@ async function readSourceConfig(source: string, cwd: string): Promise<{ path: st
   const isDir = await stat(given).then((s) => s.isDirectory(), () => false);
   const candidates = isDir ? [join(given, CLIENT_CONFIG_FILE), join(given, '.dfs-local', CLIENT_CONFIG_FILE)] : [given];
   for (const path of candidates) {
-    const text = await readIfThere(path);
+    const text = await readConfigText(path);
     if (text !== undefined) return { path, config: parseClientConfig(text, path) };
   }
   throw new DfsError('ERR_NOT_FOUND', `no ${CLIENT_CONFIG_FILE} at ${source}: give the client config (or the directory holding it) that the cluster's operator handed out`);

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { MetaClient } from '../client/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { baseName, joinPath, type ListedEntry, normalizePath } from '../meta/index.ts';
@@ -52,4 +53,16 @@ export function remoteName(path: string): string {
 export function joinRemote(dir: string, name: string): string {
   const d = normalizePath(dir);
   return name === '' ? d : joinPath(d, name);
+}
+
+/**
+ * Where a listed entry goes under the local directory `dir`. The name comes from a master's
+ * answer, which is not schema-checked: one that is not a single path segment ("..", "a/b") would
+ * write outside `dir`, so it is refused (ERR_PROTOCOL) rather than trusted.
+ */
+export function localChild(dir: string, name: string): string {
+  if (name === '' || name === '.' || name === '..' || /[/\0]/.test(name)) {
+    throw new DfsError('ERR_PROTOCOL', `the master listed an entry named ${JSON.stringify(name)}, which is not a file name: refusing to write it`);
+  }
+  return join(dir, name);
 }

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_TOKEN_CHARS, rolesSchema, userNameSchema } from '../auth/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Infer, schema } from '../net/index.ts';
 import { requireConfigDir } from './config-dir.ts';
+import { privateDir, writePrivateFile } from './private-files.ts';
 
 /**
  * The logins `dfs login` keeps: one file per cluster, `<config dir>/tokens/<cluster key>.json`
@@ -17,8 +17,6 @@ export const TOKENS_DIR = 'tokens';
 /** The environment variable whose token beats the saved login (scripts, CI). */
 export const TOKEN_ENV = 'DFS_TOKEN';
 
-const PRIVATE_DIR_MODE = 0o700;
-const PRIVATE_FILE_MODE = 0o600;
 const CLUSTER_KEY_PATTERN = /^[0-9a-f]{16}$/;
 
 export const savedLoginSchema = schema.object({
@@ -46,12 +44,6 @@ export function loginPath(env: Env, clusterKey: string): string {
   return join(requireConfigDir(env), TOKENS_DIR, `${clusterKey}.json`);
 }
 
-/** Makes `dir` if needed and (re)sets it to 0700: an existing one may have been made wider. */
-async function privateDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  await chmod(dir, PRIVATE_DIR_MODE);
-}
-
 /** Saves a login (replacing any earlier one for the same cluster); returns the file's path. */
 export async function saveLogin(env: Env, login: SavedLogin): Promise<string> {
   const checked = savedLoginSchema.parse(login);
@@ -59,15 +51,7 @@ export async function saveLogin(env: Env, login: SavedLogin): Promise<string> {
   const configDir = requireConfigDir(env);
   await privateDir(configDir);
   await privateDir(join(configDir, TOKENS_DIR));
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    // 'wx': a fresh file, so the mode given here is the one it gets (never an old, wider one).
-    await writeFile(tmp, JSON.stringify(checked, null, 2) + '\n', { mode: PRIVATE_FILE_MODE, flag: 'wx' });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new DfsError('ERR_IO', `cannot save the login to ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  await writePrivateFile(path, JSON.stringify(checked, null, 2) + '\n');
   return path;
 }
 

@@ -23,7 +23,10 @@ export function registerMasterMetrics(registry: Registry, source: MasterMetricsS
     if (!cached || now() - cached.at > READING_TTL_MS) {
       const reading = Promise.all([source.status(), source.nodes()]).then(([status, nodes]) => ({ status, nodes }));
       // A failed reading is not kept: the next gauge (or scrape) asks again.
-      reading.catch(() => (cached = undefined));
+      // Only this reading's own entry: an older failure must not drop a newer reading.
+      reading.catch(() => {
+        if (cached?.reading === reading) cached = undefined;
+      });
       cached = { at: now(), reading };
     }
     return cached.reading;

@@ -85,8 +85,10 @@ async function answer(req: IncomingMessage, res: ServerResponse, routes: Readonl
     const body = await route.body();
     send(res, 200, route.contentType, req.method === 'HEAD' ? '' : body);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    if (!(err instanceof DfsError)) log.warn({ path, err: message }, 'an HTTP page failed');
+    // A DfsError's message is written for users ("not the leader"); any other error's may name
+    // files or internals, so a stranger on this open port gets a generic line and the log the rest.
+    const message = err instanceof DfsError ? err.message : 'internal error (see the process log)';
+    if (!(err instanceof DfsError)) log.warn({ path, err: err instanceof Error ? err.message : String(err) }, 'an HTTP page failed');
     send(res, 503, 'text/plain; charset=utf-8', `${message}\n`);
   }
 }

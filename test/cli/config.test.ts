@@ -1,11 +1,10 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, main } from '../../src/cli/index.ts';
-import type { CliIO } from '../../src/cli/index.ts';
 import { findClientConfig } from '../../src/cli/client-context.ts';
 import { createSwarmKeyFile } from '../../src/net/index.ts';
+import { captureIO } from '../support/cli-io.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
@@ -15,19 +14,6 @@ afterEach(() => {
 
 /** A peer id shape the client config accepts (never dialled here). */
 const MASTER = (n: number) => `/ip4/127.0.0.1/tcp/${7000 + n}/p2p/12D3KooWMaster${n}`;
-
-function io(env: Record<string, string>): CliIO & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (t: string) => (out += t), isTTY: false },
-    stderr: { write: (t: string) => (err += t), isTTY: false },
-    stdin: Readable.from([]),
-    env,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 /** A client config with its own swarm key in `dir`, as an operator hands one out. */
 async function clientConfigIn(dir: string, masters: string[]): Promise<string> {
@@ -39,7 +25,7 @@ async function clientConfigIn(dir: string, masters: string[]): Promise<string> {
 }
 
 async function dfs(env: Record<string, string>, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const x = io(env);
+  const x = captureIO(env);
   const code = await main(argv, x);
   return { code, out: x.out(), err: x.err() };
 }
@@ -138,7 +124,7 @@ describe('named clusters (dfs cluster add|use|list|rm)', () => {
     await mkdir(deep, { recursive: true });
     const outside = join(root, 'outside');
     await mkdir(outside);
-    const masterOf = async (option: string | undefined, e: Record<string, string>, cwd: string) => (await findClientConfig(option, io(e), cwd)).config.masters[0];
+    const masterOf = async (option: string | undefined, e: Record<string, string>, cwd: string) => (await findClientConfig(option, captureIO(e), cwd)).config.masters[0];
 
     expect(await masterOf(flagDir, { ...env, DFS_CLUSTER: envDir }, deep)).toBe(MASTER(1));
     expect(await masterOf(join(flagDir, 'dfs-client.json'), env, deep)).toBe(MASTER(1));
@@ -151,12 +137,12 @@ describe('named clusters (dfs cluster add|use|list|rm)', () => {
     await clientConfigIn(join(outside, 'other'), [MASTER(6)]);
     expect(await masterOf('other', env, outside)).toBe(MASTER(6));
 
-    await expect(findClientConfig('nosuch', io(env), outside)).rejects.toThrow('no dfs-client.json at nosuch (--cluster) and no cluster named nosuch (see dfs cluster list)');
-    await expect(findClientConfig(undefined, io({ ...env, DFS_CLUSTER: 'nosuch' }), outside)).rejects.toThrow('(DFS_CLUSTER)');
-    await expect(findClientConfig(undefined, io({ DFS_CONFIG_DIR: join(root, 'empty') }), outside)).rejects.toThrow(
+    await expect(findClientConfig('nosuch', captureIO(env), outside)).rejects.toThrow('no dfs-client.json at nosuch (--cluster) and no cluster named nosuch (see dfs cluster list)');
+    await expect(findClientConfig(undefined, captureIO({ ...env, DFS_CLUSTER: 'nosuch' }), outside)).rejects.toThrow('(DFS_CLUSTER)');
+    await expect(findClientConfig(undefined, captureIO({ DFS_CONFIG_DIR: join(root, 'empty') }), outside)).rejects.toThrow(
       'no cluster found: start one with "dfs cluster up", or point to one with --cluster DIR|NAME, DFS_CLUSTER or "dfs cluster use NAME"',
     );
-    await expect(findClientConfig(undefined, io({ DFS_CONFIG_DIR: join(root, 'empty'), npm_execpath: '/npm' }), outside)).rejects.toThrow('start one with "npx dfs cluster up"');
+    await expect(findClientConfig(undefined, captureIO({ DFS_CONFIG_DIR: join(root, 'empty'), npm_execpath: '/npm' }), outside)).rejects.toThrow('start one with "npx dfs cluster up"');
   });
 
   it('a damaged config.json or cluster entry is one line naming the file and the problem, exit 2 (never 70)', async () => {
@@ -181,7 +167,7 @@ describe('named clusters (dfs cluster add|use|list|rm)', () => {
     for (const [what, file, text, expected] of cases) {
       const good = await readFile(file, 'utf8');
       await writeFile(file, text);
-      const x = io(env);
+      const x = captureIO(env);
       const cwd = process.cwd();
       process.chdir(outside);
       try {

@@ -6,13 +6,14 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, main, VERSION } from '../../src/cli/index.ts';
-import type { CliIO } from '../../src/cli/index.ts';
 import { chunkBuffer, loadBlake3 } from '../../src/chunker/index.ts';
 import { findLocalClusterDir } from '../../src/cli/cluster-dir.ts';
 import { commandName } from '../../src/cli/command-name.ts';
 import { clip, ProgressBar } from '../../src/cli/progress.ts';
+import { localChild } from '../../src/cli/remote-tree.ts';
 import { SeededBytes } from '../support/prng.ts';
 import { testSeed } from '../support/seed.ts';
+import { captureIO as capture } from '../support/cli-io.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 const tempDir = useTempDirs();
@@ -21,18 +22,7 @@ afterEach(() => {
   process.exitCode = 0;
 });
 
-function captureIO(stdin: Uint8Array = new Uint8Array(0)): CliIO & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (t: string) => (out += t), isTTY: false },
-    stderr: { write: (t: string) => (err += t), isTTY: false },
-    stdin: Readable.from([Buffer.from(stdin)]),
-    env: {},
-    out: () => out,
-    err: () => err,
-  };
-}
+const captureIO = (stdin: Uint8Array = new Uint8Array(0)) => capture({}, Readable.from([Buffer.from(stdin)]));
 
 describe('dfs CLI', () => {
   it('--version prints the package version', async () => {
@@ -235,6 +225,13 @@ describe('scripting: --json errors, hints', () => {
     expect(await findLocalClusterDir('/c/dfs-client.json', { env: {} }, root)).toBe('/c');
     const bare = await tempDir();
     expect(await findLocalClusterDir(undefined, { env: {} }, bare)).toBe(join(bare, '.dfs-local'));
+  });
+});
+
+describe('dfs get -r: where listed entries go', () => {
+  it('refuses a listed name that would leave the target directory', () => {
+    for (const bad of ['..', '.', '', '../etc', 'a/b', 'x\0y']) expect(() => localChild('/tmp/t', bad), JSON.stringify(bad)).toThrow(/not a file name/);
+    expect(localChild('/tmp/t', 'a..b')).toBe('/tmp/t/a..b');
   });
 });
 

@@ -2,11 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { access, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, main } from '../../src/cli/index.ts';
-import type { CliIO } from '../../src/cli/index.ts';
 import { readSwarmKeyFile } from '../../src/net/index.ts';
+import { captureIO } from '../support/cli-io.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 /**
@@ -20,19 +19,6 @@ const BIN = new URL('../../bin/dfs.js', import.meta.url).pathname;
 afterEach(() => {
   process.exitCode = 0; // main() sets it, as the bin relies on
 });
-
-function captureIO(env: Record<string, string> = {}): CliIO & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (t: string) => (out += t), isTTY: false },
-    stderr: { write: (t: string) => (err += t), isTTY: false },
-    stdin: Readable.from([]),
-    env,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(

@@ -1,13 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT, main } from '../../src/cli/index.ts';
-import type { CliIO } from '../../src/cli/index.ts';
 import { readPassword } from '../../src/cli/password-input.ts';
 import { loginPath } from '../../src/cli/token-store.ts';
 import { clusterKeyOf } from '../../src/cluster/index.ts';
 import { isDfsError } from '../../src/errors/index.ts';
+import { captureIO } from '../support/cli-io.ts';
 import { useTempDirs } from '../support/tmp.ts';
 
 /**
@@ -23,19 +23,6 @@ afterEach(() => {
 const SECRET = 'hunter2-do-not-print';
 /** A master nobody listens on: commands here must fail before they would dial it. */
 const DEAD_MASTER = '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJ3PS6omZM3H5umKvH7UVCEE7Yv3vxb58xwUasVanuzdo';
-
-function captureIO(env: Record<string, string> = {}, stdin: NodeJS.ReadableStream = Readable.from([])): CliIO & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (t: string) => (out += t), isTTY: false },
-    stderr: { write: (t: string) => (err += t), isTTY: false },
-    stdin,
-    env,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 /** A cluster directory whose client config names a master that is not there. */
 async function deadCluster(): Promise<{ dir: string; config: string }> {

@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerMasterMetrics } from '../../src/master/master-metrics.ts';
 import { statusRoutes } from '../../src/master/status-page.ts';
+import { DfsError } from '../../src/errors/index.ts';
 import type { MasterStatus, NodeView } from '../../src/meta/index.ts';
 import { createMetricsRegistry, metricsRoute, parseListenAddress, type RunningHttpServer, startHttpServer } from '../../src/metrics/index.ts';
 
@@ -63,11 +64,30 @@ describe('a master\'s HTTP pages', () => {
 
   it('answers 503 with the reason when the status cannot be read', async () => {
     const base = await serve(() => {
-      throw new Error('raft not started');
+      throw new DfsError('ERR_NOT_LEADER', 'raft not started');
     }, undefined);
     const res = await fetch(`${base}/status.json`);
     expect(res.status).toBe(503);
     expect(await res.text()).toMatch(/raft not started/);
+  });
+
+  it('never shows a stranger an internal error\'s message (it may name files)', async () => {
+    const base = await serve(() => {
+      throw new Error('IO error: /var/lib/dfs/m2/raft/LOCK: Resource temporarily unavailable');
+    }, undefined);
+    const res = await fetch(`${base}/status.json`);
+    expect(res.status).toBe(503);
+    const text = await res.text();
+    expect(text).not.toMatch(/\/var\/lib|LOCK/);
+    expect(text).toMatch(/internal error/);
+  });
+
+  it('serves /status.json without addresses or peer-reported fields it does not list', async () => {
+    const base = await serve(leaderStatus, NODES);
+    const text = await (await fetch(`${base}/status.json`)).text();
+    expect(text).not.toMatch(/\/ip4\//);
+    expect(text).not.toMatch(/"addrs?"/);
+    expect(JSON.parse(text).nodes[0]).toEqual({ name: 'n1', id: '12D3KooWN1', state: 'alive', freeBytes: 3 * 2 ** 30, usedBytes: 2 ** 30, capacityBytes: 4 * 2 ** 30, chunks: 12, heartbeatAgeMs: 400, repairsInFlight: 1 });
   });
 
   it('serves Prometheus metrics: Raft, chunk health, repair queue, per-node space, process figures', async () => {

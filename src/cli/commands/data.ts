@@ -16,7 +16,7 @@ import { type CliIO, info, OutputClosed, type OutputFlags, STDIO_ARG } from '../
 import { partialPathOf, trackPartial, untrackPartial } from '../partial-files.ts';
 import { ProgressBar } from '../progress.ts';
 import { youngGarbageCollector } from '../footprint.ts';
-import { joinRemote, listAll, remoteKind, remoteName, targetsFor } from '../remote-tree.ts';
+import { joinRemote, listAll, localChild, remoteKind, remoteName, targetsFor } from '../remote-tree.ts';
 
 export type DataOptions = ClusterOption & OutputFlags & { force?: boolean; recursive?: boolean };
 
@@ -239,7 +239,7 @@ async function getTree(s: Session, remote: string, target: string): Promise<void
     throw fromSystemError(err, `cannot make the directory ${target}`);
   });
   for await (const entry of listAll(s.meta, remote)) {
-    const child = join(target, entry.name);
+    const child = localChild(target, entry.name);
     if (entry.kind === 'dir') await getTree(s, entry.path, child);
     else await getOne(s, entry.path, entry.size, child);
   }

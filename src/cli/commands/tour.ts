@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,7 +40,7 @@ export async function tourCommand(options: TourOptions, io: CliIO): Promise<void
   if (!(Number.isInteger(mib) && mib >= 1 && mib <= 4096)) throw new DfsError('ERR_USAGE', `--mib wants a whole number of MiB from 1 to 4096, not ${String(options.mib)}`);
   const work = await mkdtemp(join(tmpdir(), 'dfs-tour-'));
   // Logins of the tour's cluster stay in the scratch directory, not in the user's config.
-  const env = { ...process.env, DFS_CONFIG_DIR: join(work, 'config'), DFS_CLUSTER: '', DFS_TOKEN: '' } as NodeJS.ProcessEnv;
+  const env: NodeJS.ProcessEnv = { ...process.env, DFS_CONFIG_DIR: join(work, 'config') };
   delete env.DFS_CLUSTER;
   delete env.DFS_TOKEN;
   delete env.DFS_SWARM_KEY;
@@ -51,8 +51,9 @@ export async function tourCommand(options: TourOptions, io: CliIO): Promise<void
   try {
     say(`A scratch directory for this tour: ${work}`);
     say('1. Start a local cluster: 3 metadata masters (Raft) and 5 storage nodes, each a real process.');
-    await dfs(['cluster', 'up', '--detach']);
+    // Set before: a `cluster up` killed at the step timeout cannot clean up after itself.
     up = true;
+    await dfs(['cluster', 'up', '--detach']);
 
     say(`2. Store a ${mib} MiB file. It is cut into chunks named by their BLAKE3 hash; each chunk goes to 3 nodes.`);
     const file = join(work, 'demo.bin');
@@ -130,10 +131,14 @@ function runDfs(args: string[], cwd: string, env: NodeJS.ProcessEnv, io: CliIO, 
   });
 }
 
+/** One MiB at a time: --mib goes up to 4096, which must not sit in memory (twice) at once. */
 async function writeRandomFile(path: string, mib: number): Promise<void> {
-  const parts: Buffer[] = [];
-  for (let i = 0; i < mib; i++) parts.push(randomBytes(1024 * 1024));
-  await writeFile(path, Buffer.concat(parts));
+  const file = await open(path, 'wx');
+  try {
+    for (let i = 0; i < mib; i++) await file.write(randomBytes(1024 * 1024));
+  } finally {
+    await file.close();
+  }
 }
 
 function sha256(path: string): Promise<string> {
