@@ -25,7 +25,7 @@ const CATEGORIES: ReadonlyArray<readonly [string, RegExp]> = [
   ['receipt signatures (ed25519 sign/verify)', /node:internal\/crypto\/(sig|keys)|keys\/ed25519|src\/net\/receipt\.ts/],
   ['FastCDC (cut scan)', /src\/chunker\/(cut|gear)\.ts/],
   ['BLAKE3', /blake|hash-wasm|src\/chunker\/blake3\.ts/i],
-  ['Noise cipher (chacha20-poly1305)', /noise-crypto\.ts|chacha|node:internal\/crypto\/cipher/i],
+  ['Noise cipher (AES-256-GCM)', /noise-crypto\.ts|chacha|node:internal\/crypto\/cipher/i],
   ['Noise framing', /libp2p-noise/],
   ['yamux', /libp2p-yamux/],
   ['uint8arraylist / byte lists', /uint8arraylist|uint8arrays/],
