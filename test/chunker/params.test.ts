@@ -6,7 +6,7 @@ import { isDfsError } from '../../src/errors/index.ts';
 
 describe('chunker parameters', () => {
   it('defaults to 256 KiB / 1 MiB / 4 MiB', () => {
-    expect(DEFAULT_CHUNKER_PARAMS).toEqual({ minSize: 262144, avgSize: 1048576, maxSize: 4194304 });
+    expect(DEFAULT_CHUNKER_PARAMS).toEqual({ minSize: 524288, avgSize: 2097152, maxSize: 4194304 });
   });
 
   const bad: Array<[string, { minSize: number; avgSize: number; maxSize: number }, RegExp]> = [

@@ -94,7 +94,7 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     const back = await get('/big/100MiB');
     const getMs = performance.now() - t0;
     expect(back.equals(data)).toBe(true);
-    expect(r.chunks).toBeGreaterThan(50);
+    expect(r.chunks).toBeGreaterThan(25); // many chunks at the 2 MiB average
     // A window smaller than any chunk still moves one chunk at a time; a wide one many at once.
     expect((await get('/big/100MiB', meta, { maxWindowBytes: 1 })).equals(data)).toBe(true);
     expect((await get('/big/100MiB', meta, { concurrency: 16, maxWindowBytes: 64 * 1024 * 1024 })).equals(data)).toBe(true);
