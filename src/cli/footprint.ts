@@ -1,12 +1,12 @@
 import { runInNewContext } from 'node:vm';
 
 const MiB = 1024 * 1024;
-/** A full collection every this many rounds (64 MiB moved at the default 1 MiB). */
-const MAJOR_EVERY = 64;
+/** A full collection every this many bytes moved, whatever the size of each round. */
+const MAJOR_EVERY_BYTES = 64 * MiB;
 
 /**
  * Returns a progress hook that runs a minor GC every `everyBytes` moved, and a full one every
- * MAJOR_EVERY of those, keeping a transfer's resident memory flat.
+ * MAJOR_EVERY_BYTES, keeping a transfer's resident memory flat.
  *
  * Why: every socket read, Noise message and stream read is a fresh buffer outside the V8 heap,
  * and V8 schedules collections by what is allocated inside it, which a transfer does slowly, so
@@ -20,6 +20,13 @@ const MAJOR_EVERY = 64;
  * process holds did worse: a minor GC's frees show up only later, so it ran full ones all the
  * time. A minor GC is cheap with the 1 MiB young generation entry.ts sets.
  *
+ * Gets no longer use it (issue 16, 2 cores, 512 MiB gets, two runs each): with the chunks in
+ * the window's pooled buffers, V8's own schedule took 2.6 CPU s and 150-157 MB where these
+ * collections took 5.4 s and 154-165 MB. A minor GC asked for while V8 is marking incrementally
+ * finishes that marking as a full collection (15-20 ms at a client's heap), which is what they
+ * mostly turned into. Puts still gain: without them a 512 MiB put peaked at 186-190 MB, with
+ * them at 150-157 MB, for the same CPU.
+ *
  * A no-op unless the process exposed `gc` (entry.ts does, for client commands): in-process
  * callers such as the tests keep V8's own schedule.
  */
@@ -27,14 +34,18 @@ export function youngGarbageCollector(everyBytes = MiB): (bytes: number) => void
   const gc = exposedGc();
   if (!gc) return () => {};
   let sinceLast = 0;
-  let rounds = 0;
+  let sinceMajor = 0;
   return (bytes) => {
     sinceLast += bytes;
+    sinceMajor += bytes;
     if (sinceLast < everyBytes) return;
     sinceLast = 0;
     // Buffers held across two young collections (a chunk waiting in a window) move to the old
-    // generation; every MAJOR_EVERY rounds a full collection frees those too.
-    gc({ type: ++rounds % MAJOR_EVERY === 0 ? 'major' : 'minor' });
+    // generation; every MAJOR_EVERY_BYTES a full collection frees those too. Counted in bytes,
+    // not rounds: progress comes a chunk at a time, so a round is as large as a chunk.
+    const major = sinceMajor >= MAJOR_EVERY_BYTES;
+    if (major) sinceMajor = 0;
+    gc({ type: major ? 'major' : 'minor' });
   };
 }
 
