@@ -1,4 +1,3 @@
-import { prometheusMetrics } from '@libp2p/prometheus-metrics';
 import type { Registry } from 'prom-client';
 import { noise } from '@chainsafe/libp2p-noise';
 import { noiseCrypto } from './noise-crypto.ts';
@@ -7,7 +6,6 @@ import { bootstrap } from '@libp2p/bootstrap';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Connection, DialTarget, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
@@ -147,6 +145,10 @@ export class DfsPeer {
     const swarmKey = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
     const pnet = swarmKey !== undefined && options.secretMode === 'pnet';
     const prologueBytes = swarmKey !== undefined && !pnet ? noisePrologue(swarmKey) : undefined;
+    // Loaded only when asked for: a client process (which serves no metrics and uses the
+    // handshake secret) keeps prom-client and pnet out of its memory.
+    const metrics = options.metricsRegistry === undefined ? undefined : (await import('@libp2p/prometheus-metrics')).prometheusMetrics;
+    const preSharedKey = pnet ? (await import('@libp2p/pnet')).preSharedKey : undefined;
     let node: Libp2p;
     try {
       node = await createLibp2p({
@@ -165,8 +167,8 @@ export class DfsPeer {
           // Once Noise has told us who it is: a peer already at its bound gets no more.
           denyInboundEncryptedConnection: (peer: PeerId) => connectionsOf(peer) >= maxConnectionsPerPeer,
         },
-        ...(pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
-        ...(options.metricsRegistry ? { metrics: prometheusMetrics({ registry: options.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) } : {}),
+        ...(preSharedKey && swarmKey ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
+        ...(metrics && options.metricsRegistry ? { metrics: metrics({ registry: options.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) } : {}),
         peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 0, tagName: BOOTSTRAP_TAG })] : [],
         connectionManager: {
           maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
