@@ -53,7 +53,7 @@ describe('dfs CLI', () => {
   });
 
   it('chunk prints every chunk of a file, the same as the chunker, and --json for scripts', async () => {
-    const data = new SeededBytes(21).bytes(3_000_000);
+    const data = new SeededBytes(21).bytes(8_000_000);
     const file = join(await tempDir(), 'data.bin');
     await writeFile(file, data);
     const expected = await chunkBuffer(data, { blake3: await loadBlake3() });
@@ -67,7 +67,8 @@ describe('dfs CLI', () => {
     const table = captureIO();
     expect(await main(['chunk', file], table)).toBe(EXIT.ok);
     for (const c of expected) expect(table.out()).toContain(c.id);
-    expect(table.out()).toMatch(/in 3 chunks/);
+    expect(expected.length).toBeGreaterThan(1);
+    expect(table.out()).toContain(`in ${expected.length} chunks`);
   });
 
   it('chunk - reads stdin and reports what deduplicates within it', async () => {

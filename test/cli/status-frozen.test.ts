@@ -116,7 +116,7 @@ function expectTable(o: Outcome, frozen: string): string | undefined {
   const frozenRow = lines.find((l) => l.endsWith(master(frozen).addr));
   expect(frozenRow, o.how).toMatch(/^\?\s+unreachable\s+-\s+-\s+-\s+-\s+ERR_TIMEOUT: /);
   for (const m of cluster.spec.masters.filter((x) => x.name !== frozen)) {
-    expect(lines.find((l) => l.endsWith(m.addr)), o.how).toMatch(new RegExp(`^${m.name}\\s+(leader|follower|candidate)\\s+\\d+`));
+    expect(lines.find((l) => l.endsWith(m.addr)), o.how).toMatch(new RegExp(`^${m.name}\\s+(leader|follower|preCandidate|candidate)\\s+\\d+`));
   }
   return /^leader (m\d)/m.exec(o.stdout)?.[1];
 }

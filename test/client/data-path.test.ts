@@ -235,8 +235,8 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
   });
 
   it('rm frees chunks: after the grace period they are deleted from the nodes; chunks still referenced stay', async () => {
-    const shared = new SeededBytes(seed ^ 0x9c).bytes(3_000_000);
-    const own = new SeededBytes(seed ^ 0x9d).bytes(1_500_000);
+    const shared = new SeededBytes(seed ^ 0x9c).bytes(12_000_000);
+    const own = new SeededBytes(seed ^ 0x9d).bytes(6_000_000);
     await put('/gc/keep', shared);
     await put('/gc/drop', Buffer.concat([shared, own])); // starts with the chunks of /gc/keep
     const keepIds = new Set(((await meta.stat('/gc/keep')) as FileEntry).manifest.chunks.map(([id]) => id));
