@@ -157,6 +157,40 @@ function repairOf(w: ReturnType<typeof world>, deletes: Array<[string, string[]]
 }
 
 describe('repair planning (injected clock, no processes)', () => {
+  it('rests nine times as long as its last survey took: a large namespace cannot keep the leader busy', async () => {
+    const w = world(['a', 'b', 'c']);
+    for (let i = 0; i < 100; i++) w.refs.set(cid(1000 + i), 1);
+    for (const id of ['a', 'b', 'c']) w.report(id, [...w.refs.keys()]);
+    const task = new RepairTask({
+      plane: () => w.plane,
+      nodes: () => [...w.records.values()],
+      refCount: (id) => w.refs.get(id) ?? 0,
+      // Every chunk the survey looks at costs 5 ms of the injected clock: 500 ms a survey.
+      referencedChunks: function* () {
+        for (const id of w.refs.keys()) {
+          w.advance(5);
+          yield id;
+        }
+      },
+      replicationFactor: () => 3,
+      deleteOnNode: async () => ({ kept: [] }),
+      now: w.now,
+      checkEveryMs: 200,
+    });
+    const sleeps: number[] = [];
+    const ctx: LeaderContext = {
+      ...w.ctx,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        if (sleeps.length === 3) throw new Error('stop');
+      },
+    };
+    await expect(task.run(ctx)).rejects.toThrow('stop');
+    expect(task.lastSurveyMs).toBe(500);
+    // The first round rests the interval (no survey yet); later ones 9 x 500 ms.
+    expect(sleeps).toEqual([200, 4_500, 4_500]);
+  });
+
 
   it('copies the most endangered chunks first, from a live holder to a node without a copy', async () => {
     const w = world(['a', 'b', 'c', 'd', 'e']);
