@@ -1,7 +1,7 @@
 import { type Blake3, type Chunk, CHUNKER_ID, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS } from '../chunker/index.ts';
 import { randomBytes } from 'node:crypto';
 import { DfsError, isDfsError } from '../errors/index.ts';
-import { type Manifest, parsePlacements, STORED_ACKS_PER_REQUEST, type StoredAck } from '../meta/index.ts';
+import { type Manifest, MAX_PLACE_CHUNKS, parsePlacements, STORED_ACKS_PER_REQUEST, type StoredAck } from '../meta/index.ts';
 import { type DfsPeer, peerIdInAddr } from '../net/index.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { ChunkStreams, putChunk, ReceiptError } from '../protocol/chunk-client.ts';
@@ -25,7 +25,7 @@ export interface PutOptions {
   /**
    * Chunks per placement request. Default: as many average chunks as make 4 MiB (2 at the
    * default 2 MiB), so the chunks held while a placement is asked for weigh the same whatever
-   * the average.
+   * the average; at most 16 MiB of largest chunks, and at most 64.
    */
   readonly batchSize?: number;
   /** Create missing parent directories. Default true. */
@@ -69,6 +69,15 @@ const MAX_ATTEMPTS = 4;
 const NOT_RETRIED: ReadonlySet<string> = new Set(['ERR_CHUNK_CORRUPT', 'ERR_UNAUTHENTICATED', 'ERR_FORBIDDEN']);
 /** Bytes of average chunks per placement request (PutOptions.batchSize). */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Bytes of the largest chunks a batch may hold at most (PutOptions.batchSize). */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/**
+ * Chunks a batch may hold at most, far below what one place request may name (MAX_PLACE_CHUNKS):
+ * placements are also what keeps the upload alive at the leader (its chunks safe from GC), so
+ * they must keep coming while small chunks upload; 1,024 tiny chunks took longer than a test
+ * cluster's GC grace.
+ */
+const MAX_BATCH_CHUNKS = Math.min(64, MAX_PLACE_CHUNKS);
 /** Receipts sent ahead in one proveStored request while the upload goes on. */
 const PROOFS_PER_BATCH = 256;
 
@@ -94,7 +103,10 @@ export async function putFile(source: AsyncIterable<Uint8Array>, path: string, o
 async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: PutOptions, streams: ChunkStreams): Promise<PutResult> {
   const params = o.params ?? DEFAULT_CHUNKER_PARAMS;
   const concurrency = o.concurrency ?? 3;
-  const batchSize = o.batchSize ?? Math.max(1, Math.round(BATCH_BYTES / params.avgSize));
+  // 4 MiB of average chunks, but never more than 16 MiB of the largest (what a batch may hold
+  // while its placement is asked for) nor more than MAX_BATCH_CHUNKS.
+  const batchByBytes = Math.min(Math.round(BATCH_BYTES / params.avgSize), Math.floor(MAX_BATCH_BYTES / params.maxSize));
+  const batchSize = o.batchSize ?? Math.min(MAX_BATCH_CHUNKS, Math.max(1, batchByBytes));
   // Names this upload to the leader: its chunks are kept from GC until it commits.
   const uploadId = randomBytes(12).toString('hex');
   const whole = await o.blake3.createHasher();

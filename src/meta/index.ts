@@ -6,5 +6,5 @@ export { NODE_STATES } from './commands.ts';
 export { validateManifest, encodeManifest, manifestId, MAX_MANIFEST_CHUNKS } from './manifest.ts';
 export type { Manifest } from './manifest.ts';
 export { normalizePath, parentOf, baseName, joinPath, isWithin, ROOT, PATH_LIMITS } from './paths.ts';
-export { MAX_CHUNK_IDS_PER_MESSAGE, META_MAX_FRAME_BYTES, META_PROTOCOL, STORED_ACKS_PER_REQUEST, metaRequestSchema, metaResponseSchema, parsePlacements, writeCommandSchema } from './protocol.ts';
+export { MAX_CHUNK_IDS_PER_MESSAGE, MAX_PLACE_CHUNKS, META_MAX_FRAME_BYTES, META_PROTOCOL, STORED_ACKS_PER_REQUEST, metaRequestSchema, metaResponseSchema, parsePlacements, writeCommandSchema } from './protocol.ts';
 export type { AclGrant, AclView, LocatedChunk, LoginResult, MetaRequest, MetaResponse, WriteCommand, MasterStatus, NodeView, Placement, StoredAck, UserView, WhoAmI } from './protocol.ts';

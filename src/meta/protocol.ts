@@ -4,6 +4,9 @@ import { DfsError } from '../errors/index.ts';
 import { type Infer, type Schema, schema } from '../net/index.ts';
 import { NODE_STATES } from './commands.ts';
 
+/** Chunks one `place` request may name (and its answer hold). */
+export const MAX_PLACE_CHUNKS = 1024;
+
 /**
  * The metadata protocol `/dfs/meta/1.0.0`: one request, one response per stream (net/rpc).
  * Writes go to the leader and carry (clientId, seq) so a retry applies once; reads are
@@ -114,7 +117,7 @@ const requestBodySchema = schema.taggedUnion('type', {
   report: schema.object({ nodeId, ids: chunkIds, first: schema.boolean(), last: schema.boolean() }),
   /** Where to store chunks (leader only): existing, or targets for a replication pipeline. */
   place: schema.object({
-    chunks: schema.array(schema.object({ id: chunkId, size: byteCount }), { maxLength: 1024 }),
+    chunks: schema.array(schema.object({ id: chunkId, size: byteCount }), { maxLength: MAX_PLACE_CHUNKS }),
     exclude: schema.optional(schema.array(nodeId, { maxLength: 64 })),
     /** The put this placement is for: keeps its chunks from GC until it commits or goes quiet. */
     uploadId: schema.optional(schema.string({ minLength: 1, maxLength: 64 })),
@@ -194,7 +197,7 @@ const placementWire = schema.object({
   fence: schema.optional(schema.integer({ min: 0 })),
   ticket: schema.optional(schema.string({ minLength: 1, maxLength: MAX_TICKET_CHARS })),
 });
-const placementsWire = schema.array(placementWire, { maxLength: 1024 });
+const placementsWire = schema.array(placementWire, { maxLength: MAX_PLACE_CHUNKS });
 
 /** A `place` answer's value, checked: every entry is one kind or the other, whole. */
 export function parsePlacements(value: unknown): Placement[] {

@@ -85,6 +85,16 @@ describe('put and get through a real cluster (3 masters, 5 nodes, RF 3)', () => 
     });
   }
 
+  it('puts a file of tiny chunks: placement batches stay within what one request may name', async () => {
+    // A 256-byte average makes 4 MiB of average chunks 16,384 of them: more than a place request takes.
+    const params = { minSize: 64, avgSize: 256, maxSize: 1024 };
+    const data = new SeededBytes(seed ^ 0x7e).bytes(400_000);
+    // Many uploads in flight: each tiny chunk still waits for three fsyncs.
+    const r = await putFile(reads(data) as unknown as AsyncIterable<Uint8Array>, '/tiny/chunks', { peer, meta, blake3, params, concurrency: 16 });
+    expect(r.chunks).toBeGreaterThan(1024);
+    expect((await get('/tiny/chunks', meta, { concurrency: 16 })).equals(data)).toBe(true);
+  });
+
   it('round-trips 100 MiB of random data', async () => {
     const data = new SeededBytes(seed ^ 0x100).bytes(100 * 1024 * 1024);
     const started = performance.now();
