@@ -230,6 +230,13 @@ function oneLine(text: string): string {
 function wrongSecret(rejected: { failed: string[]; of: number }, secret: ClusterSecret): DfsError {
   const shown = rejected.failed[0] ?? '';
   const more = rejected.failed.length > 1 ? `; ${rejected.failed.length - 1} more alike` : '';
+  // No encryption protocol in common: a dfs from before or after a transport change.
+  if (/could not negotiate/.test(shown)) {
+    return new DfsError(
+      'ERR_PEER_UNREACHABLE',
+      `cannot connect to the cluster: the masters speak another encryption protocol than this client (${shown}${more}); client and cluster must run the same dfs version`,
+    );
+  }
   return new DfsError(
     'ERR_PEER_UNREACHABLE',
     `cannot connect to the cluster: the secure handshake failed with ${rejected.failed.length} of ${rejected.of} masters, and none accepted it (${shown}${more}); the cluster secret may be wrong: this client used ${secret.source}`,

@@ -78,6 +78,11 @@ export const noiseCrypto: ICryptoInterface = {
     else for (const part of text) parts.push(decipher.update(part));
     const final = decipher.final(); // throws when the tag does not match
     if (final.byteLength > 0) parts.push(final);
-    return parts.length === 1 ? parts[0]! : (new Uint8ArrayList(...parts) as unknown as Sealed);
+    if (parts.length === 1) return parts[0]!;
+    // Appended one by one: a message split into tens of thousands of parts would overflow the
+    // stack as spread arguments.
+    const opened = new Uint8ArrayList();
+    for (const part of parts) opened.append(part);
+    return opened as unknown as Sealed;
   },
 };

@@ -145,18 +145,18 @@ export class DfsPeer {
     const swarmKey = options.psk === undefined ? undefined : swarmKeyFromSecret(options.psk);
     const pnet = swarmKey !== undefined && options.secretMode === 'pnet';
     const prologueBytes = swarmKey !== undefined && !pnet ? noisePrologue(swarmKey) : undefined;
-    // Loaded only when asked for: a client process (which serves no metrics and uses the
-    // handshake secret) keeps prom-client and pnet out of its memory.
-    const metrics = options.metricsRegistry === undefined ? undefined : (await import('@libp2p/prometheus-metrics')).prometheusMetrics;
-    const preSharedKey = pnet ? (await import('@libp2p/pnet')).preSharedKey : undefined;
     let node: Libp2p;
     try {
+      // Loaded only when asked for: a client process (which serves no metrics and uses the
+      // handshake secret) keeps prom-client and pnet out of its memory.
+      const metrics = options.metricsRegistry === undefined ? undefined : (await import('@libp2p/prometheus-metrics')).prometheusMetrics;
+      const preSharedKey = pnet ? (await import('@libp2p/pnet')).preSharedKey : undefined;
       node = await createLibp2p({
         privateKey,
         nodeInfo: { name: 'dfs' },
         addresses: { listen },
         transports: [tcp()],
-        connectionEncrypters: [noise({ crypto: noiseCrypto, ...(prologueBytes ? { prologueBytes } : {}) })],
+        connectionEncrypters: [dfsNoise({ crypto: noiseCrypto, ...(prologueBytes ? { prologueBytes } : {}) })],
         streamMuxers: [
           yamux({
             maxInboundStreams: maxStreamsPerConnection,
@@ -303,4 +303,22 @@ function parseDialTarget(target: string): DialTarget {
   } catch (err) {
     throw new DfsError('ERR_INVALID_ARGUMENT', `not a multiaddr or peer id: ${target}`, { cause: err });
   }
+}
+
+/**
+ * The encrypter's protocol id: Noise with AES-256-GCM as its AEAD (net/noise-crypto.ts) is not
+ * the stock `/noise`, so a peer without it (another libp2p program, a dfs from before the
+ * change) fails at negotiation with "protocol not supported", not later with an authentication
+ * error that would read like a wrong cluster secret.
+ */
+export const NOISE_PROTOCOL = '/dfs/noise-aes256gcm/1.0.0';
+
+/** libp2p-noise under NOISE_PROTOCOL. */
+function dfsNoise(init: Parameters<typeof noise>[0]): ReturnType<typeof noise> {
+  const make = noise(init);
+  return (components) => {
+    const encrypter = make(components);
+    (encrypter as { protocol: string }).protocol = NOISE_PROTOCOL;
+    return encrypter;
+  };
 }

@@ -2,6 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DfsError } from '../../src/errors/index.ts';
 import { callRpc, formatSwarmKey, schema, serveRpc, swarmKeyFromSecret } from '../../src/net/index.ts';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { NOISE_PROTOCOL } from '../../src/net/peer.ts';
 import { addrOf, startPeer } from './peers.ts';
 
 const PING = '/dfs/test-ping/1.0.0';
@@ -40,6 +46,21 @@ describe('private network (cluster secret)', () => {
 });
 
 describe('bootstrap', () => {
+  it('speaks only its own Noise (AES-256-GCM under ' + NOISE_PROTOCOL + '): a stock libp2p peer fails at negotiation', async () => {
+    const member = await startPeer({});
+    await serveRpc(member, PING, schema.object({}), () => ({ pong: true }));
+    const stock = await createLibp2p({ transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] });
+    try {
+      const err = await stock.dial(multiaddr(addrOf(member)), { signal: AbortSignal.timeout(5000) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      // Before the handshake: the protocol ids differ (not "decryption failed" after it).
+      expect(String((err as Error).message)).toMatch(/could not negotiate \/noise/);
+      expect(member.connectedPeers()).not.toContain(stock.peerId.toString());
+    } finally {
+      await stock.stop();
+    }
+  });
+
   it('connects to the bootstrap peers at start, so they can be called by peer id alone', async () => {
     const master = await startPeer();
     await serveRpc(master, PING, schema.object({}), () => ({ pong: true }));
