@@ -31,9 +31,9 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   cli
     .command('chunk <file>', 'Show how dfs would cut a local file (or - for stdin) into chunks')
     .option('--summary', 'Print only the summary line')
-    .option('--min <size>', 'Minimum chunk size (default 256KiB)')
-    .option('--avg <size>', 'Average chunk size, a power of two (default 1MiB)')
-    .option('--max <size>', 'Maximum chunk size (default 4MiB)')
+    .option('--min <size>', 'Minimum chunk size (default 512KiB, or a quarter of --avg)')
+    .option('--avg <size>', 'Average chunk size, a power of two (default 2MiB)')
+    .option('--max <size>', 'Maximum chunk size (default 4MiB, or twice --avg)')
     .example('dfs chunk ./video.mp4 --summary')
     .action(async (file: string, options) => (await import('./commands/chunk.ts')).chunkCommand(file, options, io));
   cli

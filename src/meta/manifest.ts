@@ -16,8 +16,8 @@ export interface Manifest {
 }
 
 /**
- * Manifests ride in the Raft log, so they are bounded: 65,536 chunks is a 64 GiB file at the
- * default 1 MiB average (about 4.6 MB of log entry). Larger files need manifests of manifests.
+ * Manifests ride in the Raft log, so they are bounded: 65,536 chunks is a 128 GiB file at the
+ * default 2 MiB average (about 4.6 MB of log entry). Larger files need manifests of manifests.
  */
 export const MAX_MANIFEST_CHUNKS = 65_536;
 

@@ -71,6 +71,14 @@ describe('dfs CLI', () => {
     expect(table.out()).toContain(`in ${expected.length} chunks`);
   });
 
+  it('chunk --avg alone brings min and max along (a quarter and twice it)', async () => {
+    const file = join(await tempDir(), 'avg.bin');
+    await writeFile(file, new SeededBytes(23).bytes(3_000_000));
+    const io = captureIO();
+    expect(await main(['chunk', file, '--avg', '256KiB', '--json'], io)).toBe(EXIT.ok);
+    expect(JSON.parse(io.out()).params).toEqual({ minSize: 64 * 1024, avgSize: 256 * 1024, maxSize: 512 * 1024 });
+  });
+
   it('chunk - reads stdin and reports what deduplicates within it', async () => {
     const half = new SeededBytes(22).bytes(1_000_000);
     const io = captureIO(Buffer.concat([half, half]));

@@ -65,10 +65,13 @@ function chunkerParamsFrom(options: ChunkCommandOptions): ChunkerParams {
     if (bytes === undefined) throw new DfsError('ERR_USAGE', `--${flag} takes a size such as 256KiB or 4MiB, not "${text}"`);
     return bytes;
   };
+  // An --avg alone brings min and max along in the defaults' proportions (a quarter, twice).
+  const avgSize = size('avg', options.avg, DEFAULT_CHUNKER_PARAMS.avgSize);
+  const given = options.avg !== undefined;
   return validateChunkerParams({
-    minSize: size('min', options.min, DEFAULT_CHUNKER_PARAMS.minSize),
-    avgSize: size('avg', options.avg, DEFAULT_CHUNKER_PARAMS.avgSize),
-    maxSize: size('max', options.max, DEFAULT_CHUNKER_PARAMS.maxSize),
+    minSize: size('min', options.min, given ? Math.max(1, Math.floor(avgSize / 4)) : DEFAULT_CHUNKER_PARAMS.minSize),
+    avgSize,
+    maxSize: size('max', options.max, given ? avgSize * 2 : DEFAULT_CHUNKER_PARAMS.maxSize),
   });
 }
 
