@@ -106,7 +106,7 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   // 4 MiB of average chunks, but never more than 16 MiB of the largest (what a batch may hold
   // while its placement is asked for) nor more than MAX_BATCH_CHUNKS.
   const batchByBytes = Math.min(Math.round(BATCH_BYTES / params.avgSize), Math.floor(MAX_BATCH_BYTES / params.maxSize));
-  const batchSize = o.batchSize ?? Math.min(MAX_BATCH_CHUNKS, Math.max(1, batchByBytes));
+  const batchSize = Math.min(MAX_PLACE_CHUNKS, Math.max(1, Math.floor(o.batchSize ?? Math.min(MAX_BATCH_CHUNKS, batchByBytes))));
   // Names this upload to the leader: its chunks are kept from GC until it commits.
   const uploadId = randomBytes(12).toString('hex');
   const whole = await o.blake3.createHasher();

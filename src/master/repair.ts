@@ -53,6 +53,9 @@ const READABLE: ReadonlySet<NodeState> = new Set(['alive', 'suspect', 'draining'
 
 /** A round rests at least this many times as long as its survey took (RepairTask.run). */
 const SURVEY_REST_FACTOR = 9;
+/** The longest rest between rounds, and while chunks wait for copies (RepairTask.run). */
+const MAX_REST_MS = 5_000;
+const MAX_REST_WITH_WORK_MS = 1_000;
 
 /**
  * A leader-only task that keeps every referenced chunk at its replication factor:
@@ -78,6 +81,8 @@ export class RepairTask implements LeaderTask {
   #health: ChunkHealth = { total: 0, underReplicated: 0, missing: 0, repairing: 0, repaired: 0, copiesPerSecond: 0, ready: false };
   #plane: DataPlane | undefined;
   #lastSurveyMs = 0;
+  /** Whether the last round found chunks to copy or copies under way. */
+  #hadWork = false;
 
   constructor(options: RepairOptions) {
     this.#o = options;
@@ -125,13 +130,19 @@ export class RepairTask implements LeaderTask {
   }
 
   async run(ctx: LeaderContext): Promise<void> {
+    this.#lastSurveyMs = 0; // a new leadership: nothing measured yet
     for (;;) {
       // A round's survey walks every referenced chunk, so its cost grows with what is stored
       // (measured: 90-110 ms for 200,000 chunks, a third of a core at a fixed 200 ms interval;
       // a million chunks would take most of one). Resting SURVEY_REST_FACTOR times the last
       // survey keeps repair under a tenth of the leader's thread however large the namespace,
       // where a fixed interval would have it spend all of it; small clusters keep the interval.
-      await ctx.sleep(Math.max(this.#o.checkEveryMs ?? 200, this.#lastSurveyMs * SURVEY_REST_FACTOR));
+      // The rest is capped (lower while copies are wanted, as they are queued once a round),
+      // so a survey that seemed long because the clock jumped or the process was paused
+      // cannot stall repair.
+      const capMs = this.#hadWork ? MAX_REST_WITH_WORK_MS : MAX_REST_MS;
+      const restMs = Math.min(capMs, this.#lastSurveyMs * SURVEY_REST_FACTOR);
+      await ctx.sleep(Math.max(this.#o.checkEveryMs ?? 200, Number.isFinite(restMs) ? restMs : 0));
       await this.runOnce(ctx);
     }
   }
@@ -152,6 +163,7 @@ export class RepairTask implements LeaderTask {
     const surveyStartedMs = this.#o.now();
     const { jobs, extras, health } = this.#survey(plane, states);
     this.#lastSurveyMs = Math.max(0, this.#o.now() - surveyStartedMs);
+    this.#hadWork = jobs.length > 0 || this.#inflight.size > 0;
     if (ready) this.#queueCopies(plane, states, jobs);
     if (ready && jobs.length === 0 && this.#rebalanceLeft > 0) this.#rebalance(plane, states);
     this.#health = { ...health, ready, repairing: this.#inflightCount(), repaired: this.#repaired, copiesPerSecond: this.#rate() };

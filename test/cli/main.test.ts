@@ -79,6 +79,16 @@ describe('dfs CLI', () => {
     expect(JSON.parse(io.out()).params).toEqual({ minSize: 64 * 1024, avgSize: 256 * 1024, maxSize: 512 * 1024 });
   });
 
+  it('chunk --avg alone that would take min or max out of bounds: a usage error naming the flag to add', async () => {
+    const file = join(await tempDir(), 'avg-bad.bin');
+    await writeFile(file, new SeededBytes(24).bytes(1000));
+    for (const [avg, flag] of [['64MiB', '--max'], ['128', '--min']] as const) {
+      const io = captureIO();
+      expect(await main(['chunk', file, '--avg', avg], io)).toBe(EXIT.usage);
+      expect(io.err()).toContain(`give ${flag} too`);
+    }
+  });
+
   it('chunk - reads stdin and reports what deduplicates within it', async () => {
     const half = new SeededBytes(22).bytes(1_000_000);
     const io = captureIO(Buffer.concat([half, half]));

@@ -191,6 +191,34 @@ describe('repair planning (injected clock, no processes)', () => {
     expect(sleeps).toEqual([200, 4_500, 4_500]);
   });
 
+  it('rests at most 5 s (1 s while copies are wanted), however long a survey seemed: a clock jump cannot stall repair', async () => {
+    const w = world(['a', 'b', 'c', 'd']);
+    const id = cid(7);
+    w.refs.set(id, 1);
+    w.report('a', [id]); // one copy of three: copies are wanted
+    for (const n of ['b', 'c', 'd']) w.report(n, []);
+    let jump = 3_600_000; // the first survey sees the clock leap an hour
+    const task = new RepairTask({
+      plane: () => w.plane,
+      nodes: () => [...w.records.values()],
+      refCount: (x) => w.refs.get(x) ?? 0,
+      referencedChunks: function* () {
+        w.advance(jump);
+        jump = 0;
+        yield* w.refs.keys();
+      },
+      replicationFactor: () => 3,
+      deleteOnNode: async () => ({ kept: [] }),
+      now: w.now,
+      reportWaitMs: 0,
+    });
+    const sleeps: number[] = [];
+    const ctx: LeaderContext = { ...w.ctx, sleep: async (ms) => { sleeps.push(ms); if (sleeps.length === 2) throw new Error('stop'); } };
+    await expect(task.run(ctx)).rejects.toThrow('stop');
+    expect(task.lastSurveyMs).toBe(3_600_000);
+    expect(sleeps).toEqual([200, 1_000]);
+  });
+
 
   it('copies the most endangered chunks first, from a live holder to a node without a copy', async () => {
     const w = world(['a', 'b', 'c', 'd', 'e']);
