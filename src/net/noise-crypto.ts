@@ -11,9 +11,9 @@ import { Uint8ArrayList } from 'uint8arraylist';
  * every byte of a put crosses six of these calls (three hops, each sealed and opened). Both are
  * Noise ciphers with 32-byte keys, 12-byte nonces and 16-byte tags; Noise's nonce is a message
  * counter, never repeated under one key, which is all GCM asks of it. The price: a peer must run
- * this module to talk to us (a standard libp2p peer fails the handshake's second message), which
- * a closed cluster asks anyway (the cluster secret in the prologue), and a cluster must not mix
- * versions from before this change.
+ * this module to talk to us, which a closed cluster asks anyway (the cluster secret in the
+ * prologue); peer.ts negotiates it under its own protocol id, so a peer without it is turned
+ * away before the handshake.
  */
 const ALGORITHM = 'aes-256-gcm';
 const TAG_BYTES = 16;

@@ -308,8 +308,8 @@ function parseDialTarget(target: string): DialTarget {
 /**
  * The encrypter's protocol id: Noise with AES-256-GCM as its AEAD (net/noise-crypto.ts) is not
  * the stock `/noise`, so a peer without it (another libp2p program, a dfs from before the
- * change) fails at negotiation with "protocol not supported", not later with an authentication
- * error that would read like a wrong cluster secret.
+ * change) fails at negotiation ("could not negotiate"), not later with an authentication error
+ * that would read like a wrong cluster secret.
  */
 export const NOISE_PROTOCOL = '/dfs/noise-aes256gcm/1.0.0';
 

@@ -140,7 +140,7 @@ describe('failure detector (one health model, injected clock)', () => {
 });
 
 /** A repair task over the world's plane; deletes it sends are recorded in `deletes`. */
-function repairOf(w: ReturnType<typeof world>, deletes: Array<[string, string[]]> = [], copiesPerNode?: number): RepairTask {
+function repairOf(w: ReturnType<typeof world>, deletes: Array<[string, string[]]> = [], copiesPerNode?: number, overrides: Partial<ConstructorParameters<typeof RepairTask>[0]> = {}): RepairTask {
   return new RepairTask({
     plane: () => w.plane,
     nodes: () => [...w.records.values()],
@@ -153,42 +153,41 @@ function repairOf(w: ReturnType<typeof world>, deletes: Array<[string, string[]]
     },
     now: w.now,
     ...(copiesPerNode !== undefined ? { copiesPerNode } : {}),
+    ...overrides,
   });
 }
 
 describe('repair planning (injected clock, no processes)', () => {
-  it('rests nine times as long as its last survey took: a large namespace cannot keep the leader busy', async () => {
-    const w = world(['a', 'b', 'c']);
-    for (let i = 0; i < 100; i++) w.refs.set(cid(1000 + i), 1);
-    for (const id of ['a', 'b', 'c']) w.report(id, [...w.refs.keys()]);
-    const task = new RepairTask({
-      plane: () => w.plane,
-      nodes: () => [...w.records.values()],
-      refCount: (id) => w.refs.get(id) ?? 0,
-      // Every chunk the survey looks at costs 5 ms of the injected clock: 500 ms a survey.
-      referencedChunks: function* () {
-        for (const id of w.refs.keys()) {
-          w.advance(5);
-          yield id;
-        }
-      },
-      replicationFactor: () => 3,
-      deleteOnNode: async () => ({ kept: [] }),
-      now: w.now,
-      checkEveryMs: 200,
-    });
+  /** The rests `task.run` asks for, until it has asked `count` of them. */
+  async function restsOf(task: RepairTask, w: ReturnType<typeof world>, count: number): Promise<number[]> {
     const sleeps: number[] = [];
     const ctx: LeaderContext = {
       ...w.ctx,
       sleep: async (ms) => {
         sleeps.push(ms);
-        if (sleeps.length === 3) throw new Error('stop');
+        if (sleeps.length === count) throw new Error('stop');
       },
     };
     await expect(task.run(ctx)).rejects.toThrow('stop');
-    expect(task.lastSurveyMs).toBe(500);
+    return sleeps;
+  }
+
+  it('rests nine times as long as its last survey took: a large namespace cannot keep the leader busy', async () => {
+    const w = world(['a', 'b', 'c']);
+    for (let i = 0; i < 100; i++) w.refs.set(cid(1000 + i), 1);
+    for (const id of ['a', 'b', 'c']) w.report(id, [...w.refs.keys()]);
+    // Every chunk the survey looks at costs 5 ms of the injected clock: 500 ms a survey.
+    const task = repairOf(w, [], undefined, {
+      *referencedChunks() {
+        for (const id of w.refs.keys()) {
+          w.advance(5);
+          yield id;
+        }
+      },
+    });
     // The first round rests the interval (no survey yet); later ones 9 x 500 ms.
-    expect(sleeps).toEqual([200, 4_500, 4_500]);
+    expect(await restsOf(task, w, 3)).toEqual([200, 4_500, 4_500]);
+    expect(task.lastSurveyMs).toBe(500);
   });
 
   it('rests at most 5 s (1 s while copies are wanted), however long a survey seemed: a clock jump cannot stall repair', async () => {
@@ -198,27 +197,17 @@ describe('repair planning (injected clock, no processes)', () => {
     w.report('a', [id]); // one copy of three: copies are wanted
     for (const n of ['b', 'c', 'd']) w.report(n, []);
     let jump = 3_600_000; // the first survey sees the clock leap an hour
-    const task = new RepairTask({
-      plane: () => w.plane,
-      nodes: () => [...w.records.values()],
-      refCount: (x) => w.refs.get(x) ?? 0,
-      referencedChunks: function* () {
+    const task = repairOf(w, [], undefined, {
+      reportWaitMs: 0,
+      *referencedChunks() {
         w.advance(jump);
         jump = 0;
         yield* w.refs.keys();
       },
-      replicationFactor: () => 3,
-      deleteOnNode: async () => ({ kept: [] }),
-      now: w.now,
-      reportWaitMs: 0,
     });
-    const sleeps: number[] = [];
-    const ctx: LeaderContext = { ...w.ctx, sleep: async (ms) => { sleeps.push(ms); if (sleeps.length === 2) throw new Error('stop'); } };
-    await expect(task.run(ctx)).rejects.toThrow('stop');
+    expect(await restsOf(task, w, 2)).toEqual([200, 1_000]);
     expect(task.lastSurveyMs).toBe(3_600_000);
-    expect(sleeps).toEqual([200, 1_000]);
   });
-
 
   it('copies the most endangered chunks first, from a live holder to a node without a copy', async () => {
     const w = world(['a', 'b', 'c', 'd', 'e']);

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { CHUNKER_ID, CHUNKER_LIMITS, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS, loadBlake3, validateChunkerParams } from '../../chunker/index.ts';
+import { CHUNKER_ID, type ChunkerParams, chunkStream, DEFAULT_CHUNKER_PARAMS, loadBlake3, validateChunkerParams } from '../../chunker/index.ts';
 import { DfsError, fromSystemError } from '../../errors/index.ts';
 import { formatBytes, formatTable, parseBytes } from '../format.ts';
 import { type CliIO, STDIO_ARG } from '../io.ts';
@@ -68,14 +68,8 @@ function chunkerParamsFrom(options: ChunkCommandOptions): ChunkerParams {
   // An --avg alone brings min and max along in the defaults' proportions (a quarter, twice).
   const avgSize = size('avg', options.avg, DEFAULT_CHUNKER_PARAMS.avgSize);
   const given = options.avg !== undefined;
-  if (given && options.max === undefined && avgSize * 2 > CHUNKER_LIMITS.maxSizeCeiling) {
-    throw new DfsError('ERR_USAGE', `--avg ${formatBytes(avgSize)} is too large alone: max defaults to twice it, and may be at most ${formatBytes(CHUNKER_LIMITS.maxSizeCeiling)}; give --max too`);
-  }
-  if (given && options.min === undefined && Math.floor(avgSize / 4) < CHUNKER_LIMITS.minSizeFloor) {
-    throw new DfsError('ERR_USAGE', `--avg ${formatBytes(avgSize)} is too small alone: min defaults to a quarter of it, and must be at least ${CHUNKER_LIMITS.minSizeFloor} bytes; give --min too`);
-  }
   return validateChunkerParams({
-    minSize: size('min', options.min, given ? Math.max(1, Math.floor(avgSize / 4)) : DEFAULT_CHUNKER_PARAMS.minSize),
+    minSize: size('min', options.min, given ? Math.floor(avgSize / 4) : DEFAULT_CHUNKER_PARAMS.minSize),
     avgSize,
     maxSize: size('max', options.max, given ? avgSize * 2 : DEFAULT_CHUNKER_PARAMS.maxSize),
   });
