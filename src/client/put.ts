@@ -77,7 +77,7 @@ const MAX_BATCH_BYTES = 16 * 1024 * 1024;
  * they must keep coming while small chunks upload; 1,024 tiny chunks took longer than a test
  * cluster's GC grace.
  */
-const MAX_BATCH_CHUNKS = Math.min(64, MAX_PLACE_CHUNKS);
+const MAX_BATCH_CHUNKS = 64;
 /** Receipts sent ahead in one proveStored request while the upload goes on. */
 const PROOFS_PER_BATCH = 256;
 
@@ -106,7 +106,10 @@ async function storeFile(source: AsyncIterable<Uint8Array>, path: string, o: Put
   // 4 MiB of average chunks, but never more than 16 MiB of the largest (what a batch may hold
   // while its placement is asked for) nor more than MAX_BATCH_CHUNKS.
   const batchByBytes = Math.min(Math.round(BATCH_BYTES / params.avgSize), Math.floor(MAX_BATCH_BYTES / params.maxSize));
-  const batchSize = Math.min(MAX_PLACE_CHUNKS, Math.max(1, Math.floor(o.batchSize ?? Math.min(MAX_BATCH_CHUNKS, batchByBytes))));
+  const batchSize =
+    o.batchSize === undefined || !Number.isFinite(o.batchSize)
+      ? Math.min(MAX_BATCH_CHUNKS, Math.max(1, batchByBytes))
+      : Math.min(MAX_PLACE_CHUNKS, Math.max(1, Math.floor(o.batchSize)));
   // Names this upload to the leader: its chunks are kept from GC until it commits.
   const uploadId = randomBytes(12).toString('hex');
   const whole = await o.blake3.createHasher();

@@ -219,13 +219,19 @@ export class Access {
     return good;
   }
 
+  /** A failed login's audit line, within the peer's allowance of refusal lines (mayLogRefusal). */
+  #auditLoginFailure(peerId: string, fields: Record<string, unknown>, message: string): void {
+    const line = this.mayLogRefusal(peerId);
+    if (line.ok) this.#audit.warn({ event: 'login', ok: false, ...fields, peer: peerId, ...(line.unlogged > 0 ? { unlogged: line.unlogged } : {}) }, message);
+  }
+
   /** Checks a password and signs a token; failures are rate-limited per user and per peer. */
   async login(user: string, password: string, peerId: string, ttlMs: number | undefined): Promise<LoginResult> {
     const keys = this.requireKeys();
     const caller: Caller = { kind: 'anonymous', peerId };
     const limit = this.#limiter.check(user, peerId);
     if (!limit.allowed) {
-      this.#audit.warn({ event: 'login', ok: false, user, peer: peerId, reason: 'rate-limited', retryAfterMs: limit.retryAfterMs }, 'login refused');
+      this.#auditLoginFailure(peerId, { user, reason: 'rate-limited', retryAfterMs: limit.retryAfterMs }, 'login refused');
       throw new DfsError('ERR_UNAUTHENTICATED', limit.message);
     }
     const stored = this.#o.state().user(user)?.password;
@@ -234,7 +240,7 @@ export class Access {
     const record = this.#o.state().user(user);
     if (!good || record === undefined || record.password !== stored) {
       this.#limiter.recordFailure(user, peerId);
-      this.#audit.warn({ event: 'login', ok: false, user, peer: peerId, reason: 'bad credentials' }, 'login failed');
+      this.#auditLoginFailure(peerId, { user, reason: 'bad credentials' }, 'login failed');
       throw new DfsError('ERR_UNAUTHENTICATED', 'wrong user name or password: check them and run `dfs login` again');
     }
     if (record.disabled) {

@@ -3,7 +3,7 @@ import { type Clock, type Rng, systemClock, systemRng } from '../env/index.ts';
 import { DfsError, isDfsError } from '../errors/index.ts';
 import { type Logger, silentLogger } from '../log/index.ts';
 import { type DfsPeer, peerIdInAddr, serveMuxRpc } from '../net/index.ts';
-import { type HashPasswordOptions, type LoginLimiterOptions, type Operation, type Role, putDelta, type VerifyPasswordOptions, wouldExceed } from '../auth/index.ts';
+import { type HashPasswordOptions, isAuthError, type LoginLimiterOptions, type Operation, type Role, putDelta, type VerifyPasswordOptions, wouldExceed } from '../auth/index.ts';
 import {
   type AclView,
   type ApplyResult,
@@ -49,9 +49,6 @@ export interface RepairView {
 }
 
 const MiB = 1024 * 1024;
-
-/** Refusals the access layer already wrote an audit line for (or counted): no second line. */
-const AUDITED: ReadonlySet<string> = new Set(['ERR_UNAUTHENTICATED', 'ERR_FORBIDDEN', 'ERR_QUOTA', 'ERR_TOKEN_EXPIRED']);
 
 /** The login user a ticket is issued for (nodes share their budget per user); none for masters and nodes. */
 function userOf(caller: Caller): string | undefined {
@@ -308,7 +305,8 @@ export class MetaService {
       // Not-leader answers are routine (clients follow the hint); anything else is worth a line,
       // as long as the peer is not flooding us with refused requests (then they are counted).
       if (err.code === 'ERR_NOT_LEADER') this.#log.debug({ request: request.type, code: err.code }, 'refused a request');
-      else if (!AUDITED.has(err.code)) {
+      // Auth refusals: the access layer wrote the audit line (or counted it) already.
+      else if (!isAuthError(err)) {
         const line = this.access.mayLogRefusal(from.peerId);
         if (line.ok) this.#log.info({ request: request.type, code: err.code, reason: err.message, peer: from.peerId, ...(line.unlogged > 0 ? { unlogged: line.unlogged } : {}) }, 'refused a request');
       }
@@ -755,7 +753,10 @@ export class MetaService {
         // the chunks' holders yet). The barrier applies everything committed before it first.
         await this.#o.driver.readBarrier();
         const first = this.#o.machine.state.resultOf(request.clientId, request.seq);
-        if (first) return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
+        if (first) {
+          result = first; // a commit that applied ends its upload's promise below, as a first try's does
+          return first.ok ? { ok: true, value: first.value } : { ok: false, code: first.code, message: first.message };
+        }
         await this.#checkCommit(cmd, request.stored);
       }
       result = (await this.#o.driver.propose(encodeEnvelope({ clientId: request.clientId, seq: request.seq, cmd }))) as ApplyResult;

@@ -28,7 +28,9 @@ export class UploadSessions {
    * (a peer id) beyond its cap of open ones: ERR_OVERLOADED, nothing promised.
    */
   promise(uploadId: string, chunkIds: Iterable<string>, owner?: string, placed?: { readonly user: string; readonly sizes: ReadonlyMap<string, number> }): void {
-    const known = this.#uploads.get(uploadId);
+    // An expired upload is a new one: its old promises lapsed (GC may have taken those chunks),
+    // and it counts against its owner's cap again.
+    const known = this.alive(uploadId) ? this.#uploads.get(uploadId) : undefined;
     if (owner !== undefined && known === undefined && this.openBy(owner) >= this.#maxPerOwner) {
       throw new DfsError(
         'ERR_OVERLOADED',

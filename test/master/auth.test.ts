@@ -265,6 +265,16 @@ describe('refusal lines', () => {
       expect(last.fields.unlogged).toBeGreaterThan(200);
     });
   });
+
+  it('failed logins from one peer in a loop get a few audit lines, not one each', async () => {
+    await withCluster(async (c, leader) => {
+      const anon = as(leader, ANON_PEER, undefined);
+      for (let i = 0; i < 100; i++) expect(await anon({ type: 'login', user: `nobody${i}`, password: 'x' })).toMatchObject({ ok: false, code: 'ERR_UNAUTHENTICATED' });
+      const lines = c.logger.records.filter((r) => r.fields.peer === ANON_PEER && r.fields.event === 'login');
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.length).toBeLessThan(40);
+    });
+  });
 });
 
 describe('quotas', () => {
@@ -308,6 +318,24 @@ describe('quotas', () => {
 });
 
 describe('chunk tickets', () => {
+  it('a commit retried after it applied (its answer lost) ends its upload, as the first try does', async () => {
+    await withCluster(async (c, leader) => {
+      await threeLiveNodes(leader);
+      const token = await c.login('alice', ['writer'], ALICE_PEER);
+      const alice = as(leader, ALICE_PEER, token);
+      const placed = await alice({ type: 'place', chunks: [{ id: cid(9), size: 10 }], path: '/r', fileBytes: 10, uploadId: 'ur' });
+      const [p] = placed.value as Array<{ id: string; fence: number }>;
+      const stored = [{ id: cid(9), fence: p!.fence, receipts: await Promise.all(nodeKeys.map((k) => signReceipt(k, cid(9), p!.fence))) }];
+      const commit = { ...write({ op: 'commitFile', path: '/r', manifest: manifestOf([[cid(9), 10]]), parents: false, ifAbsent: false }), stored, uploadId: 'ur' } as MetaRequest;
+      expect(await alice(commit)).toMatchObject({ ok: true });
+      // Between the tries the client placed under the same upload again (say, a retry loop).
+      expect((await alice({ type: 'place', chunks: [{ id: cid(9), size: 10 }], path: '/r', fileBytes: 10, uploadId: 'ur' })).ok).toBe(true);
+      expect(leader.service.dataPlane!.uploads.openBy(ALICE_PEER)).toBe(1);
+      expect(await alice(commit)).toMatchObject({ ok: true }); // the same clientId and seq: the first answer
+      expect(leader.service.dataPlane!.uploads.openBy(ALICE_PEER)).toBe(0);
+    });
+  });
+
   it('place, locate and replicate hand out tickets the cluster key verifies, naming bearer, op, chunk and fence', async () => {
     await withCluster(async (c, leader) => {
       await threeLiveNodes(leader);

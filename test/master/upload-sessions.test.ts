@@ -26,4 +26,14 @@ describe('UploadSessions chunk cap', () => {
     sessions.promise('u', [idOf(1)], 'peer', { user: 'alice', sizes });
     expect(sessions.bytesOf('u')).toBe(10);
   });
+
+  it('an expired upload named again is a new one: the chunks promised before it expired are not promised again', () => {
+    let now = 0;
+    const sessions = new UploadSessions(() => now, 1000);
+    sessions.promise('old', [idOf(1)], 'peer');
+    now = 5000; // expired (GC may have taken chunk 1 meanwhile), not yet swept
+    sessions.promise('old', [idOf(3)], 'peer');
+    expect(sessions.promised(idOf(3))).toBe(true);
+    expect(sessions.promised(idOf(1))).toBe(false);
+  });
 });
