@@ -278,12 +278,18 @@ describe('repair planning (injected clock, no processes)', () => {
     expect(w.plane.nodes.takeReplicate('a', 10).length).toBe(2);
   });
 
-  it('trims extra copies, draining holders first, only while the kept copies are confirmed', async () => {
+  /** Four nodes holding chunk `x`, one more than RF, and `b` draining: a trim is due. */
+  function oneCopyTooMany(x: string): ReturnType<typeof world> {
     const w = world(['a', 'b', 'c', 'd']);
-    const x = cid(5);
     w.refs.set(x, 1);
     for (const n of ['a', 'b', 'c', 'd']) w.report(n, [x]);
     w.setState('b', 'draining');
+    return w;
+  }
+
+  it('trims extra copies, draining holders first, only while the kept copies are confirmed', async () => {
+    const x = cid(5);
+    const w = oneCopyTooMany(x);
     const deletes: Array<[string, string[]]> = [];
     await repairOf(w, deletes, 2).runOnce(w.ctx);
     expect(deletes).toEqual([['b', [x]]]);
@@ -291,21 +297,12 @@ describe('repair planning (injected clock, no processes)', () => {
   });
 
   it('a trim that failed on a node: its copy no longer counts until the node reports again (it may be gone)', async () => {
-    const w = world(['a', 'b', 'c', 'd']);
     const x = cid(8);
-    w.refs.set(x, 1);
-    for (const n of ['a', 'b', 'c', 'd']) w.report(n, [x]);
-    w.setState('b', 'draining');
-    const failing = new RepairTask({
-      plane: () => w.plane,
-      nodes: () => [...w.records.values()],
-      refCount: (id) => w.refs.get(id) ?? 0,
-      referencedChunks: () => w.refs.keys(),
-      replicationFactor: () => 3,
+    const w = oneCopyTooMany(x);
+    const failing = repairOf(w, [], undefined, {
       deleteOnNode: async () => {
         throw new Error('connection reset after the request was sent');
       },
-      now: w.now,
     });
     await failing.runOnce(w.ctx);
     expect([...w.plane.locations.holders(x)].sort()).toEqual(['a', 'c', 'd']);
